@@ -1,0 +1,86 @@
+"""Build the ASGI application: the simple-index fast path in front of the FastAPI app."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp
+
+from packyard import __version__
+from packyard.config import Settings
+from packyard.context import AppContext
+from packyard.errors import PackyardError
+from packyard.http_errors import error_response, send_error
+from packyard.repository.routes import router as repository_router
+from packyard.repository.simple_app import SimpleIndexApp
+
+log = logging.getLogger("packyard")
+SYNC_INTERVAL = 0.5
+
+
+def create_app(settings: Settings) -> ASGIApp:
+    context = AppContext.open(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(_follow_changes(context))
+        try:
+            yield
+        finally:
+            task.cancel()
+            context.db.dispose()
+
+    api = FastAPI(
+        title="Packyard",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url="/__api__/docs",
+        openapi_url="/__api__/openapi.json",
+        redoc_url=None,
+    )
+    api.state.packyard = context
+    api.include_router(repository_router)
+
+    @api.exception_handler(PackyardError)
+    async def _packyard_error(request: Request, exc: PackyardError):  # type: ignore[no-untyped-def]
+        return error_response(request, exc)
+
+    @api.exception_handler(HTTPException)
+    async def _http_error(request: Request, exc: HTTPException):  # type: ignore[no-untyped-def]
+        message = {
+            404: f"Nothing is served at `{request.url.path}`; repository indexes live at `/<repo>/latest/simple/`.",
+            405: f"Method {request.method} is not allowed on `{request.url.path}`.",
+        }.get(exc.status_code, str(exc.detail))
+        return error_response(request, PackyardError(message), exc.status_code)
+
+    @api.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError):  # type: ignore[no-untyped-def]
+        return error_response(request, PackyardError(f"Bad request: {exc.errors()[0].get('msg')}."), 400)
+
+    app = SimpleIndexApp(context.pages, context.auth, api, send_error)
+    app.state = api.state  # type: ignore[attr-defined]
+    return _with_lifespan(app, api)
+
+
+def _with_lifespan(app: SimpleIndexApp, api: FastAPI) -> ASGIApp:
+    async def asgi(scope, receive, send):  # type: ignore[no-untyped-def]
+        if scope["type"] == "http":
+            return await app(scope, receive, send)
+        return await api(scope, receive, send)
+
+    return asgi
+
+
+async def _follow_changes(context: AppContext) -> None:
+    while True:
+        await asyncio.sleep(SYNC_INTERVAL)
+        try:
+            await asyncio.to_thread(context.sync)
+        except Exception:  # keep following; a database hiccup must not stop cache updates for good
+            log.exception("Could not read the change log; retrying")

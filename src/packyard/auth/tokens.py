@@ -1,0 +1,165 @@
+"""Scoped, expiring API tokens: HS256 JWTs whose `jti` the server keeps, so it can list and revoke them."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import jwt
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from packyard.auth.errors import InvalidToken, ScopeNotGranted
+from packyard.auth.models import Token
+from packyard.db import utcnow
+from packyard.errors import PackyardError
+
+AUDIENCE = "packyard"
+SCOPES = ("sources:write", "repos:read", "admin")
+ANY = "*"
+_DURATION = re.compile(r"^(\d+)([smhd])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_expires(text: str) -> timedelta | None:
+    """`30d`, `12h`, `45m`, `90s` or `never`."""
+    if text.strip().lower() == "never":
+        return None
+    match = _DURATION.match(text.strip().lower())
+    if not match or int(match.group(1)) == 0:
+        raise PackyardError(f"Expiry {text!r} is not valid; write e.g. `30d`, `12h`, `45m`, `90s` or `never`.")
+    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What a verified token may do."""
+
+    jti: str
+    description: str
+    scopes: dict[str, tuple[str, ...]]
+    expires_at: float | None
+
+    def _allows(self, scope: str, resource: str) -> bool:
+        if ANY in self.scopes.get("admin", ()):
+            return True
+        names = self.scopes.get(scope, ())
+        return ANY in names or resource in names
+
+    def require(self, scope: str, kind: str, resource: str) -> None:
+        if not self._allows(scope, resource):
+            raise ScopeNotGranted(
+                f"Token `{self.description}` does not grant `{scope}` on {kind} `{resource}`; "
+                f"create one with `packyard token create --scope {scope} --{kind}s {resource}`."
+            )
+
+
+def _split(values: Iterable[str]) -> list[str]:
+    out: list[str] = []
+    for v in values:
+        out.extend(x.strip() for x in v.split(",") if x.strip())
+    return out
+
+
+def create_token(
+    session: Session,
+    secret: str,
+    issuer: str,
+    description: str,
+    scopes: Iterable[str],
+    sources: Iterable[str] = (),
+    repos: Iterable[str] = (),
+    expires: timedelta | None = None,
+) -> tuple[str, Token]:
+    scope_list = _split(scopes)
+    source_list, repo_list = _split(sources), _split(repos)
+    if not description.strip():
+        raise PackyardError("A token needs a `--description` saying who or what uses it.")
+    if not scope_list:
+        raise PackyardError(f"A token needs at least one `--scope`: {', '.join(SCOPES)}.")
+    for scope in scope_list:
+        if scope not in SCOPES:
+            raise PackyardError(f"Scope {scope!r} is not known; use one of: {', '.join(SCOPES)}.")
+    if "sources:write" in scope_list and not source_list:
+        raise PackyardError("Scope `sources:write` needs `--sources` (names, comma-separated, or '*').")
+    if "repos:read" in scope_list and not repo_list:
+        raise PackyardError("Scope `repos:read` needs `--repos` (names, comma-separated, or '*').")
+    grants: dict[str, list[str]] = {}
+    for scope in scope_list:
+        grants[scope] = {"sources:write": source_list, "repos:read": repo_list, "admin": [ANY]}[scope]
+    now = utcnow()
+    row = Token(
+        jti=str(uuid.uuid4()),
+        description=description.strip(),
+        scopes=",".join(scope_list),
+        sources=",".join(source_list),
+        repos=",".join(repo_list),
+        created_at=now,
+        expires_at=now + expires if expires else None,
+    )
+    session.add(row)
+    from packyard.repository.services import record  # the change log is shared by every domain
+
+    record(session, "token-create", detail=row.jti)
+    claims: dict[str, object] = {
+        "aud": AUDIENCE,
+        "iss": issuer.rstrip("/") + "/",
+        "iat": int(now.timestamp()),
+        "jti": row.jti,
+        "description": row.description,
+        "scopes": grants,
+    }
+    if row.expires_at:
+        claims["exp"] = int(row.expires_at.timestamp())
+    return jwt.encode(claims, secret, algorithm="HS256"), row
+
+
+def list_tokens(session: Session) -> list[Token]:
+    return list(session.scalars(select(Token).order_by(Token.created_at)))
+
+
+def revoke_token(session: Session, jti: str) -> Token:
+    row = session.get(Token, jti)
+    if row is None:
+        raise PackyardError(f"No token with id `{jti}`; `packyard token list` shows the ids.")
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+        from packyard.repository.services import record
+
+        record(session, "token-revoke", detail=jti)
+    return row
+
+
+def decode(token: str, secret: str) -> Grant:
+    """Check signature, audience and expiry; the caller checks revocation against the database."""
+    try:
+        claims = jwt.decode(token, secret, algorithms=["HS256"], audience=AUDIENCE, options={"require": ["jti", "iat"]})
+    except jwt.ExpiredSignatureError as exc:
+        raise InvalidToken(
+            "The token has expired; ask an administrator for a new one (`packyard token create`)."
+        ) from exc
+    except jwt.PyJWTError as exc:
+        raise InvalidToken(
+            "The token is not valid for this server (bad signature or format); check that you copied the whole token."
+        ) from exc
+    scopes = claims.get("scopes") or {}
+    return Grant(
+        jti=str(claims["jti"]),
+        description=str(claims.get("description", claims["jti"])),
+        scopes={str(k): tuple(v) for k, v in scopes.items()},
+        expires_at=claims.get("exp"),
+    )
+
+
+def check_not_revoked(session: Session, grant: Grant) -> None:
+    row = session.get(Token, grant.jti)
+    if row is None or row.revoked_at is not None:
+        when = f" on {row.revoked_at:%Y-%m-%d %H:%M} UTC" if row and row.revoked_at else ""
+        raise InvalidToken(f"The token `{grant.description}` was revoked{when}; ask an administrator for a new one.")
+
+
+def is_expired(grant: Grant) -> bool:
+    return grant.expires_at is not None and grant.expires_at <= datetime.now(UTC).timestamp()

@@ -1,0 +1,306 @@
+"""The `packyard` command: server-host commands on the data directory, and `add` for remote uploads."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from sqlalchemy.orm import Session
+
+from packyard.cli.output import fail, out, table
+from packyard.config import ConfigError, Settings, load_settings, write_default_config
+from packyard.db import Database
+from packyard.errors import PackyardError
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="Packyard: Python package repository and publishing server.",
+)
+source_app = typer.Typer(no_args_is_help=True, help="Sources hold packages.")
+repo_app = typer.Typer(no_args_is_help=True, help="Repositories serve sources to pip and uv.")
+token_app = typer.Typer(no_args_is_help=True, help="API tokens for uploads and authenticated repositories.")
+app.add_typer(source_app, name="source")
+app.add_typer(repo_app, name="repo")
+app.add_typer(token_app, name="token")
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option("--data-dir", envvar="PACKYARD_DATA_DIR", help="Data directory [default: ./packyard-data]."),
+]
+
+
+def settings_for(data_dir: Path | None) -> Settings:
+    try:
+        settings = load_settings(data_dir)
+    except ConfigError as exc:
+        fail(str(exc), hint="Fix the file or the PACKYARD_* variable, then run the command again.")
+        raise  # unreachable; fail exits
+    write_default_config(settings.data_dir)
+    return load_settings(settings.data_dir)
+
+
+@contextmanager
+def local_session(data_dir: Path | None) -> Iterator[tuple[Settings, Session]]:
+    """A session on the data directory's database, for commands run on the server host."""
+    from packyard.repository.services import ensure_defaults
+
+    settings = settings_for(data_dir)
+    db = Database(settings.database_url)
+    try:
+        db.upgrade()
+        with db.session() as session:
+            ensure_defaults(session)
+        with db.session() as session:
+            yield settings, session
+    except PackyardError as exc:
+        fail(str(exc))
+    finally:
+        db.dispose()
+
+
+@app.command()
+def run(
+    data_dir: DataDir = None,
+    host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+) -> None:
+    """Start the server."""
+    from packyard.server import serve
+
+    settings = settings_for(data_dir)
+    if host:
+        settings.server.host = host
+    if port:
+        settings.server.port = port
+    out.print(f"Packyard {settings.server.address} serving data from {settings.data_dir.resolve()}", soft_wrap=True)
+    serve(settings)
+
+
+@source_app.command("create")
+def source_create(
+    name: Annotated[str, typer.Option(help="Source name, e.g. `local-python-src`.")],
+    type: Annotated[str, typer.Option("--type", help="Source type.")] = "local-python",
+    data_dir: DataDir = None,
+) -> None:
+    """Create a source."""
+    from packyard.repository.services import create_source
+
+    with local_session(data_dir) as (_, session):
+        create_source(session, name, type)
+    out.print(f"Created source `{name}` ({type}).")
+
+
+@source_app.command("list")
+def source_list(data_dir: DataDir = None) -> None:
+    """List sources."""
+    from sqlalchemy import func, select
+
+    from packyard.repository.models import DistFile, Project, Source
+
+    with local_session(data_dir) as (_, session):
+        rows = []
+        for s in session.scalars(select(Source).order_by(Source.name)):
+            projects = session.scalar(select(func.count()).select_from(Project).where(Project.source_id == s.id))
+            files = session.scalar(select(func.count()).select_from(DistFile).where(DistFile.source_id == s.id))
+            rows.append([s.name, s.type, str(projects), str(files), f"{s.created_at:%Y-%m-%d}"])
+    table(["NAME", "TYPE", "PROJECTS", "FILES", "CREATED"], rows)
+
+
+@repo_app.command("create")
+def repo_create(
+    name: Annotated[str, typer.Option(help="Repository name; it is the first segment of its URLs.")],
+    description: Annotated[str, typer.Option(help="What the repository is for.")] = "",
+    authenticated: Annotated[bool, typer.Option("--authenticated", help="Require a token to read.")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Create a repository."""
+    from packyard.repository.services import create_repository
+
+    with local_session(data_dir) as (settings, session):
+        create_repository(session, name, description, authenticated)
+    out.print(f"Created repository `{name}`: {settings.server.address}/{name}/latest/simple/", soft_wrap=True)
+
+
+@repo_app.command("edit")
+def repo_edit(
+    name: Annotated[str, typer.Option(help="Repository name.")],
+    authenticated: Annotated[bool, typer.Option("--authenticated/--public", help="Require a token to read.")],
+    data_dir: DataDir = None,
+) -> None:
+    """Change whether a repository requires a token to read."""
+    from packyard.repository.services import set_authenticated
+
+    with local_session(data_dir) as (_, session):
+        set_authenticated(session, name, authenticated)
+    out.print(f"Repository `{name}` is now {'authenticated' if authenticated else 'public'}.")
+
+
+@repo_app.command("list")
+def repo_list(data_dir: DataDir = None) -> None:
+    """List repositories and the sources each serves, in priority order."""
+    from sqlalchemy import select
+
+    from packyard.repository.models import Repository
+
+    with local_session(data_dir) as (settings, session):
+        rows = [
+            [
+                r.name,
+                ", ".join(s.source.name for s in r.subscriptions) or "-",
+                "yes" if r.authenticated else "no",
+                f"{settings.server.address}/{r.name}/latest/simple/",
+            ]
+            for r in session.scalars(select(Repository).order_by(Repository.name))
+        ]
+    table(["NAME", "SOURCES", "AUTHENTICATED", "URL"], rows)
+
+
+@repo_app.command("subscribe")
+def repo_subscribe(
+    repo: Annotated[str, typer.Option(help="Repository name.")],
+    source: Annotated[str, typer.Option(help="Source name.")],
+    priority: Annotated[int | None, typer.Option(help="Lower wins a name; default: below existing.")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Serve a source from a repository."""
+    from packyard.repository.services import subscribe
+
+    with local_session(data_dir) as (_, session):
+        sub = subscribe(session, repo, source, priority)
+    out.print(f"Repository `{repo}` now serves source `{source}` at priority {sub.priority}.")
+
+
+@token_app.command("create")
+def token_create(
+    description: Annotated[str, typer.Option(help="Who or what uses the token.")],
+    scope: Annotated[list[str], typer.Option(help="sources:write, repos:read or admin; repeatable.")],
+    sources: Annotated[str, typer.Option(help="Sources for sources:write, comma-separated, or '*'.")] = "",
+    repos: Annotated[str, typer.Option(help="Repositories for repos:read, comma-separated, or '*'.")] = "",
+    expires: Annotated[str, typer.Option(help="Lifetime: 30d, 12h, 45m, 90s or never.")] = "never",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the token.")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Create an API token and print it once."""
+    from packyard.auth.tokens import create_token, parse_expires
+
+    with local_session(data_dir) as (settings, session):
+        try:
+            token, row = create_token(
+                session,
+                settings.token_secret(),
+                settings.server.address,
+                description,
+                scope,
+                [sources] if sources else [],
+                [repos] if repos else [],
+                parse_expires(expires),
+            )
+        except PackyardError as exc:
+            fail(str(exc))
+    if not quiet:
+        from packyard.cli.output import err
+
+        expiry = f"expires {row.expires_at:%Y-%m-%d %H:%M} UTC" if row.expires_at else "never expires"
+        err.print(f"Created token `{row.jti}` ({expiry}). Record it now: it is not shown again.")
+    print(token)
+
+
+@token_app.command("list")
+def token_list(data_dir: DataDir = None) -> None:
+    """List tokens (never the tokens themselves)."""
+    from packyard.auth.tokens import list_tokens
+    from packyard.db import utcnow
+
+    with local_session(data_dir) as (_, session):
+        now = utcnow()
+        rows = []
+        for t in list_tokens(session):
+            state = "revoked" if t.revoked_at else "expired" if t.expires_at and t.expires_at <= now else "active"
+            grants = (
+                t.scopes + (f" sources={t.sources}" if t.sources else "") + (f" repos={t.repos}" if t.repos else "")
+            )
+            rows.append(
+                [
+                    t.jti,
+                    t.description,
+                    grants,
+                    f"{t.created_at:%Y-%m-%d}",
+                    f"{t.expires_at:%Y-%m-%d %H:%M}" if t.expires_at else "never",
+                    state,
+                ]
+            )
+    table(["ID", "DESCRIPTION", "GRANTS", "CREATED", "EXPIRES", "STATE"], rows)
+
+
+@token_app.command("revoke")
+def token_revoke(
+    token_id: Annotated[str, typer.Argument(help="Token id (`jti`) from `packyard token list`.")],
+    data_dir: DataDir = None,
+) -> None:
+    """Revoke a token; the server refuses it within a second."""
+    from packyard.auth.tokens import revoke_token
+
+    with local_session(data_dir) as (_, session):
+        revoke_token(session, token_id)
+    out.print(f"Revoked token `{token_id}`.")
+
+
+def _yank(
+    yanked: bool, source: str, project: str, version: str, filename: str | None, reason: str, data_dir: Path | None
+) -> None:
+    from packyard.repository.services import set_yanked
+
+    with local_session(data_dir) as (_, session):
+        files = set_yanked(session, source, project, version, filename, yanked, reason)
+    verb = "Yanked" if yanked else "Unyanked"
+    for f in files:
+        out.print(f"{verb} {f.filename}")
+
+
+Source = Annotated[str, typer.Option(help="Source holding the project.")]
+Project = Annotated[str, typer.Option(help="Project name.")]
+Version = Annotated[str, typer.Option(help="Release version.")]
+Filename = Annotated[str | None, typer.Option(help="Only this file of the release.")]
+
+
+@app.command()
+def yank(
+    source: Source,
+    project: Project,
+    version: Version,
+    reason: Annotated[str, typer.Option(help="Why; installers show it.")] = "",
+    filename: Filename = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Yank a release or one file (PEP 592): installers skip it unless pinned exactly."""
+    _yank(True, source, project, version, filename, reason, data_dir)
+
+
+@app.command()
+def unyank(
+    source: Source, project: Project, version: Version, filename: Filename = None, data_dir: DataDir = None
+) -> None:
+    """Undo a yank."""
+    _yank(False, source, project, version, filename, "", data_dir)
+
+
+@app.command()
+def add(
+    source: Annotated[str, typer.Option(help="Source to upload into, e.g. `local-python-src`.")],
+    path: Annotated[list[Path], typer.Option(help="A wheel, sdist or folder of them; repeatable.")],
+    address: Annotated[str | None, typer.Option(help="Server address [env: PACKYARD_ADDRESS].")] = None,
+    token: Annotated[str | None, typer.Option(help="API token [env: PACKYARD_TOKEN].")] = None,
+) -> None:
+    """Upload distributions to a server, skipping files already there."""
+    from packyard.cli.add import add_files
+
+    add_files(source, path, address, token)
+
+
+def main() -> None:
+    app()

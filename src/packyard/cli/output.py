@@ -1,0 +1,30 @@
+"""CLI output in uv's style: data to stdout; `error:`, `Caused by:` and `hint:` lines to stderr."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+out = Console(no_color=bool(os.environ.get("NO_COLOR")), highlight=False)
+err = Console(stderr=True, no_color=bool(os.environ.get("NO_COLOR")), highlight=False)
+
+
+def fail(message: str, hint: str | None = None, cause: BaseException | None = None) -> None:
+    err.print(f"[bold red]error[/]: {escape(message)}", markup=True, soft_wrap=True)
+    while cause is not None:
+        err.print(f"  [red]Caused by[/]: {escape(str(cause))}", markup=True, soft_wrap=True)
+        cause = cause.__cause__
+    if hint:
+        err.print(f"\n[bold cyan]hint[/]: {escape(hint)}", markup=True, soft_wrap=True)
+    sys.exit(1)
+
+
+def table(columns: list[str], rows: list[list[str]]) -> None:
+    t = Table(*columns, box=None, header_style="bold", pad_edge=False)
+    for row in rows:
+        t.add_row(*row)
+    out.print(t)

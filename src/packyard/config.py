@@ -1,0 +1,186 @@
+"""Settings: one TOML file in the data directory, every key overridable by `PACKYARD_<SECTION>_<KEY>`."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tomllib
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+CONFIG_NAME = "packyard.toml"
+DEFAULT_DATA_DIR = "./packyard-data"
+
+# Written on first start so an operator sees every key in one place.
+DEFAULT_CONFIG = """\
+# Packyard configuration. Every key can be overridden by an environment variable
+# named PACKYARD_<SECTION>_<KEY>, e.g. PACKYARD_DATABASE_URL.
+
+[server]
+# The public address clients use; token issuer and absolute links derive from it.
+address = "http://127.0.0.1:4242"
+host = "127.0.0.1"
+port = 4242
+access_log = true
+
+[database]
+# Empty means SQLite in the data directory. For PostgreSQL:
+# url = "postgresql+psycopg://user@host:5432/packyard"
+url = ""
+
+[storage]
+# Content-addressed blob folder; relative paths are inside the data directory.
+path = "blobs"
+
+[authentication]
+# API tokens for uploads and authenticated repositories (PPM's APITokenAuth).
+api_token_auth = true
+
+[upload]
+max_file_size = "100MiB"
+"""
+
+
+class ConfigError(Exception):
+    """The configuration file or an override has a bad value."""
+
+
+@dataclass
+class ServerSettings:
+    address: str = "http://127.0.0.1:4242"
+    host: str = "127.0.0.1"
+    port: int = 4242
+    access_log: bool = True
+
+
+@dataclass
+class DatabaseSettings:
+    url: str = ""
+
+
+@dataclass
+class StorageSettings:
+    path: str = "blobs"
+
+
+@dataclass
+class AuthenticationSettings:
+    api_token_auth: bool = False
+    # Signing key for tokens; empty means the key file in the data directory.
+    secret: str = ""
+
+
+@dataclass
+class UploadSettings:
+    max_file_size: str = "100MiB"
+
+
+@dataclass
+class Settings:
+    data_dir: Path = field(default_factory=lambda: Path(DEFAULT_DATA_DIR))
+    server: ServerSettings = field(default_factory=ServerSettings)
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
+    authentication: AuthenticationSettings = field(default_factory=AuthenticationSettings)
+    upload: UploadSettings = field(default_factory=UploadSettings)
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite:///{(self.data_dir / 'packyard.db').resolve()}"
+
+    @property
+    def blob_dir(self) -> Path:
+        return (self.data_dir / self.storage.path).resolve()
+
+    @property
+    def max_file_size(self) -> int:
+        return parse_size(self.upload.max_file_size)
+
+    def token_secret(self) -> str:
+        """The HS256 signing key: the configured one, else a key file created once in the data directory."""
+        if self.authentication.secret:
+            return self.authentication.secret
+        path = self.data_dir / "token-secret"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(48))
+        return path.read_text().strip()
+
+
+_SIZE_UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "kib": 1024, "mib": 1024**2, "gib": 1024**3}
+
+
+def parse_size(text: str | int) -> int:
+    """Parse `100MiB`, `5 MB` or a plain byte count."""
+    if isinstance(text, int):
+        return text
+    value = text.strip().lower().replace(" ", "")
+    number = value.rstrip("kmgib")
+    unit = value[len(number) :]
+    if not number.isdigit() or unit not in _SIZE_UNITS:
+        raise ConfigError(f"Size {text!r} is not valid; write a number of bytes or e.g. `100MiB`.")
+    return int(number) * _SIZE_UNITS[unit]
+
+
+def _coerce(section: str, key: str, raw: Any, kind: type) -> Any:
+    if kind is bool:
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in {"1", "true", "yes", "on"}:
+            return True
+        if text in {"0", "false", "no", "off"}:
+            return False
+    elif kind is int:
+        try:
+            return int(raw)
+        except (TypeError, ValueError):
+            pass
+    elif isinstance(raw, str | int | float):
+        return str(raw)
+    raise ConfigError(f"Config `{section}.{key}` has value {raw!r}; expected a {kind.__name__}.")
+
+
+def load_settings(data_dir: str | Path | None = None, environ: dict[str, str] | None = None) -> Settings:
+    """Read `packyard.toml` from the data directory and apply `PACKYARD_*` overrides."""
+    env = os.environ if environ is None else environ
+    root = Path(data_dir or env.get("PACKYARD_DATA_DIR") or DEFAULT_DATA_DIR)
+    settings = Settings(data_dir=root)
+    path = root / CONFIG_NAME
+    document: dict[str, Any] = {}
+    if path.exists():
+        try:
+            document = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+    for section_field in fields(settings):
+        section = getattr(settings, section_field.name)
+        if not is_dataclass(section):
+            continue
+        values = document.get(section_field.name, {})
+        known = {f.name: f for f in fields(section)}
+        for key in values:
+            if key not in known:
+                raise ConfigError(
+                    f"{path}: unknown key `{section_field.name}.{key}`; known keys: {', '.join(sorted(known))}."
+                )
+        for name in known:
+            kind = type(getattr(section, name))
+            env_name = f"PACKYARD_{section_field.name}_{name}".upper()
+            if env_name in env:
+                setattr(section, name, _coerce(section_field.name, name, env[env_name], kind))
+            elif name in values:
+                setattr(section, name, _coerce(section_field.name, name, values[name], kind))
+    settings.max_file_size  # noqa: B018 - fail at startup, not at the first upload
+    return settings
+
+
+def write_default_config(data_dir: Path) -> None:
+    """Create the data directory and its commented configuration file, once."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / CONFIG_NAME
+    if not path.exists():
+        path.write_text(DEFAULT_CONFIG)

@@ -1,0 +1,47 @@
+"""Errors of the repository domain.
+
+RepositoryError
+├── NotFound                 404  unknown source, repository, project or file
+├── Conflict                 409  a source or repository name already taken
+├── InvalidName              400  a source or repository name that cannot appear in a URL
+└── UploadRejected           400  the upload breaks a rule; nothing was stored
+    ├── FileAlreadyExists    400  same filename, different bytes (twine and poetry match the text)
+    ├── FileTooLarge         413
+    └── ActionGone           410  `:action` values PyPI retired
+"""
+
+from __future__ import annotations
+
+from packyard.errors import PackyardError
+
+
+class RepositoryError(PackyardError):
+    pass
+
+
+class NotFound(RepositoryError):
+    status_code = 404
+
+
+class Conflict(RepositoryError):
+    status_code = 409
+
+
+class InvalidName(RepositoryError):
+    status_code = 400
+
+
+class UploadRejected(RepositoryError):
+    status_code = 400
+
+
+class FileAlreadyExists(UploadRejected):
+    """Same filename, different content. The message must start with `File already exists`."""
+
+
+class FileTooLarge(UploadRejected):
+    status_code = 413
+
+
+class ActionGone(UploadRejected):
+    status_code = 410

@@ -1,0 +1,123 @@
+"""Sources hold packages; repositories serve sources in priority order; events record every change."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from packyard.db import Base, UTCDateTime, utcnow
+
+
+class Source(Base):
+    __tablename__ = "sources"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    type: Mapped[str] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Repository(Base):
+    __tablename__ = "repositories"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    authenticated: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    subscriptions: Mapped[list[Subscription]] = relationship(
+        order_by="Subscription.priority", lazy="selectin", cascade="all, delete-orphan"
+    )
+
+
+class Subscription(Base):
+    """A repository serves a source; a lower `priority` number wins a name."""
+
+    __tablename__ = "subscriptions"
+
+    repository_id: Mapped[int] = mapped_column(ForeignKey("repositories.id"), primary_key=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id"), primary_key=True)
+    priority: Mapped[int] = mapped_column(Integer)
+
+    source: Mapped[Source] = relationship(lazy="joined")
+
+
+class Project(Base):
+    __tablename__ = "projects"
+    __table_args__ = (UniqueConstraint("source_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))  # normalized (PEP 503)
+    display_name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    files: Mapped[list[DistFile]] = relationship(back_populates="project", lazy="select")
+
+
+class DistFile(Base):
+    """One wheel or sdist; its bytes live in the blob store under `sha256`."""
+
+    __tablename__ = "files"
+    __table_args__ = (UniqueConstraint("source_id", "filename"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id"))
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    version: Mapped[str] = mapped_column(String(100))
+    filename: Mapped[str] = mapped_column(String(300))
+    packagetype: Mapped[str] = mapped_column(String(20))
+    python_version: Mapped[str] = mapped_column(String(100), default="")
+    requires_python: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    blake2_256: Mapped[str] = mapped_column(String(64))
+    md5: Mapped[str] = mapped_column(String(32))
+    metadata_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    signature_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    yanked: Mapped[bool] = mapped_column(Boolean, default=False)
+    yanked_reason: Mapped[str] = mapped_column(Text, default="")
+    uploaded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    uploaded_by: Mapped[str] = mapped_column(String(200), default="")
+
+    project: Mapped[Project] = relationship(back_populates="files", lazy="joined")
+
+
+class Event(Base):
+    """The change log: every write appends here. Its id is the serial that caches and snapshots follow."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    source_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    repository_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    project: Mapped[str] = mapped_column(String(200), default="")
+    filename: Mapped[str] = mapped_column(String(300), default="")
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class SimplePage(Base):
+    """A project page (or the root, `project == ""`) rendered when its sources change, served as stored."""
+
+    __tablename__ = "simple_pages"
+
+    repository_id: Mapped[int] = mapped_column(ForeignKey("repositories.id"), primary_key=True)
+    project: Mapped[str] = mapped_column(String(200), primary_key=True)
+    html: Mapped[bytes] = mapped_column(LargeBinary)
+    json: Mapped[bytes] = mapped_column(LargeBinary)
+    etag: Mapped[str] = mapped_column(String(64))
+    serial: Mapped[int] = mapped_column(Integer)

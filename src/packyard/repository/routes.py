@@ -1,0 +1,157 @@
+"""HTTP routes of the package repository: uploads, files, and what the simple fast path passes on."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from packyard import __version__
+from packyard.auth.tokens import Grant
+from packyard.context import AppContext
+from packyard.repository import services
+from packyard.repository.errors import FileTooLarge, NotFound, UploadRejected
+from packyard.repository.names import normalize
+from packyard.repository.page_cache import RepoInfo
+from packyard.repository.upload.multipart import read_upload
+from packyard.repository.upload.service import accept_upload
+
+router = APIRouter()
+_IMMUTABLE = "public, max-age=31536000, immutable"
+# Multipart framing and metadata fields around the file itself.
+_FORM_OVERHEAD = 4 * 1024 * 1024
+
+
+def ctx(request: Request) -> AppContext:
+    return request.app.state.packyard
+
+
+async def authorize(request: Request, scope: str, kind: str, resource: str) -> Grant:
+    c = ctx(request)
+    header = request.headers.get("authorization")
+    grant = c.auth.cached(header) or await run_in_threadpool(c.auth.authenticate, header)
+    grant.require(scope, kind, resource)
+    return grant
+
+
+def repo_or_404(request: Request, name: str) -> RepoInfo:
+    repo = ctx(request).pages.repos.get(name)
+    if repo is None:
+        known = ", ".join(f"`{n}`" for n in sorted(ctx(request).pages.repos))
+        raise NotFound(f"Repository `{name}` does not exist. Known repositories: {known or 'none'}.")
+    return repo
+
+
+@router.post("/upload/pypi/{source}")
+@router.post("/upload/pypi/{source}/")
+async def upload(source: str, request: Request) -> Response:
+    c = ctx(request)
+    # Credentials and the source are checked from the headers, before a byte of the body is stored.
+    grant = c.auth.cached(request.headers.get("authorization")) or await run_in_threadpool(
+        c.auth.authenticate, request.headers.get("authorization")
+    )
+
+    def source_exists() -> None:
+        with c.db.session() as session:
+            services.get_source(session, source)
+
+    await run_in_threadpool(source_exists)
+    grant.require("sources:write", "source", source)
+    limit = c.settings.max_file_size
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > limit + _FORM_OVERHEAD:
+        raise FileTooLarge(
+            f"File too large. Limit for uploads is {limit} bytes ({limit / 1024 / 1024:.0f} MiB); "
+            "an administrator can raise `[upload] max_file_size`."
+        )
+    parts = await read_upload(request.headers.get("content-type", ""), request.stream(), c.store, limit)
+    result = await run_in_threadpool(accept_upload, c.db, c.store, source, parts, grant.description)
+    await run_in_threadpool(c.sync)
+    return PlainTextResponse(result.message + "\n")
+
+
+@router.api_route("/{repo}/latest/simple", methods=["GET", "HEAD"])
+@router.api_route("/{repo}/latest/simple/", methods=["GET", "HEAD"])
+async def simple_root(repo: str, request: Request) -> Response:
+    """Reached only when the fast path did not answer: an unknown repository or a missing slash."""
+    repo_or_404(request, repo)
+    return RedirectResponse(f"/{repo}/latest/simple/", status_code=301)
+
+
+@router.api_route("/{repo}/latest/simple/{project}", methods=["GET", "HEAD"])
+@router.api_route("/{repo}/latest/simple/{project}/", methods=["GET", "HEAD"])
+async def simple_project(repo: str, project: str, request: Request) -> Response:
+    """Reached only when the fast path did not answer: redirects and 404s."""
+    info = repo_or_404(request, repo)
+    if info.authenticated:
+        await authorize(request, "repos:read", "repo", repo)
+    normalized = normalize(project)
+    if normalized != project or not request.url.path.endswith("/"):
+        return RedirectResponse(f"/{repo}/latest/simple/{normalized}/", status_code=301)
+    raise NotFound(
+        f"Project `{project}` is not in repository `{repo}`; check the name, or upload it "
+        "first with twine, `uv publish` or `packyard add`."
+    )
+
+
+@router.api_route("/{repo}/latest/simple/{rest:path}", methods=["POST", "PUT", "PATCH", "DELETE"])
+async def simple_wrong_method(repo: str, rest: str, request: Request) -> Response:
+    raise UploadRejected(
+        "This is the simple index URL, which is read-only; upload to "
+        "`/upload/pypi/<source>` instead (for example `/upload/pypi/local-python-src`)."
+    )
+
+
+@router.api_route("/{repo}/latest/packages/{name}/{sha256}/{filename}", methods=["GET", "HEAD"])
+async def package_file(repo: str, name: str, sha256: str, filename: str, request: Request) -> Response:
+    c = ctx(request)
+    info = repo_or_404(request, repo)
+    if info.authenticated:
+        await authorize(request, "repos:read", "repo", repo)
+    found = await run_in_threadpool(c.files.find, info.id, sha256, filename)
+    if found is None:
+        raise NotFound(
+            f"No file `{filename}` with sha256 `{sha256}` in repository `{repo}`; take file URLs from the simple index."
+        )
+    etag = f'"{found.digest}"'
+    headers = {
+        "etag": etag,
+        "cache-control": "private, " + _IMMUTABLE if info.authenticated else _IMMUTABLE,
+        "accept-ranges": "bytes",
+    }
+    if etag in request.headers.get("if-none-match", ""):
+        return Response(status_code=304, headers=headers)
+    # octet-stream, never Content-Encoding: gzip, so clients do not unpack a .tar.gz in transit.
+    return FileResponse(c.store.path(found.digest), media_type=found.media_type, headers=headers)
+
+
+@router.get("/__api__/sources/{source}/files/{filename}")
+async def source_file(source: str, filename: str, request: Request) -> Response:
+    """Whether a file is already in a source, so `packyard add` can skip it without uploading."""
+    c = ctx(request)
+    await authorize(request, "sources:write", "source", source)
+
+    def lookup() -> dict[str, object]:
+        with c.db.session() as session:
+            found = services.find_file(session, source, filename)
+            return {"filename": found.filename, "sha256": found.sha256, "size": found.size}
+
+    return JSONResponse(await run_in_threadpool(lookup))
+
+
+@router.get("/__ping__")
+async def ping() -> Response:
+    return PlainTextResponse("OK\n")
+
+
+@router.get("/__api__/status")
+async def status(request: Request) -> Response:
+    return JSONResponse({"version": __version__, "serial": ctx(request).pages.serial})
+
+
+@router.get("/__api__/repos")
+async def list_repos(request: Request) -> Response:
+    repos = sorted(ctx(request).pages.repos.values(), key=lambda r: r.name)
+    return JSONResponse(
+        [{"id": r.id, "name": r.name, "type": "python", "authenticated": r.authenticated} for r in repos]
+    )

@@ -1,0 +1,154 @@
+"""Sources, repositories, subscriptions and yanks: the writes that run from the CLI or the API."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from packyard.repository import indexer
+from packyard.repository.errors import Conflict, NotFound, RepositoryError
+from packyard.repository.models import DistFile, Event, Project, Repository, Source, Subscription
+from packyard.repository.names import check_entity_name, normalize
+
+SOURCE_TYPES = ("local-python",)
+DEFAULT_SOURCE = "local-python-src"
+DEFAULT_REPOSITORY = "pypi"
+
+
+def record(session: Session, kind: str, **fields: object) -> Event:
+    """Append to the change log; the returned event's id is the new serial."""
+    event = Event(kind=kind, **fields)
+    session.add(event)
+    session.flush()
+    return event
+
+
+def get_source(session: Session, name: str) -> Source:
+    source = session.scalar(select(Source).where(Source.name == name))
+    if source is None:
+        known = ", ".join(f"`{n}`" for n in session.scalars(select(Source.name).order_by(Source.name)))
+        raise NotFound(
+            f"Source `{name}` does not exist. Known sources: {known or 'none'}. "
+            "Create it with `packyard source create`."
+        )
+    return source
+
+
+def get_repository(session: Session, name: str) -> Repository:
+    repo = session.scalar(select(Repository).where(Repository.name == name))
+    if repo is None:
+        known = ", ".join(f"`{n}`" for n in session.scalars(select(Repository.name).order_by(Repository.name)))
+        raise NotFound(f"Repository `{name}` does not exist. Known repositories: {known or 'none'}.")
+    return repo
+
+
+def create_source(session: Session, name: str, type: str = "local-python") -> Source:
+    check_entity_name("Source", name)
+    if type not in SOURCE_TYPES:
+        raise RepositoryError(f"Source type `{type}` is not supported; use one of: {', '.join(SOURCE_TYPES)}.")
+    if session.scalar(select(Source).where(Source.name == name)):
+        raise Conflict(f"Source `{name}` already exists.")
+    source = Source(name=name, type=type)
+    session.add(source)
+    session.flush()
+    record(session, "source-create", source_id=source.id, detail=type)
+    return source
+
+
+def create_repository(session: Session, name: str, description: str = "", authenticated: bool = False) -> Repository:
+    check_entity_name("Repository", name)
+    if name in {"upload", "__api__", "__ping__", "static"}:
+        raise RepositoryError(f"Repository name `{name}` is reserved for Packyard's own URLs; pick another.")
+    if session.scalar(select(Repository).where(Repository.name == name)):
+        raise Conflict(f"Repository `{name}` already exists.")
+    repo = Repository(name=name, description=description, authenticated=authenticated)
+    session.add(repo)
+    session.flush()
+    event = record(session, "repo-create", repository_id=repo.id)
+    indexer.rebuild_repository(session, repo, event.id)
+    return repo
+
+
+def set_authenticated(session: Session, repo_name: str, authenticated: bool) -> Repository:
+    repo = get_repository(session, repo_name)
+    repo.authenticated = authenticated
+    record(session, "repo-edit", repository_id=repo.id, detail=f"authenticated={authenticated}")
+    return repo
+
+
+def subscribe(session: Session, repo_name: str, source_name: str, priority: int | None = None) -> Subscription:
+    """Serve `source` from `repo`; without a priority it goes below the sources already there."""
+    repo = get_repository(session, repo_name)
+    source = get_source(session, source_name)
+    if any(s.source_id == source.id for s in repo.subscriptions):
+        raise Conflict(f"Repository `{repo_name}` already serves source `{source_name}`.")
+    if priority is None:
+        priority = max((s.priority for s in repo.subscriptions), default=0) + 1
+    sub = Subscription(repository_id=repo.id, source_id=source.id, priority=priority, source=source)
+    repo.subscriptions.append(sub)
+    repo.subscriptions.sort(key=lambda s: s.priority)
+    session.flush()
+    event = record(session, "subscribe", repository_id=repo.id, source_id=source.id, detail=str(priority))
+    indexer.rebuild_repository(session, repo, event.id)
+    return sub
+
+
+def ensure_defaults(session: Session) -> bool:
+    """On first start, create `local-python-src` and the `pypi` repository serving it."""
+    if session.scalar(select(func.count()).select_from(Source)) or session.scalar(
+        select(func.count()).select_from(Repository)
+    ):
+        return False
+    create_source(session, DEFAULT_SOURCE)
+    create_repository(session, DEFAULT_REPOSITORY, description="Python packages")
+    subscribe(session, DEFAULT_REPOSITORY, DEFAULT_SOURCE)
+    return True
+
+
+def set_yanked(
+    session: Session,
+    source_name: str,
+    project: str,
+    version: str,
+    filename: str | None,
+    yanked: bool,
+    reason: str = "",
+) -> list[DistFile]:
+    """Yank or unyank every file of a release, or one file of it."""
+    source = get_source(session, source_name)
+    name = normalize(project)
+    query = (
+        select(DistFile)
+        .join(Project)
+        .where(Project.source_id == source.id, Project.name == name, DistFile.version == version)
+    )
+    if filename:
+        query = query.where(DistFile.filename == filename)
+    files = list(session.scalars(query))
+    if not files:
+        what = f"file `{filename}` of " if filename else ""
+        raise NotFound(
+            f"No {what}`{project}` version `{version}` in source `{source_name}`; "
+            "check the name and version against the simple index."
+        )
+    for f in files:
+        f.yanked = yanked
+        f.yanked_reason = reason if yanked else ""
+        event = record(
+            session,
+            "yank" if yanked else "unyank",
+            source_id=source.id,
+            project=name,
+            filename=f.filename,
+            detail=reason,
+        )
+    indexer.source_changed(session, source.id, name, event.id, new_project=False)
+    return files
+
+
+def find_file(session: Session, source_name: str, filename: str) -> DistFile:
+    source = get_source(session, source_name)
+    found = session.scalar(select(DistFile).where(DistFile.source_id == source.id, DistFile.filename == filename))
+    if found is None:
+        raise NotFound(f"No file `{filename}` in source `{source_name}`.")
+    return found

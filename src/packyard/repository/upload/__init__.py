@@ -1,0 +1,1 @@
+"""The legacy PyPI upload API, validated in layers: request shape, filename, archive, then state."""

@@ -1,0 +1,151 @@
+"""Stream a `multipart/form-data` upload: the dist goes straight to a staged blob, hashed as it arrives."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from python_multipart.exceptions import FormParserError
+from python_multipart.multipart import MultipartParser, parse_options_header
+
+from packyard.repository.errors import FileTooLarge, UploadRejected
+from packyard.storage import BlobStore, StagedBlob
+
+MAX_FIELD_SIZE = 2 * 1024 * 1024  # long descriptions are the largest text fields seen
+MAX_FIELDS = 2000
+MAX_SIGNATURE_SIZE = 64 * 1024
+
+
+@dataclass
+class UploadParts:
+    fields: dict[str, list[str]] = field(default_factory=dict)
+    content: StagedBlob | None = None
+    content_filename: str = ""
+    signature: bytes | None = None
+    too_large: bool = False
+
+    def first(self, name: str) -> str:
+        values = self.fields.get(name)
+        return values[0].strip() if values else ""
+
+
+class _Reader:
+    def __init__(self, store: BlobStore, max_file_size: int) -> None:
+        self.store = store
+        self.max_file_size = max_file_size
+        self.parts = UploadParts()
+        self._header_field = b""
+        self._header_value = b""
+        self._disposition = b""
+        self._name = ""
+        self._filename: str | None = None
+        self._buffer = bytearray()
+        self._target: str = "field"
+        self._count = 0
+
+    def on_part_begin(self) -> None:
+        self._disposition = b""
+        self._buffer = bytearray()
+        self._count += 1
+        if self._count > MAX_FIELDS:
+            raise UploadRejected(f"The upload has more than {MAX_FIELDS} form fields.")
+
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self._header_field += data[start:end]
+
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self._header_value += data[start:end]
+
+    def on_header_end(self) -> None:
+        if self._header_field.lower() == b"content-disposition":
+            self._disposition = self._header_value
+        self._header_field = b""
+        self._header_value = b""
+
+    def on_headers_finished(self) -> None:
+        _, options = parse_options_header(self._disposition)
+        self._name = options.get(b"name", b"").decode("utf-8", "replace")
+        raw_filename = options.get(b"filename")
+        self._filename = raw_filename.decode("utf-8", "replace") if raw_filename is not None else None
+        if self._name == "content" and self._filename is not None:
+            if self.parts.content is not None:
+                raise UploadRejected("The upload has more than one `content` file; send one file per request.")
+            self._target = "content"
+            self.parts.content_filename = self._filename
+            self.parts.content = self.store.stage()
+        elif self._name == "gpg_signature":
+            self._target = "signature"
+        else:
+            self._target = "field"
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        chunk = data[start:end]
+        if self._target == "content":
+            content = self.parts.content
+            assert content is not None
+            if content.size + len(chunk) > self.max_file_size:
+                # Keep reading (and dropping) so the client gets the 413 rather than a broken pipe.
+                self.parts.too_large = True
+                self._target = "drop"
+                return
+            content.write(chunk)
+        elif self._target in ("field", "signature"):
+            limit = MAX_SIGNATURE_SIZE if self._target == "signature" else MAX_FIELD_SIZE
+            if len(self._buffer) + len(chunk) > limit:
+                raise UploadRejected(f"Form field `{self._name}` is larger than {limit} bytes.")
+            self._buffer.extend(chunk)
+
+    def on_part_end(self) -> None:
+        if self._target == "signature":
+            self.parts.signature = bytes(self._buffer)
+        elif self._target == "field":
+            self.parts.fields.setdefault(self._name, []).append(self._buffer.decode("utf-8", "replace"))
+
+
+async def read_upload(
+    content_type: str, chunks: AsyncIterator[bytes], store: BlobStore, max_file_size: int
+) -> UploadParts:
+    """Parse the request body; on any error the staged blob is discarded before raising."""
+    ctype, options = parse_options_header(content_type)
+    boundary = options.get(b"boundary")
+    if ctype != b"multipart/form-data" or not boundary:
+        raise UploadRejected(
+            "Uploads must be `multipart/form-data` with a boundary, as twine and `uv publish` send them."
+        )
+    reader = _Reader(store, max_file_size)
+    parser = MultipartParser(
+        boundary,
+        {  # type: ignore[arg-type]
+            "on_part_begin": reader.on_part_begin,
+            "on_part_data": reader.on_part_data,
+            "on_part_end": reader.on_part_end,
+            "on_header_field": reader.on_header_field,
+            "on_header_value": reader.on_header_value,
+            "on_header_end": reader.on_header_end,
+            "on_headers_finished": reader.on_headers_finished,
+        },
+    )
+    try:
+        async for chunk in chunks:
+            parser.write(chunk)
+        parser.finalize()
+    except FormParserError as exc:
+        discard(store, reader.parts)
+        raise UploadRejected(f"The multipart body could not be parsed: {exc}.") from exc
+    except BaseException:
+        discard(store, reader.parts)
+        raise
+    if reader.parts.too_large:
+        discard(store, reader.parts)
+        raise FileTooLarge(
+            f"File too large. Limit for uploads is {max_file_size} bytes "
+            f"({max_file_size / 1024 / 1024:.0f} MiB); an administrator can raise "
+            "`[upload] max_file_size`."
+        )
+    return reader.parts
+
+
+def discard(store: BlobStore, parts: UploadParts) -> None:
+    if parts.content is not None:
+        store.discard(parts.content)
+        parts.content = None

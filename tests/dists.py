@@ -1,0 +1,73 @@
+"""Build real wheels and sdists for tests, in-process and deterministic (no network, no build backend)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import tarfile
+import zipfile
+from pathlib import Path
+
+
+def _metadata(name: str, version: str, requires: list[str], requires_python: str | None) -> str:
+    lines = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}", f"Summary: Test package {name}"]
+    if requires_python:
+        lines.append(f"Requires-Python: {requires_python}")
+    lines += [f"Requires-Dist: {r}" for r in requires]
+    return "\n".join(lines) + "\n\n"
+
+
+def _record_line(path: str, data: bytes) -> str:
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    return f"{path},sha256={digest},{len(data)}"
+
+
+def make_wheel(
+    out: Path,
+    name: str,
+    version: str,
+    requires: list[str] | None = None,
+    requires_python: str | None = None,
+    payload: bytes = b"",
+    metadata: str | None = None,
+    skip: tuple[str, ...] = (),
+) -> Path:
+    """A pure-Python wheel with one module; `metadata` overrides METADATA, `skip` leaves files out."""
+    dist = name.replace("-", "_").replace(".", "_").lower()
+    module = f"{dist}/__init__.py"
+    files = {
+        module: f"VERSION = {version!r}\n".encode() + payload,
+        f"{dist}-{version}.dist-info/METADATA": (
+            metadata if metadata is not None else _metadata(name, version, requires or [], requires_python)
+        ).encode(),
+        f"{dist}-{version}.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: packyard-tests\n"
+        b"Root-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    files = {k: v for k, v in files.items() if k.split("/")[-1] not in skip}
+    record_path = f"{dist}-{version}.dist-info/RECORD"
+    record = "\n".join(_record_line(p, d) for p, d in files.items()) + f"\n{record_path},,\n"
+    if "RECORD" not in skip:
+        files[record_path] = record.encode()
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{dist}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for p, d in files.items():
+            info = zipfile.ZipInfo(p, date_time=(2026, 1, 1, 0, 0, 0))
+            zf.writestr(info, d, zipfile.ZIP_DEFLATED)
+    return path
+
+
+def make_sdist(out: Path, name: str, version: str, requires: list[str] | None = None) -> Path:
+    dist = name.replace("-", "_").replace(".", "_").lower()
+    top = f"{dist}-{version}"
+    pkg_info = _metadata(name, version, requires or [], None).encode()
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{top}.tar.gz"
+    with tarfile.open(path, "w:gz") as tf:
+        for member, data in ((f"{top}/PKG-INFO", pkg_info), (f"{top}/{dist}/__init__.py", b"")):
+            info = tarfile.TarInfo(member)
+            info.size = len(data)
+            info.mtime = 1767225600
+            tf.addfile(info, io.BytesIO(data))
+    return path
