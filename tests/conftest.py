@@ -1,0 +1,174 @@
+"""Fixtures that run a real Packyard server on 127.0.0.1, on SQLite and on PostgreSQL, and real clients."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+PG_ADMIN_URL = os.environ.get("PACKYARD_TEST_PG", "postgresql://root@127.0.0.1:5432/test")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Server:
+    url: str
+    data_dir: Path
+    log_path: Path
+    process: subprocess.Popen[bytes]
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def index(self) -> str:
+        return f"{self.url}/pypi/latest/simple/"
+
+    @property
+    def upload_url(self) -> str:
+        return f"{self.url}/upload/pypi/local-python-src"
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "PACKYARD_DATA_DIR": str(self.data_dir), "NO_COLOR": "1", "COLUMNS": "200"}
+        result = subprocess.run([str(BIN / "packyard"), *args], capture_output=True, text=True, env=env)
+        if check and result.returncode != 0:
+            raise AssertionError(f"packyard {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def token(self, *args: str) -> str:
+        """A token from `packyard token create -q` with these extra arguments; cached per argument list."""
+        key = " ".join(args)
+        if key not in self.tokens:
+            self.tokens[key] = self.cli("token", "create", "-q", "--description", f"test {key}", *args).stdout.strip()
+        return self.tokens[key]
+
+    @property
+    def upload_token(self) -> str:
+        return self.token("--scope", "sources:write", "--sources", "local-python-src")
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def wait_synced(self) -> None:
+        """CLI writes reach the server through the change log within half a second."""
+        time.sleep(0.8)
+
+
+def _start(data_dir: Path, database_url: str) -> Server:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    (data_dir / "packyard.toml").write_text(
+        f'[server]\naddress = "http://127.0.0.1:{port}"\nport = {port}\n\n'
+        f'[database]\nurl = "{database_url}"\n\n[authentication]\napi_token_auth = true\n\n'
+        '[upload]\nmax_file_size = "2MiB"\n'
+    )
+    log_path = data_dir / "server.log"
+    process = subprocess.Popen(
+        [str(BIN / "packyard"), "run", "--data-dir", str(data_dir)],
+        stdout=log_path.open("wb"),
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PACKYARD_DATA_DIR": str(data_dir)},
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited:\n{log_path.read_text()}")
+        try:
+            if httpx.get(f"{url}/__ping__", timeout=1).status_code == 200:
+                return Server(url, data_dir, log_path, process)
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"server did not start:\n{log_path.read_text()}")
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A fresh server per test module, once on SQLite and once on PostgreSQL."""
+    data_dir = tmp_path_factory.mktemp(f"packyard-{request.param}")
+    dbname = None
+    if request.param == "sqlite":
+        database_url = ""
+    else:
+        dbname = f"packyard_test_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{dbname}"')
+        database_url = PG_ADMIN_URL.replace("postgresql://", "postgresql+psycopg://").rsplit("/", 1)[0] + "/" + dbname
+    srv = _start(data_dir, database_url)
+    try:
+        yield srv
+    finally:
+        srv.process.terminate()
+        try:
+            srv.process.wait(10)
+        except subprocess.TimeoutExpired:
+            srv.process.kill()
+        if dbname:
+            with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+
+
+@pytest.fixture
+def client_env(tmp_path: Path) -> dict[str, str]:
+    """An environment for pip, uv and twine that ignores this machine's own index and credential settings."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_", "TWINE_", "PDM_"))}
+    env.update(
+        HOME=str(home),
+        PIP_CONFIG_FILE=os.devnull,
+        PIP_DISABLE_PIP_VERSION_CHECK="1",
+        PIP_NO_CACHE_DIR="1",
+        UV_NO_CONFIG="1",
+        UV_CACHE_DIR=str(tmp_path / "uv-cache"),
+        UV_PYTHON_DOWNLOADS="never",
+        NETRC=str(home / ".netrc"),
+        NO_COLOR="1",
+        KEYRING_PROVIDER="fail",
+        PYTHON_KEYRING_BACKEND="keyring.backends.null.Keyring",
+    )
+    return env
+
+
+def run(
+    args: list[str], env: dict[str, str], cwd: Path | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(args, capture_output=True, text=True, env=env, cwd=cwd, timeout=300)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture
+def venv(tmp_path: Path, client_env: dict[str, str]) -> Path:
+    """A fresh, empty virtual environment to install into; pip reaches it with `pip --python`."""
+    path = tmp_path / "venv"
+    run([str(uv_bin()), "venv", "-q", "--python", sys.executable, str(path)], client_env)
+    return path
+
+
+def pip(venv: Path, *args: str) -> list[str]:
+    """A pip command line that installs into `venv` (pip's own `--python` option)."""
+    return [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), *args]
+
+
+def uv_bin() -> Path:
+    found = BIN / "uv"
+    return found if found.exists() else Path(shutil.which("uv") or "uv")
