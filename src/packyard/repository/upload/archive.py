@@ -27,6 +27,7 @@ class DistMetadata:
     requires_python: str | None
     raw: bytes
     metadata_version: str = ""
+    display_name: str = ""
 
 
 def _parse_metadata(raw: bytes, filename: str, where: str) -> DistMetadata:
@@ -48,7 +49,7 @@ def _parse_metadata(raw: bytes, filename: str, where: str) -> DistMetadata:
                 f"{requires_python!r}; use a specifier such as `>=3.9`."
             ) from exc
     return DistMetadata(
-        canonicalize_name(name), parsed_version, requires_python, raw, fields.get("metadata_version", "")
+        canonicalize_name(name), parsed_version, requires_python, raw, fields.get("metadata_version", ""), name
     )
 
 

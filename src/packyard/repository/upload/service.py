@@ -120,7 +120,7 @@ def _store(
                     )
             new_project = project is None
             if project is None:
-                project = Project(source_id=source.id, name=c.name, display_name=c.display_name)
+                project = Project(source_id=source.id, name=c.name, display_name=meta.display_name or c.display_name)
                 session.add(project)
                 session.flush()
             # Blobs become durable before the row that points at them; a crash leaves an unseen blob, never
