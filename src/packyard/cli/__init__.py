@@ -77,7 +77,14 @@ def run(
         settings.server.host = host
     if port:
         settings.server.port = port
-    out.print(f"Packyard {settings.server.address} serving data from {settings.data_dir.resolve()}", soft_wrap=True)
+    out.print(
+        f"Packyard listening on http://{settings.server.host}:{settings.server.port} "
+        f"(data: {settings.data_dir.resolve()})",
+        soft_wrap=True,
+    )
+    out.print(
+        f"Package index: http://{settings.server.host}:{settings.server.port}/pypi/latest/simple/", soft_wrap=True
+    )
     serve(settings)
 
 

@@ -1,0 +1,96 @@
+"""Server-host commands on a data directory: defaults on first use, sources, repositories, tokens, errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import BIN
+
+
+@pytest.fixture
+def packyard(tmp_path: Path):  # type: ignore[no-untyped-def]
+    env = {**os.environ, "PACKYARD_DATA_DIR": str(tmp_path / "data"), "NO_COLOR": "1", "COLUMNS": "200"}
+
+    def call(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(BIN / "packyard"), *args], capture_output=True, text=True, env=env)
+
+    return call
+
+
+def test_first_use_creates_defaults_and_config(packyard, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    result = packyard("repo", "list")
+    assert result.returncode == 0, result.stderr
+    assert "pypi" in result.stdout and "local-python-src" in result.stdout
+    assert (tmp_path / "data" / "packyard.toml").exists()
+    assert "local-python-src  local-python  0" in packyard("source", "list").stdout
+
+
+def test_sources_and_repositories(packyard) -> None:  # type: ignore[no-untyped-def]
+    assert packyard("source", "create", "--name", "team-src").returncode == 0
+    created = packyard("repo", "create", "--name", "team", "--authenticated")
+    assert "http://127.0.0.1:4242/team/latest/simple/" in created.stdout
+    assert "priority 1" in packyard("repo", "subscribe", "--repo", "team", "--source", "team-src").stdout
+    assert "priority 2" in packyard("repo", "subscribe", "--repo", "team", "--source", "local-python-src").stdout
+    listing = packyard("repo", "list").stdout
+    assert "team-src, local-python-src" in listing and "yes" in listing
+    assert "now public" in packyard("repo", "edit", "--name", "team", "--public").stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("source", "create", "--name", "local-python-src"), "error: Source `local-python-src` already exists."),
+        (("source", "create", "--name", "x", "--type", "cran"), "Source type `cran` is not supported"),
+        (("source", "create", "--name", "Bad Name"), "Source name 'Bad Name' is not valid"),
+        (("repo", "create", "--name", "upload"), "reserved for Packyard's own URLs"),
+        (("repo", "subscribe", "--repo", "nope", "--source", "local-python-src"), "Repository `nope` does not exist"),
+        (("repo", "subscribe", "--repo", "pypi", "--source", "nope"), "Known sources: `local-python-src`"),
+        (("repo", "subscribe", "--repo", "pypi", "--source", "local-python-src"), "already serves source"),
+        (("token", "revoke", "nope"), "No token with id `nope`"),
+        (
+            ("token", "create", "--description", "x", "--scope", "sources:write", "--expires", "1y", "--sources", "*"),
+            "Expiry '1y' is not valid",
+        ),
+    ],
+)
+def test_errors_say_what_to_fix(packyard, args: tuple[str, ...], message: str) -> None:  # type: ignore[no-untyped-def]
+    result = packyard(*args)
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_token_lifecycle(packyard) -> None:  # type: ignore[no-untyped-def]
+    created = packyard(
+        "token",
+        "create",
+        "--description",
+        "ci",
+        "--scope",
+        "sources:write",
+        "--sources",
+        "local-python-src",
+        "--expires",
+        "30d",
+    )
+    assert created.returncode == 0
+    token = created.stdout.strip()
+    assert token.count(".") == 2 and "\n" not in token  # only the token on stdout
+    assert "Record it now" in created.stderr
+    listing = packyard("token", "list").stdout
+    jti = next(line.split()[0] for line in listing.splitlines() if " ci " in line)
+    assert "active" in listing and "sources=local-python-src" in listing
+    assert packyard("token", "revoke", jti).returncode == 0
+    assert "revoked" in packyard("token", "list").stdout
+
+
+def test_bad_config_file_is_reported(packyard, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "packyard.toml").write_text("[database]\nurll = 'x'\n")
+    result = packyard("repo", "list")
+    assert result.returncode == 1
+    assert "unknown key `database.urll`" in result.stderr

@@ -1,0 +1,67 @@
+"""Configuration: the TOML file in the data directory, overridden by PACKYARD_* variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from packyard.config import ConfigError, load_settings, parse_size, write_default_config
+
+
+def test_defaults_are_embedded(tmp_path: Path) -> None:
+    settings = load_settings(tmp_path, environ={})
+    assert settings.database_url == f"sqlite:///{(tmp_path / 'packyard.db').resolve()}"
+    assert settings.blob_dir == (tmp_path / "blobs").resolve()
+    assert settings.server.port == 4242
+    assert settings.max_file_size == 100 * 1024 * 1024
+
+
+def test_written_default_config_turns_tokens_on(tmp_path: Path) -> None:
+    write_default_config(tmp_path)
+    assert load_settings(tmp_path, environ={}).authentication.api_token_auth is True
+
+
+def test_environment_overrides_file(tmp_path: Path) -> None:
+    (tmp_path / "packyard.toml").write_text('[server]\nport = 5000\n[upload]\nmax_file_size = "1MiB"\n')
+    env = {"PACKYARD_SERVER_PORT": "6000", "PACKYARD_AUTHENTICATION_API_TOKEN_AUTH": "yes"}
+    settings = load_settings(tmp_path, environ=env)
+    assert settings.server.port == 6000
+    assert settings.authentication.api_token_auth is True
+    assert settings.max_file_size == 1024 * 1024
+
+
+def test_data_dir_from_environment(tmp_path: Path) -> None:
+    assert load_settings(None, environ={"PACKYARD_DATA_DIR": str(tmp_path)}).data_dir == tmp_path
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[server]\nprot = 1\n", "unknown key `server.prot`"),
+        ("[server]\nport = 'eighty'\n", "Config `server.port` has value 'eighty'; expected a int."),
+        ("[upload]\nmax_file_size = '10 parsecs'\n", "Size '10 parsecs' is not valid"),
+        ("[server\n", "is not valid TOML"),
+    ],
+)
+def test_bad_config_is_reported(tmp_path: Path, text: str, message: str) -> None:
+    (tmp_path / "packyard.toml").write_text(text)
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(")):
+        load_settings(tmp_path, environ={})
+
+
+def test_bad_override_is_reported(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="Config `authentication.api_token_auth` has value 'maybe'"):
+        load_settings(tmp_path, environ={"PACKYARD_AUTHENTICATION_API_TOKEN_AUTH": "maybe"})
+
+
+@pytest.mark.parametrize(("text", "size"), [("100MiB", 104857600), ("5 MB", 5000000), ("123", 123), (7, 7)])
+def test_parse_size(text: str | int, size: int) -> None:
+    assert parse_size(text) == size
+
+
+def test_token_secret_is_created_once(tmp_path: Path) -> None:
+    settings = load_settings(tmp_path, environ={})
+    secret = settings.token_secret()
+    assert len(secret) > 40 and settings.token_secret() == secret
+    assert (tmp_path / "token-secret").stat().st_mode & 0o777 == 0o600
