@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
+
+from sqlalchemy import exists, select
 
 from packyard.auth.authenticator import Authenticator
 from packyard.config import Settings
 from packyard.db import Database
+from packyard.repository import indexer
 from packyard.repository.files import FileIndex
+from packyard.repository.models import SimplePage
 from packyard.repository.page_cache import PageCache
 from packyard.storage import LocalBlobStore
 
@@ -20,6 +25,10 @@ class AppContext:
     pages: PageCache
     files: FileIndex
     auth: Authenticator
+    _roots_rendered_at: float = field(default=0.0, repr=False)
+
+    # Root pages list every name; rendering them at most this often keeps bulk uploads O(1) per file.
+    ROOT_INTERVAL = 0.5
 
     @classmethod
     def open(cls, settings: Settings) -> AppContext:
@@ -29,7 +38,7 @@ class AppContext:
         db.upgrade()
         with db.session() as session:
             ensure_defaults(session)
-        return cls(
+        context = cls(
             settings=settings,
             db=db,
             store=LocalBlobStore(settings.blob_dir),
@@ -37,9 +46,23 @@ class AppContext:
             files=FileIndex(db),
             auth=Authenticator(db, settings.token_secret(), settings.authentication.api_token_auth),
         )
+        context.render_roots()
+        return context
+
+    def render_roots(self) -> None:
+        """Re-render root pages that new projects marked stale."""
+        from packyard.repository.services import record
+
+        self._roots_rendered_at = time.monotonic()
+        with self.db.session() as session:
+            stale = exists().where(SimplePage.project == indexer.ROOT, SimplePage.stale)
+            if session.scalar(select(stale)):
+                indexer.render_stale_roots(session, record(session, "root-render").id)
 
     def sync(self) -> None:
         """Catch up with the change log (writes here, by the CLI, or by other server processes)."""
+        if time.monotonic() - self._roots_rendered_at >= self.ROOT_INTERVAL:
+            self.render_roots()
         for event in self.pages.sync():
             if event.kind == "token-revoke":
                 self.auth.forget(event.detail)

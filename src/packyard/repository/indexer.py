@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from packaging.version import InvalidVersion, Version
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from packyard.repository.models import DistFile, Project, Repository, SimplePage, Subscription
@@ -68,11 +68,18 @@ def _store(session: Session, repo: Repository, key: str, page: RenderedPage | No
     if existing is None:
         session.add(
             SimplePage(
-                repository_id=repo.id, project=key, html=page.html, json=page.json, etag=page.etag, serial=serial
+                stale=False,
+                repository_id=repo.id,
+                project=key,
+                html=page.html,
+                json=page.json,
+                etag=page.etag,
+                serial=serial,
             )
         )
     else:
         existing.html, existing.json, existing.etag, existing.serial = page.html, page.json, page.etag, serial
+        existing.stale = False
 
 
 def rebuild_project(session: Session, repo: Repository, name: str, serial: int) -> None:
@@ -105,8 +112,23 @@ def repositories_serving(session: Session, source_id: int) -> list[Repository]:
 
 
 def source_changed(session: Session, source_id: int, project: str, serial: int, new_project: bool) -> None:
-    """Re-render `project` (and the root when a name appeared) in every repository serving the source."""
-    for repo in repositories_serving(session, source_id):
+    """Re-render `project` in every repository serving the source; a new name marks their roots stale."""
+    repos = repositories_serving(session, source_id)
+    for repo in repos:
         rebuild_project(session, repo, project, serial)
-        if new_project:
+    if new_project and repos:
+        session.execute(
+            update(SimplePage)
+            .where(SimplePage.project == ROOT, SimplePage.repository_id.in_([r.id for r in repos]))
+            .values(stale=True)
+        )
+
+
+def render_stale_roots(session: Session, serial: int) -> list[int]:
+    """Re-render root pages marked stale; returns the repository ids whose root changed."""
+    ids = list(session.scalars(select(SimplePage.repository_id).where(SimplePage.project == ROOT, SimplePage.stale)))
+    for repo_id in ids:
+        repo = session.get(Repository, repo_id)
+        if repo is not None:
             rebuild_root(session, repo, serial)
+    return ids

@@ -13,6 +13,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -121,3 +122,6 @@ class SimplePage(Base):
     json: Mapped[bytes] = mapped_column(LargeBinary)
     etag: Mapped[str] = mapped_column(String(64))
     serial: Mapped[int] = mapped_column(Integer)
+    # Root pages list every name, so a new project marks them stale and the server re-renders them at
+    # most twice a second (`indexer.render_stale_roots`) instead of once per upload.
+    stale: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())

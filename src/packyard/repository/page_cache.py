@@ -96,7 +96,7 @@ class PageCache:
                 return []
             structural = False
             for event in events:
-                if event.kind in ("upload", "yank", "unyank"):
+                if event.kind in ("upload", "yank", "unyank", "root-render"):
                     self._pages.pop(event.project, None)
                     self._pages.pop("", None)
                 elif not event.kind.startswith("token-"):
