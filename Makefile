@@ -16,6 +16,7 @@ run: $(STAMP)
 	$(BIN)/packyard run $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
 test: $(STAMP)
+	@command -v gpg >/dev/null || (apt-get update -qq && apt-get install -y -qq gnupg)  # signing tests
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/pytest $(PYTEST_ARGS)

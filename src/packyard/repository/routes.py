@@ -17,7 +17,7 @@ from packyard.repository.upload.multipart import read_upload
 from packyard.repository.upload.service import accept_upload
 
 router = APIRouter()
-_IMMUTABLE = "public, max-age=31536000, immutable"
+_IMMUTABLE = "max-age=31536000, immutable"
 # Multipart framing and metadata fields around the file itself.
 _FORM_OVERHEAD = 4 * 1024 * 1024
 
@@ -116,7 +116,7 @@ async def package_file(repo: str, name: str, sha256: str, filename: str, request
     etag = f'"{found.digest}"'
     headers = {
         "etag": etag,
-        "cache-control": "private, " + _IMMUTABLE if info.authenticated else _IMMUTABLE,
+        "cache-control": ("private, " if info.authenticated else "public, ") + _IMMUTABLE,
         "accept-ranges": "bytes",
     }
     if etag in request.headers.get("if-none-match", ""):
