@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import uvicorn
 
 from packyard.app import create_app
@@ -12,6 +14,10 @@ from packyard.http_errors import install_reason_phrases
 def serve(settings: Settings) -> None:
     install_reason_phrases()
     app = create_app(settings)
+    # Everything built at startup lives for the whole process; keeping it out of the collector's
+    # generations removes most GC pauses from the request path (p99 latency).
+    gc.collect()
+    gc.freeze()
     uvicorn.run(
         app,
         host=settings.server.host,
