@@ -183,3 +183,40 @@ def test_packyard_add_explains_missing_settings(tmp_path: Path, client_env: dict
     assert result.returncode == 1
     assert "error: No server address." in result.stderr
     assert "hint: Set `PACKYARD_ADDRESS" in result.stderr
+
+
+def test_chunked_upload_without_content_length(server: Server, tmp_path: Path) -> None:
+    wheel = make_wheel(tmp_path, "chunked-pkg", "1.0")
+    boundary = "packyard-test-boundary"
+    fields = {
+        ":action": "file_upload",
+        "protocol_version": "1",
+        "metadata_version": "2.1",
+        "name": "chunked-pkg",
+        "version": "1.0",
+        "filetype": "bdist_wheel",
+        "pyversion": "py3",
+        "sha256_digest": hashlib.sha256(wheel.read_bytes()).hexdigest(),
+    }
+
+    def body():  # type: ignore[no-untyped-def]
+        for name, value in fields.items():
+            yield f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+        yield (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="content"; filename="{wheel.name}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        data = wheel.read_bytes()
+        for i in range(0, len(data), 100):  # many small chunks, as a streaming client sends them
+            yield data[i : i + 100]
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    response = httpx.post(
+        server.upload_url,
+        content=body(),
+        auth=("__token__", server.upload_token),
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    assert response.status_code == 200, response.text
+    assert response.request.headers.get("transfer-encoding") == "chunked"
+    assert json_page(server, "chunked-pkg")["files"][0]["size"] == wheel.stat().st_size
