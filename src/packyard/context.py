@@ -32,12 +32,10 @@ class AppContext:
 
     @classmethod
     def open(cls, settings: Settings) -> AppContext:
-        from packyard.repository.services import ensure_defaults
+        from packyard.repository.services import prepare
 
         db = Database(settings.database_url)
-        db.upgrade()
-        with db.session() as session:
-            ensure_defaults(session)
+        prepare(db)
         context = cls(
             settings=settings,
             db=db,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 class PackyardError(Exception):
     status_code = 400
+    headers: dict[str, str] = {}
 
     def __init__(self, message: str) -> None:
         super().__init__(message)

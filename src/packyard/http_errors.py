@@ -32,6 +32,7 @@ class ErrorResponse(Response):
         code = status or exc.status_code
         self.reason = reason_phrase(exc.message)
         headers = {"www-authenticate": _WWW_AUTHENTICATE} if code == 401 else {}
+        headers.update(exc.headers)
         if "json" in accept:
             title = HTTPStatus(code).phrase
             body = json.dumps({"type": "about:blank", "title": title, "status": code, "detail": exc.message})

@@ -47,14 +47,12 @@ def settings_for(data_dir: Path | None) -> Settings:
 @contextmanager
 def local_session(data_dir: Path | None) -> Iterator[tuple[Settings, Session]]:
     """A session on the data directory's database, for commands run on the server host."""
-    from packyard.repository.services import ensure_defaults
+    from packyard.repository.services import prepare
 
     settings = settings_for(data_dir)
     db = Database(settings.database_url)
     try:
-        db.upgrade()
-        with db.session() as session:
-            ensure_defaults(session)
+        prepare(db)
         with db.session() as session:
             yield settings, session
     except PackyardError as exc:

@@ -4,6 +4,7 @@ RepositoryError
 ├── NotFound                 404  unknown source, repository, project or file
 ├── Conflict                 409  a source or repository name already taken
 ├── InvalidName              400  a source or repository name that cannot appear in a URL
+├── MethodNotAllowed         405  a write sent to a read-only URL (uv explains a 405 on upload)
 └── UploadRejected           400  the upload breaks a rule; nothing was stored
     ├── FileAlreadyExists    400  same filename, different bytes (twine and poetry match the text)
     ├── FileTooLarge         413
@@ -29,6 +30,11 @@ class Conflict(RepositoryError):
 
 class InvalidName(RepositoryError):
     status_code = 400
+
+
+class MethodNotAllowed(RepositoryError):
+    status_code = 405
+    headers = {"allow": "GET, HEAD"}
 
 
 class UploadRejected(RepositoryError):

@@ -10,7 +10,7 @@ from packyard import __version__
 from packyard.auth.tokens import Grant
 from packyard.context import AppContext
 from packyard.repository import services
-from packyard.repository.errors import FileTooLarge, NotFound, UploadRejected
+from packyard.repository.errors import FileTooLarge, MethodNotAllowed, NotFound
 from packyard.repository.names import normalize
 from packyard.repository.page_cache import RepoInfo
 from packyard.repository.upload.multipart import read_upload
@@ -96,7 +96,7 @@ async def simple_project(repo: str, project: str, request: Request) -> Response:
 
 @router.api_route("/{repo}/latest/simple/{rest:path}", methods=["POST", "PUT", "PATCH", "DELETE"])
 async def simple_wrong_method(repo: str, rest: str, request: Request) -> Response:
-    raise UploadRejected(
+    raise MethodNotAllowed(
         "This is the simple index URL, which is read-only; upload to "
         "`/upload/pypi/<source>` instead (for example `/upload/pypi/local-python-src`)."
     )

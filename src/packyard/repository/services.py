@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from packyard.db import Database
 from packyard.repository import indexer
 from packyard.repository.errors import Conflict, NotFound, RepositoryError
 from packyard.repository.models import DistFile, Event, Project, Repository, Source, Subscription
@@ -103,6 +105,16 @@ def ensure_defaults(session: Session) -> bool:
     create_repository(session, DEFAULT_REPOSITORY, description="Python packages")
     subscribe(session, DEFAULT_REPOSITORY, DEFAULT_SOURCE)
     return True
+
+
+def prepare(db: Database) -> None:
+    """Migrate the schema and create the defaults; safe when several processes start at once."""
+    db.upgrade()
+    try:
+        with db.session() as session:
+            ensure_defaults(session)
+    except (IntegrityError, Conflict):
+        pass  # another process created them first, in one transaction, so they are complete
 
 
 def set_yanked(

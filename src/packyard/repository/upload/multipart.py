@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -14,6 +15,7 @@ from packyard.storage import BlobStore, StagedBlob
 MAX_FIELD_SIZE = 2 * 1024 * 1024  # long descriptions are the largest text fields seen
 MAX_FIELDS = 2000
 MAX_SIGNATURE_SIZE = 64 * 1024
+_RAW_FILENAME = re.compile(rb'filename="?([^";]*)')
 
 
 @dataclass
@@ -68,6 +70,14 @@ class _Reader:
         raw_filename = options.get(b"filename")
         self._filename = raw_filename.decode("utf-8", "replace") if raw_filename is not None else None
         if self._name == "content" and self._filename is not None:
+            if b"\\" in self._disposition:
+                # python-multipart trims `C:\dir\x.whl` and `\\host\x.whl` to their last part (an old IE
+                # workaround), so a path would pass the filename check; refuse any backslash here.
+                raw = _RAW_FILENAME.search(self._disposition)
+                shown = raw.group(1).decode("utf-8", "replace") if raw else self._filename
+                raise UploadRejected(
+                    f"Invalid filename {shown!r}: a distribution filename has no path, no `..` and no backslash."
+                )
             if self.parts.content is not None:
                 raise UploadRejected("The upload has more than one `content` file; send one file per request.")
             self._target = "content"
