@@ -62,6 +62,25 @@ class Server:
     def upload_token(self) -> str:
         return self.token("--scope", "sources:write", "--sources", "local-python-src")
 
+    def twine(
+        self, *files: Path, source: str = "local-python-src", token: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """`twine upload` of these files into a source, with the default upload token unless one is given."""
+        env = {"PATH": "/usr/bin:/bin", "HOME": str(self.data_dir), "NO_COLOR": "1"}
+        command = [
+            str(BIN / "twine"),
+            "upload",
+            "--non-interactive",
+            "--disable-progress-bar",
+            "--repository-url",
+            f"{self.url}/upload/pypi/{source}",
+            "-u",
+            "__token__",
+            "-p",
+            token or self.upload_token,
+        ]
+        return run([*command, *map(str, files)], env, check=check)
+
     def log(self) -> str:
         return self.log_path.read_text()
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BIN, Server, pip, run, uv_bin
+from tests.conftest import Server, pip, run, uv_bin
 from tests.dists import make_sdist, make_wheel
 
 
@@ -19,22 +19,7 @@ def published(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Serve
     make_wheel(dist, "team-lib", "3.0", requires_python=">=4")
     make_sdist(dist, "team-lib", "2.0")
     make_wheel(dist, "team-util", "0.1")
-    run(
-        [
-            str(BIN / "twine"),
-            "upload",
-            "--non-interactive",
-            "--disable-progress-bar",
-            "--repository-url",
-            server.upload_url,
-            "-u",
-            "__token__",
-            "-p",
-            server.upload_token,
-            *map(str, sorted(dist.iterdir())),
-        ],
-        env={"PATH": "/usr/bin:/bin", "HOME": str(dist)},
-    )
+    server.twine(*sorted(dist.iterdir()))
     return server
 
 

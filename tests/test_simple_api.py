@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import BIN, Server, run
+from tests.conftest import Server
 from tests.dists import make_sdist, make_wheel
 
 PIP_ACCEPT = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; q=0.1, text/html; q=0.01"
@@ -26,22 +26,7 @@ def corpus(server: Server, tmp_path_factory: pytest.TempPathFactory) -> dict[str
         "wheel2": make_wheel(dist, "Api_Demo", "1.1"),
         "sdist": make_sdist(dist, "Api_Demo", "1.0"),
     }
-    run(
-        [
-            str(BIN / "twine"),
-            "upload",
-            "--non-interactive",
-            "--disable-progress-bar",
-            "--repository-url",
-            server.upload_url,
-            "-u",
-            "__token__",
-            "-p",
-            server.upload_token,
-            *map(str, files.values()),
-        ],
-        {"PATH": "/usr/bin:/bin", "HOME": str(dist)},
-    )
+    server.twine(*files.values())
     return files
 
 
@@ -197,23 +182,7 @@ def test_higher_priority_source_hides_a_name(server: Server, corpus: dict[str, P
     token = server.token("--scope", "sources:write", "--sources", "lower-src")
     shadow = make_wheel(tmp_path, "api-demo", "99.0")
     only_lower = make_wheel(tmp_path, "lower-only", "1.0")
-    run(
-        [
-            str(BIN / "twine"),
-            "upload",
-            "--non-interactive",
-            "--disable-progress-bar",
-            "--repository-url",
-            f"{server.url}/upload/pypi/lower-src",
-            "-u",
-            "__token__",
-            "-p",
-            token,
-            str(shadow),
-            str(only_lower),
-        ],
-        {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
-    )
+    server.twine(shadow, only_lower, source="lower-src", token=token)
     server.wait_synced()
     assert "99.0" not in page(server, accept=JSON).json()["versions"]
     assert page(server, "lower-only", accept=JSON).json()["versions"] == ["1.0"]

@@ -14,26 +14,6 @@ from tests.conftest import BIN, Server, run, uv_bin
 from tests.dists import make_sdist, make_wheel
 
 
-def twine(server: Server, env: dict[str, str], *files: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return run(
-        [
-            str(BIN / "twine"),
-            "upload",
-            "--non-interactive",
-            "--disable-progress-bar",
-            "--repository-url",
-            server.upload_url,
-            "-u",
-            "__token__",
-            "-p",
-            server.upload_token,
-            *map(str, files),
-        ],
-        env,
-        check=check,
-    )
-
-
 def json_page(server: Server, project: str) -> dict:
     response = httpx.get(f"{server.index}{project}/", headers={"Accept": "application/vnd.pypi.simple.v1+json"})
     assert response.status_code == 200, response.text
@@ -75,7 +55,7 @@ def test_twine_uploads_signed_files(
     wheel = make_wheel(tmp_path, "signed-pkg", "1.0")
     subprocess.run(["gpg", "--batch", "--detach-sign", "--armor", str(wheel)], check=True, env=gnupg)
     signature = wheel.with_name(wheel.name + ".asc")
-    twine(server, client_env, wheel, signature)
+    server.twine(wheel, signature)
 
     html = httpx.get(f"{server.index}signed-pkg/").text
     assert 'data-gpg-sig="true"' in html
@@ -92,11 +72,11 @@ def test_twine_uploads_signed_files(
 def test_twine_rerun_succeeds_and_conflict_fails(server: Server, tmp_path: Path, client_env: dict[str, str]) -> None:
     first = make_wheel(tmp_path / "a", "rerun-pkg", "1.0")
     sdist = make_sdist(tmp_path / "a", "rerun-pkg", "1.0")
-    twine(server, client_env, first, sdist)
-    twine(server, client_env, first, sdist)  # CI re-runs must pass: identical files answer 200
+    server.twine(first, sdist)
+    server.twine(first, sdist)  # CI re-runs must pass: identical files answer 200
 
     changed = make_wheel(tmp_path / "b", "rerun-pkg", "1.0", payload=b"# different bytes\n")
-    result = twine(server, client_env, changed, check=False)
+    result = server.twine(changed, check=False)
     assert result.returncode != 0
     # twine shows the reason phrase without --verbose.
     assert "File already exists" in result.stdout + result.stderr
