@@ -25,7 +25,10 @@ lint: $(STAMP)
 	$(BIN)/ruff format
 	$(BIN)/ruff check --fix
 
+# wrk drives the load and nginx serves the static baseline; both come from Debian's packages.
 bench: $(STAMP)
+	@command -v wrk >/dev/null && command -v nginx >/dev/null || \
+		{ $(if $(filter 0,$(shell id -u)),,sudo )apt-get update -q && $(if $(filter 0,$(shell id -u)),,sudo )apt-get install -y -q wrk nginx; }
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
