@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 
 from packyard.config import load_settings
 from packyard.db import Database
-from packyard.repository.models import DistFile, Event, Project
+from packyard.repository.models import CoreMetadata, DistFile, Event, Project
 from tests.conftest import Server, run, uv_bin
 from tests.dists import make_sdist, make_wheel
 
@@ -727,7 +727,9 @@ def test_successful_upload_is_served_with_size_time_hash_and_metadata(env: Env, 
     after = snapshot(env, ("fresh-pkg",))
     assert after.files == before.files + 1
     assert after.events.get("upload", 0) == before.events.get("upload", 0) + 1
-    assert len(after.blobs - before.blobs) == 2, "the wheel and its METADATA"
+    assert len(after.blobs - before.blobs) == 1, "the wheel; its METADATA is kept in the database"
+    with env.db.session() as session:
+        assert session.get(CoreMetadata, hashlib.sha256(metadata).hexdigest()).data == metadata
     assert staging_files(env) == []
     assert after.pages[""][1] != before.pages[""][1], "the root page lists the new project"
 

@@ -1,4 +1,4 @@
-"""Build the ASGI application: the simple-index fast path in front of the FastAPI app."""
+"""Build the ASGI application: the hot path (pages, small files) in front of the FastAPI app."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from packyard.config import Settings
 from packyard.context import AppContext
 from packyard.errors import PackyardError
 from packyard.http_errors import error_response, send_error
+from packyard.repository.hot_path import HotPathApp
 from packyard.repository.routes import router as repository_router
-from packyard.repository.simple_app import SimpleIndexApp
 
 log = logging.getLogger("packyard")
 SYNC_INTERVAL = 0.5
@@ -63,12 +63,12 @@ def create_app(settings: Settings) -> ASGIApp:
     async def _validation_error(request: Request, exc: RequestValidationError):  # type: ignore[no-untyped-def]
         return error_response(request, PackyardError(f"Bad request: {exc.errors()[0].get('msg')}."), 400)
 
-    app = SimpleIndexApp(context.pages, context.auth, api, send_error)
+    app = HotPathApp(context.pages, context.files, context.store, context.auth, api, send_error)
     app.state = api.state  # type: ignore[attr-defined]
     return _with_lifespan(app, api)
 
 
-def _with_lifespan(app: SimpleIndexApp, api: FastAPI) -> ASGIApp:
+def _with_lifespan(app: HotPathApp, api: FastAPI) -> ASGIApp:
     async def asgi(scope, receive, send):  # type: ignore[no-untyped-def]
         if scope["type"] == "http":
             return await app(scope, receive, send)

@@ -36,12 +36,13 @@ class AppContext:
 
         db = Database(settings.database_url)
         prepare(db)
+        store = LocalBlobStore(settings.blob_dir)
         context = cls(
             settings=settings,
             db=db,
-            store=LocalBlobStore(settings.blob_dir),
+            store=store,
             pages=PageCache(db),
-            files=FileIndex(db),
+            files=FileIndex(db, store),
             auth=Authenticator(db, settings.token_secret(), settings.authentication.api_token_auth),
         )
         context.render_roots()

@@ -96,6 +96,15 @@ class DistFile(Base):
     project: Mapped[Project] = relationship(back_populates="files", lazy="joined")
 
 
+class CoreMetadata(Base):
+    """A wheel's METADATA, served as `<file>.metadata`; small, derived, and read on every resolve."""
+
+    __tablename__ = "core_metadata"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 class Event(Base):
     """The change log: every write appends here. Its id is the serial that caches and snapshots follow."""
 

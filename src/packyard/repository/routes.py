@@ -1,4 +1,4 @@
-"""HTTP routes of the package repository: uploads, files, and what the simple fast path passes on."""
+"""HTTP routes of the package repository: uploads, and what the hot path passes on (misses, ranges, big files)."""
 
 from __future__ import annotations
 
@@ -121,6 +121,8 @@ async def package_file(repo: str, name: str, sha256: str, filename: str, request
     }
     if etag in request.headers.get("if-none-match", ""):
         return Response(status_code=304, headers=headers)
+    if found.data is not None:
+        return Response(found.data, media_type=found.media_type, headers=headers)
     # octet-stream, never Content-Encoding: gzip, so clients do not unpack a .tar.gz in transit.
     return FileResponse(c.store.path(found.digest), media_type=found.media_type, headers=headers)
 

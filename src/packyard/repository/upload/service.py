@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from packyard.db import Database
 from packyard.repository import indexer
 from packyard.repository.errors import FileAlreadyExists, UploadRejected
-from packyard.repository.models import DistFile, Project
+from packyard.repository.models import CoreMetadata, DistFile, Project
 from packyard.repository.services import get_source, record
 from packyard.repository.upload.archive import DistMetadata, inspect_sdist, inspect_wheel
 from packyard.repository.upload.checks import (
@@ -71,7 +73,14 @@ def accept_upload(
         discard(store, parts)
 
 
-def _existing(session, source_id: int, filename: str) -> DistFile | None:  # type: ignore[no-untyped-def]
+def _store_metadata(session: Session, raw: bytes) -> str:
+    digest = hashlib.sha256(raw).hexdigest()
+    if session.get(CoreMetadata, digest) is None:
+        session.add(CoreMetadata(sha256=digest, data=raw))
+    return digest
+
+
+def _existing(session: Session, source_id: int, filename: str) -> DistFile | None:
     return session.scalar(select(DistFile).where(DistFile.source_id == source_id, DistFile.filename == filename))
 
 
@@ -129,7 +138,7 @@ def _store(
             blake2, md5 = staged.blake2_256.hexdigest(), staged.md5.hexdigest()
             store.commit(staged)
             parts.content = None
-            metadata_sha256 = store.put_bytes(meta.raw) if c.filetype == "bdist_wheel" else None
+            metadata_sha256 = _store_metadata(session, meta.raw) if c.filetype == "bdist_wheel" else None
             signature_sha256 = store.put_bytes(signature) if signature else None
             session.add(
                 DistFile(
