@@ -56,7 +56,7 @@ class AppContext:
         with self.db.session() as session:
             stale = exists().where(SimplePage.project == indexer.ROOT, SimplePage.stale)
             if session.scalar(select(stale)):
-                indexer.render_stale_roots(session, record(session, "root-render").id)
+                indexer.render_stale_roots(session, record(session, "root-render"))
 
     def sync(self) -> None:
         """Catch up with the change log (writes here, by the CLI, or by other server processes)."""

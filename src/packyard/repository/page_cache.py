@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 
 from packyard.db import Database
-from packyard.repository.models import Event, Repository, SimplePage
+from packyard.repository.models import Event, Repository, SimplePage, Source
 
 MAX_PAGES = 200_000
 
@@ -51,6 +51,7 @@ class PageCache:
     def __init__(self, db: Database) -> None:
         self.db = db
         self.repos: dict[str, RepoInfo] = {}
+        self.sources: frozenset[str] = frozenset()
         # project -> repository id -> page: one upload evicts one project's entry and the root's.
         self._pages: dict[str, dict[int, CachedPage | object]] = {}
         self._count = 0
@@ -66,7 +67,9 @@ class PageCache:
         with self.db.session() as session:
             serial = session.scalar(select(func.max(Event.id))) or 0
             repos = {r.name: RepoInfo(r.id, r.name, r.authenticated) for r in session.scalars(select(Repository))}
+            sources = frozenset(session.scalars(select(Source.name)))
         self.repos = repos
+        self.sources = sources
         self._pages = {}
         self._count = 0
         self._serial = serial

@@ -14,7 +14,7 @@ from packyard.repository.errors import FileTooLarge, MethodNotAllowed, NotFound
 from packyard.repository.names import normalize
 from packyard.repository.page_cache import RepoInfo
 from packyard.repository.upload.multipart import read_upload
-from packyard.repository.upload.service import accept_upload
+from packyard.repository.upload.service import UploadResult, accept_upload
 
 router = APIRouter()
 _IMMUTABLE = "max-age=31536000, immutable"
@@ -51,11 +51,13 @@ async def upload(source: str, request: Request) -> Response:
         c.auth.authenticate, request.headers.get("authorization")
     )
 
-    def source_exists() -> None:
-        with c.db.session() as session:
-            services.get_source(session, source)
+    if source not in c.pages.sources:
 
-    await run_in_threadpool(source_exists)
+        def source_exists() -> None:  # raises NotFound with the known names
+            with c.db.session() as session:
+                services.get_source(session, source)
+
+        await run_in_threadpool(source_exists)
     grant.require("sources:write", "source", source)
     limit = c.settings.max_file_size
     length = request.headers.get("content-length")
@@ -65,8 +67,13 @@ async def upload(source: str, request: Request) -> Response:
             "an administrator can raise `[upload] max_file_size`."
         )
     parts = await read_upload(request.headers.get("content-type", ""), request.stream(), c.store, limit)
-    result = await run_in_threadpool(accept_upload, c.db, c.store, source, parts, grant.description)
-    await run_in_threadpool(c.sync)
+
+    def store() -> UploadResult:
+        result = accept_upload(c.db, c.store, source, parts, grant.description)
+        c.sync()  # this process serves the new file at once
+        return result
+
+    result = await run_in_threadpool(store)
     return PlainTextResponse(result.message + "\n")
 
 

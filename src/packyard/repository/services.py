@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -17,16 +17,17 @@ DEFAULT_SOURCE = "local-python-src"
 DEFAULT_REPOSITORY = "pypi"
 
 
-def record(session: Session, kind: str, **fields: object) -> Event:
-    """Append to the change log; the returned event's id is the new serial."""
-    event = Event(kind=kind, **fields)
-    session.add(event)
-    session.flush()
-    return event
+_INSERT_EVENT = Event.__table__.insert().returning(Event.__table__.c.id)
+_SOURCE_BY_NAME = select(Source).where(Source.name == bindparam("name"))
+
+
+def record(session: Session, kind: str, **fields: object) -> int:
+    """Append to the change log; returns the event id, which is the new serial."""
+    return session.execute(_INSERT_EVENT, {"kind": kind, **fields}).scalar_one()
 
 
 def get_source(session: Session, name: str) -> Source:
-    source = session.scalar(select(Source).where(Source.name == name))
+    source = session.scalar(_SOURCE_BY_NAME, {"name": name})
     if source is None:
         known = ", ".join(f"`{n}`" for n in session.scalars(select(Source.name).order_by(Source.name)))
         raise NotFound(
@@ -66,8 +67,8 @@ def create_repository(session: Session, name: str, description: str = "", authen
     repo = Repository(name=name, description=description, authenticated=authenticated)
     session.add(repo)
     session.flush()
-    event = record(session, "repo-create", repository_id=repo.id)
-    indexer.rebuild_repository(session, repo, event.id)
+    serial = record(session, "repo-create", repository_id=repo.id)
+    indexer.rebuild_repository(session, repo.id, serial)
     return repo
 
 
@@ -90,8 +91,8 @@ def subscribe(session: Session, repo_name: str, source_name: str, priority: int 
     repo.subscriptions.append(sub)
     repo.subscriptions.sort(key=lambda s: s.priority)
     session.flush()
-    event = record(session, "subscribe", repository_id=repo.id, source_id=source.id, detail=str(priority))
-    indexer.rebuild_repository(session, repo, event.id)
+    serial = record(session, "subscribe", repository_id=repo.id, source_id=source.id, detail=str(priority))
+    indexer.rebuild_repository(session, repo.id, serial)
     return sub
 
 
@@ -146,7 +147,7 @@ def set_yanked(
     for f in files:
         f.yanked = yanked
         f.yanked_reason = reason if yanked else ""
-        event = record(
+        serial = record(
             session,
             "yank" if yanked else "unyank",
             source_id=source.id,
@@ -154,7 +155,7 @@ def set_yanked(
             filename=f.filename,
             detail=reason,
         )
-    indexer.source_changed(session, source.id, name, event.id, new_project=False)
+    indexer.source_changed(session, source.id, name, serial, new_project=False)
     return files
 
 

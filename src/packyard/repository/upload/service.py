@@ -6,11 +6,11 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from packyard.db import Database
+from packyard.db import Database, utcnow
 from packyard.repository import indexer
 from packyard.repository.errors import FileAlreadyExists, UploadRejected
 from packyard.repository.models import CoreMetadata, DistFile, Project
@@ -25,6 +25,24 @@ from packyard.repository.upload.checks import (
 )
 from packyard.repository.upload.multipart import UploadParts, discard
 from packyard.storage import BlobStore
+
+_FILES = DistFile.__table__
+_EXISTING = select(_FILES.c.filename, _FILES.c.sha256).where(
+    _FILES.c.source_id == bindparam("source_id"), _FILES.c.filename == bindparam("filename")
+)
+_PROJECT_ID = select(Project.__table__.c.id).where(
+    Project.__table__.c.source_id == bindparam("source_id"), Project.__table__.c.name == bindparam("name")
+)
+_INSERT_PROJECT = Project.__table__.insert().returning(Project.__table__.c.id)
+_RELEASE_SDIST = select(_FILES.c.filename).where(
+    _FILES.c.project_id == bindparam("project_id"),
+    _FILES.c.version == bindparam("version"),
+    _FILES.c.packagetype == "sdist",
+)
+_INSERT_FILE = _FILES.insert()
+_METADATA = CoreMetadata.__table__
+_METADATA_EXISTS = select(_METADATA.c.sha256).where(_METADATA.c.sha256 == bindparam("sha256"))
+_INSERT_METADATA = _METADATA.insert()
 
 
 @dataclass(frozen=True)
@@ -75,21 +93,24 @@ def accept_upload(
 
 def _store_metadata(session: Session, raw: bytes) -> str:
     digest = hashlib.sha256(raw).hexdigest()
-    if session.get(CoreMetadata, digest) is None:
-        session.add(CoreMetadata(sha256=digest, data=raw))
+    if session.scalar(_METADATA_EXISTS, {"sha256": digest}) is None:
+        session.execute(_INSERT_METADATA, {"sha256": digest, "data": raw})
     return digest
 
 
-def _existing(session: Session, source_id: int, filename: str) -> DistFile | None:
-    return session.scalar(select(DistFile).where(DistFile.source_id == source_id, DistFile.filename == filename))
+def _existing(session: Session, source_id: int, filename: str) -> tuple[str, str] | None:
+    """(filename, sha256) of a file already in the source under this name."""
+    row = session.execute(_EXISTING, {"source_id": source_id, "filename": filename}).first()
+    return (row.filename, row.sha256) if row else None
 
 
-def _duplicate(existing: DistFile, sha256: str) -> UploadResult:
-    if existing.sha256 == sha256:
-        return UploadResult(existing.filename, sha256, created=False)
+def _duplicate(existing: tuple[str, str], sha256: str) -> UploadResult:
+    filename, existing_sha256 = existing
+    if existing_sha256 == sha256:
+        return UploadResult(filename, sha256, created=False)
     # The start of this message is API: twine and poetry look for "already exist" to skip a file.
     raise FileAlreadyExists(
-        f"File already exists ('{existing.filename}', with sha256 hash '{existing.sha256}'). Published files "
+        f"File already exists ('{filename}', with sha256 hash '{existing_sha256}'). Published files "
         "are immutable; release a new version instead."
     )
 
@@ -113,25 +134,21 @@ def _store(
             existing = _existing(session, source.id, c.filename)
             if existing is not None:
                 return _duplicate(existing, sha256)
-            project = session.scalar(select(Project).where(Project.source_id == source.id, Project.name == c.name))
-            if c.filetype == "sdist" and project is not None:
-                other = session.scalar(
-                    select(DistFile.filename).where(
-                        DistFile.project_id == project.id,
-                        DistFile.version == c.version,
-                        DistFile.packagetype == "sdist",
-                    )
-                )
+            project_id = session.scalar(_PROJECT_ID, {"source_id": source.id, "name": c.name})
+            if c.filetype == "sdist" and project_id is not None:
+                other = session.scalar(_RELEASE_SDIST, {"project_id": project_id, "version": c.version})
                 if other:
                     raise UploadRejected(
                         f"Only one sdist may be uploaded per release; `{c.display_name}` "
                         f"{c.version} already has {other!r}."
                     )
-            new_project = project is None
-            if project is None:
-                project = Project(source_id=source.id, name=c.name, display_name=meta.display_name or c.display_name)
-                session.add(project)
-                session.flush()
+            new_project = project_id is None
+            if project_id is None:
+                display = meta.display_name or c.display_name
+                project_id = session.execute(
+                    _INSERT_PROJECT,
+                    {"source_id": source.id, "name": c.name, "display_name": display, "created_at": utcnow()},
+                ).scalar_one()
             # Blobs become durable before the row that points at them; a crash leaves an unseen blob, never
             # a row without its file.
             size = staged.size
@@ -140,26 +157,30 @@ def _store(
             parts.content = None
             metadata_sha256 = _store_metadata(session, meta.raw) if c.filetype == "bdist_wheel" else None
             signature_sha256 = store.put_bytes(signature) if signature else None
-            session.add(
-                DistFile(
-                    source_id=source.id,
-                    project_id=project.id,
-                    version=c.version,
-                    filename=c.filename,
-                    packagetype=c.filetype,
-                    python_version=c.python_version,
-                    requires_python=meta.requires_python,
-                    size=size,
-                    sha256=sha256,
-                    blake2_256=blake2,
-                    md5=md5,
-                    metadata_sha256=metadata_sha256,
-                    signature_sha256=signature_sha256,
-                    uploaded_by=uploaded_by,
-                )
+            session.execute(
+                _INSERT_FILE,
+                {
+                    "source_id": source.id,
+                    "project_id": project_id,
+                    "version": c.version,
+                    "filename": c.filename,
+                    "packagetype": c.filetype,
+                    "python_version": c.python_version,
+                    "requires_python": meta.requires_python,
+                    "size": size,
+                    "sha256": sha256,
+                    "blake2_256": blake2,
+                    "md5": md5,
+                    "metadata_sha256": metadata_sha256,
+                    "signature_sha256": signature_sha256,
+                    "yanked": False,
+                    "yanked_reason": "",
+                    "uploaded_at": utcnow(),
+                    "uploaded_by": uploaded_by,
+                },
             )
-            event = record(session, "upload", source_id=source.id, project=c.name, filename=c.filename, detail=sha256)
-            indexer.source_changed(session, source.id, c.name, event.id, new_project)
+            serial = record(session, "upload", source_id=source.id, project=c.name, filename=c.filename, detail=sha256)
+            indexer.source_changed(session, source.id, c.name, serial, new_project)
             return UploadResult(c.filename, sha256, created=True)
     except IntegrityError:
         # A concurrent upload of the same filename won the race; answer as if it had come first.
