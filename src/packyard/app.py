@@ -30,10 +30,12 @@ def create_app(settings: Settings) -> ASGIApp:
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         task = asyncio.create_task(_follow_changes(context))
+        preload = asyncio.create_task(asyncio.to_thread(context.pages.preload))
         try:
             yield
         finally:
             task.cancel()
+            preload.cancel()
             context.db.dispose()
 
     api = FastAPI(

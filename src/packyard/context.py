@@ -26,9 +26,12 @@ class AppContext:
     files: FileIndex
     auth: Authenticator
     _roots_rendered_at: float = field(default=0.0, repr=False)
+    _root_interval: float = field(default=0.5, repr=False)
 
-    # Root pages list every name; rendering them at most this often keeps bulk uploads O(1) per file.
+    # Root pages list every name, so rendering one costs O(projects). Render stale roots at most every half
+    # second, and never more than a tenth of the time: a bulk upload stays O(1) per file at any size.
     ROOT_INTERVAL = 0.5
+    ROOT_DUTY = 0.1
 
     @classmethod
     def open(cls, settings: Settings) -> AppContext:
@@ -52,15 +55,17 @@ class AppContext:
         """Re-render root pages that new projects marked stale."""
         from packyard.repository.services import record
 
-        self._roots_rendered_at = time.monotonic()
+        started = self._roots_rendered_at = time.monotonic()
         with self.db.session() as session:
             stale = exists().where(SimplePage.project == indexer.ROOT, SimplePage.stale)
-            if session.scalar(select(stale)):
-                indexer.render_stale_roots(session, record(session, "root-render"))
+            if not session.scalar(select(stale)):
+                return
+            indexer.render_stale_roots(session, record(session, "root-render"))
+        self._root_interval = max(self.ROOT_INTERVAL, (time.monotonic() - started) / self.ROOT_DUTY)
 
     def sync(self) -> None:
         """Catch up with the change log (writes here, by the CLI, or by other server processes)."""
-        if time.monotonic() - self._roots_rendered_at >= self.ROOT_INTERVAL:
+        if time.monotonic() - self._roots_rendered_at >= self._root_interval:
             self.render_roots()
         for event in self.pages.sync():
             if event.kind == "token-revoke":

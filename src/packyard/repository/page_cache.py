@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import Row, func, select
 
 from packyard.db import Database
 from packyard.repository.models import Event, Repository, SimplePage, Source
@@ -30,7 +30,7 @@ class CachedPage:
     json_length: bytes
 
     @classmethod
-    def of(cls, page: SimplePage) -> CachedPage:
+    def of(cls, page: SimplePage | Row[tuple[int, str, bytes, bytes, str]]) -> CachedPage:
         return cls(
             page.html,
             page.json,
@@ -56,6 +56,9 @@ class PageCache:
         self._pages: dict[str, dict[int, CachedPage | object]] = {}
         self._count = 0
         self._serial = 0
+        # Bumped on every eviction, under the lock: a page read from the database before an eviction must
+        # not be cached after it, or a reader could pin a stale page.
+        self._epoch = 0
         self._lock = threading.Lock()
         self.reload()
 
@@ -72,6 +75,7 @@ class PageCache:
         self.sources = sources
         self._pages = {}
         self._count = 0
+        self._epoch += 1
         self._serial = serial
 
     def get(self, repo_id: int, project: str) -> CachedPage | object | None:
@@ -80,15 +84,43 @@ class PageCache:
         return by_repo.get(repo_id) if by_repo is not None else None
 
     def load(self, repo_id: int, project: str) -> CachedPage | object:
+        epoch = self._epoch
         with self.db.session() as session:
             row = session.get(SimplePage, (repo_id, project))
             page: CachedPage | object = CachedPage.of(row) if row is not None else MISSING
+        with self._lock:
+            if epoch == self._epoch:
+                self._put(repo_id, project, page)
+        return page
+
+    def preload(self, batch: int = 2000) -> int:
+        """Fill the cache from the database, so a restarted server answers from memory at once; stops early
+        if a write arrives (the rest then loads on demand). Returns how many pages it cached."""
+        cached = 0
+        epoch = self._epoch
+        with self.db.session() as session:
+            rows = session.execute(
+                select(
+                    SimplePage.repository_id, SimplePage.project, SimplePage.html, SimplePage.json, SimplePage.etag
+                ).execution_options(yield_per=batch)
+            )
+            for chunk in rows.partitions():
+                pages = [(r.repository_id, r.project, CachedPage.of(r)) for r in chunk]
+                with self._lock:
+                    if epoch != self._epoch or self._count + len(pages) > MAX_PAGES:
+                        return cached
+                    for repo_id, project, page in pages:
+                        if self.get(repo_id, project) is None:
+                            self._put(repo_id, project, page)
+                            cached += 1
+        return cached
+
+    def _put(self, repo_id: int, project: str, page: CachedPage | object) -> None:
         if self._count >= MAX_PAGES:
             self._pages.clear()
             self._count = 0
         self._pages.setdefault(project, {})[repo_id] = page
         self._count += 1
-        return page
 
     def sync(self) -> list[Event]:
         """Apply change-log events newer than the last seen; returns them for other caches to act on."""
@@ -102,6 +134,7 @@ class PageCache:
                 if event.kind in ("upload", "yank", "unyank", "root-render"):
                     self._pages.pop(event.project, None)
                     self._pages.pop("", None)
+                    self._epoch += 1
                 elif not event.kind.startswith("token-"):
                     structural = True
             if structural:
