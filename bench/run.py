@@ -18,10 +18,9 @@ from corpus import Corpus, ensure_corpus
 from report import Results, markdown
 from servers import Target, start_devpi, start_nginx, start_packyard, start_pypiserver
 from uploads import twine_upload, twine_wheels
-from util import BENCH, log
+from util import BENCH, OtherLoad, log
 
 SERVERS = ("nginx", "packyard", "pypiserver", "devpi")
-UPLOADS = ("packyard", "devpi")  # the servers whose twine upload rate is measured
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -41,7 +40,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--no-twine", action="store_true", help="skip the twine upload timings")
     p.add_argument("--load-concurrency", type=int, default=4, help="connections used to load Packyard")
     p.add_argument("--staged-load-above", type=int, default=5000, help="load larger corpora into Packyard staged")
-    p.add_argument("--fresh", action="store_true", help="discard Packyard's and devpi's loaded data first")
+    p.add_argument(
+        "--fresh",
+        nargs="?",
+        const="packyard,devpi",
+        default="",
+        help="reload these servers' kept data from scratch (alone: both packyard and devpi)",
+    )
     p.add_argument("--seed", type=int, default=1, help="seed of the shuffled URL order")
     p.add_argument("--out", type=Path, default=BENCH / "results.md", help="markdown report")
     p.add_argument("--append", action="store_true", help="append to the report instead of replacing it")
@@ -51,6 +56,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     unknown = set(args.server_list) - set(SERVERS)
     if unknown:
         p.error(f"unknown servers: {', '.join(sorted(unknown))}; choose from {', '.join(SERVERS)}")
+    args.fresh_list = [s for s in args.fresh.split(",") if s]
     args.variants = [v for v in args.accept.split(",") if v]
     if not args.variants or set(args.variants) - set(wrk.ACCEPT):
         p.error(f"--accept takes a list of {', '.join(wrk.ACCEPT)}")
@@ -59,9 +65,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def starter(name: str, args: argparse.Namespace) -> Callable[[Corpus], Target]:
     if name == "packyard":
-        return lambda c: start_packyard(c, args.fresh, args.load_concurrency, c.size > args.staged_load_above)
+        staged = args.staged_load_above
+        return lambda c: start_packyard(c, name in args.fresh_list, args.load_concurrency, c.size > staged)
     if name == "devpi":
-        return lambda c: start_devpi(c, args.fresh)
+        return lambda c: start_devpi(c, name in args.fresh_list)
     return {"nginx": start_nginx, "pypiserver": start_pypiserver}[name]
 
 
@@ -78,9 +85,12 @@ def measure_server(target: Target, corpus: Corpus, args: argparse.Namespace, res
         results.installs.append(installs.measure(target, corpus.size, args.install_reps, args.install_budget))
     if not args.no_twine and target.credentials and target.upload_url:
         files = twine_wheels(args.twine_files, f"{tag}-{corpus.size}")
+        meter = OtherLoad(target.service.process.pid)
         rate = twine_upload(target.upload_url, *target.credentials, files)
-        log(f"{target.name} twine @{corpus.size}: {rate.files} files in {rate.seconds:.1f}s = {rate.per_second:.0f}/s")
-        results.twine.append((target.name, corpus.size, rate))
+        other = meter.cores()
+        figures = f"{rate.files} files in {rate.seconds:.1f}s = {rate.per_second:.0f}/s, other CPU {other:.2f}"
+        log(f"{target.name} twine @{corpus.size}: {figures}")
+        results.twine.append((target.name, corpus.size, rate, other))
 
 
 def describe_command(argv: list[str]) -> str:

@@ -16,9 +16,25 @@ from pathlib import Path
 import httpx
 from corpus import Corpus
 from uploads import UploadRate, bulk_upload, by_project
-from util import BENCH, HOST, SERVER_CORE, WORK, Service, clean_env, free_port, log, pinned, run, spawn, tool, wait_http
+from util import (
+    BENCH,
+    HOST,
+    SERVER_CORE,
+    WORK,
+    Service,
+    clean_env,
+    free_port,
+    git_commit,
+    log,
+    pinned,
+    run,
+    spawn,
+    tool,
+    wait_http,
+)
 
 _LOADED = ".loaded"
+LOAD_TIMEOUT = 3 * 3600  # a bound, far above the 15 minutes 50,000 projects take
 SOURCE = "local-python-src"
 STAGING_SOURCE = "bench-load"
 DEVPI_USER, DEVPI_PASSWORD, DEVPI_INDEX = "bench", "bench", "dev"
@@ -72,13 +88,17 @@ def _data_dir(name: str, corpus: Corpus, fresh: bool) -> Path:
 
 
 def _load_once(target: Target, data: Path, files: list[Path], loader: Callable[[list[Path]], UploadRate]) -> None:
-    if (data / _LOADED).exists():
-        log(f"{target.name}: corpus already loaded in {data}")
+    marker = data / _LOADED
+    if marker.exists():
+        # Kept data was written by the code of its day: the report says which commit, and `--fresh` reloads.
+        _files, _seconds, *rest = marker.read_text().split(maxsplit=3) + ["?", "?"]
+        target.load_method = f"kept from an earlier run: loaded at commit {rest[0]}, {rest[1].strip()}"
+        log(f"{target.name}: corpus already loaded in {data} ({target.load_method})")
         return
     log(f"{target.name}: loading {len(files)} files")
     target.load = loader(files)
     log(f"{target.name}: loaded {len(files)} files in {target.load.seconds:.0f}s ({target.load.per_second:.0f}/s)")
-    (data / _LOADED).write_text(f"{target.load.files} {target.load.seconds:.1f}\n")
+    marker.write_text(f"{target.load.files} {target.load.seconds:.1f} {git_commit()} {target.load_method}\n")
 
 
 # Packyard
@@ -153,7 +173,7 @@ def _load_in_process(data: Path, source: str, files: list[Path], processes: int)
         cmd = [sys.executable, str(BENCH / "packyard_load.py"), str(data), source, str(listing)]
         workers.append(spawn(f"packyard loader {i}", cmd, data / f"load-{i}.log"))
     for worker in workers:
-        if worker.process.wait() != 0:
+        if worker.process.wait(timeout=LOAD_TIMEOUT) != 0:
             raise RuntimeError(f"{worker.name} failed:\n{worker.tail()}")
     return UploadRate(len(files), time.monotonic() - started)
 

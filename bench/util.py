@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import socket
 import subprocess
@@ -25,6 +26,15 @@ CLIENT_CORE = 1
 
 def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def git_commit() -> str:
+    """The checked-out commit, with `+` when src/ has uncommitted changes (the editable install runs them)."""
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run(
+        ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no", "src"], capture_output=True, text=True
+    )
+    return (head.stdout.strip() or "?") + ("+" if dirty.stdout.strip() else "")
 
 
 def free_port() -> int:
@@ -124,3 +134,55 @@ def wait_http(service: Service, url: str, timeout: float = 120) -> None:
         time.sleep(0.2)
     service.stop()
     raise RuntimeError(f"{service.name} did not answer {url} within {timeout:.0f}s:\n{service.tail()}")
+
+
+def _busy_seconds() -> float:
+    """CPU time all cores spent busy since boot (/proc/stat), in seconds."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def _tree_seconds(root: int) -> float:
+    """CPU time (user + system) of a process, its threads and its live descendants (nginx's worker)."""
+    parents: dict[int, int] = {}
+    spent: dict[int, float] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid = int(stat.parent.name)
+        parents[pid] = int(fields[1])
+        spent[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid, seconds in spent.items():
+        node = pid
+        while node > 1 and node != root:
+            node = parents.get(node, 0)
+        total += seconds if node == root else 0.0
+    return total
+
+
+def _own_seconds() -> float:
+    """This process and its reaped children (wrk, uv, twine once they exit)."""
+    mine, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return mine.ru_utime + mine.ru_stime + children.ru_utime + children.ru_stime
+
+
+class OtherLoad:
+    """How many cores' worth of CPU went to anything but the server and our own clients during a measurement:
+    the other engineer's tests on a shared machine show up here, so a noisy figure can be told from a slow one."""
+
+    def __init__(self, server_pid: int) -> None:
+        self.server_pid = server_pid
+        self._start = self._sample()
+
+    def _sample(self) -> tuple[float, float, float, float]:
+        return time.monotonic(), _busy_seconds(), _tree_seconds(self.server_pid), _own_seconds()
+
+    def cores(self) -> float:
+        end = self._sample()
+        wall = end[0] - self._start[0]
+        ours = (end[2] - self._start[2]) + (end[3] - self._start[3])
+        return max(0.0, (end[1] - self._start[1]) - ours) / wall if wall > 0 else 0.0
