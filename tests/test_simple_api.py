@@ -101,6 +101,7 @@ def test_html_project_page(server: Server, corpus: dict[str, Path]) -> None:
 
 
 def test_root_lists_projects(server: Server, corpus: dict[str, Path]) -> None:
+    server.wait_synced()  # root pages are re-rendered in the background, at most twice a second
     assert '<a href="api-demo/">Api_Demo</a>' in httpx.get(server.index).text
     assert {"name": "Api_Demo"} in httpx.get(server.index, headers={"Accept": JSON}).json()["projects"]
 

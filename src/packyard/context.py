@@ -63,9 +63,10 @@ class AppContext:
             indexer.render_stale_roots(session, record(session, "root-render"))
         self._root_interval = max(self.ROOT_INTERVAL, (time.monotonic() - started) / self.ROOT_DUTY)
 
-    def sync(self) -> None:
-        """Catch up with the change log (writes here, by the CLI, or by other server processes)."""
-        if time.monotonic() - self._roots_rendered_at >= self._root_interval:
+    def sync(self, render_roots: bool = True) -> None:
+        """Catch up with the change log (writes here, by the CLI, or by other server processes). Uploads
+        pass `render_roots=False`: a root page at 50,000 names must not hold up the upload that made it stale."""
+        if render_roots and time.monotonic() - self._roots_rendered_at >= self._root_interval:
             self.render_roots()
         for event in self.pages.sync():
             if event.kind == "token-revoke":

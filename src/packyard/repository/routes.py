@@ -70,7 +70,7 @@ async def upload(source: str, request: Request) -> Response:
 
     def store() -> UploadResult:
         result = accept_upload(c.db, c.store, source, parts, grant.description)
-        c.sync()  # this process serves the new file at once
+        c.sync(render_roots=False)  # this process serves the new file at once; roots follow in the background
         return result
 
     result = await run_in_threadpool(store)
