@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -200,3 +201,14 @@ def test_chunked_upload_without_content_length(server: Server, tmp_path: Path) -
     assert response.status_code == 200, response.text
     assert response.request.headers.get("transfer-encoding") == "chunked"
     assert json_page(server, "chunked-pkg")["files"][0]["size"] == wheel.stat().st_size
+
+
+def test_parallel_first_uploads_of_a_new_project(server: Server, tmp_path: Path) -> None:
+    """CI jobs upload a new release's wheels in parallel; the one that creates the project must not fail the rest."""
+    files = [make_wheel(tmp_path, "parallel-pkg", f"1.{i}") for i in range(4)] + [
+        make_sdist(tmp_path, "parallel-pkg", "1.0")
+    ]
+    with ThreadPoolExecutor(len(files)) as pool:
+        results = list(pool.map(lambda f: server.twine(f, check=False), files))
+    assert [r.returncode for r in results] == [0] * len(files), [r.stdout + r.stderr for r in results if r.returncode]
+    assert {f["filename"] for f in json_page(server, "parallel-pkg")["files"]} == {f.name for f in files}

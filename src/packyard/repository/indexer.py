@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from packaging.version import InvalidVersion, Version
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, select, text
 from sqlalchemy.orm import Session
 
 from packyard.repository.models import DistFile, Project, SimplePage, Subscription
@@ -57,6 +57,10 @@ _MARK_ROOTS_STALE = (
     .values(stale=True)
 )
 _STALE_ROOTS = select(_PAGES.c.repository_id).where(_PAGES.c.project == ROOT, _PAGES.c.stale)
+# Two uploads to one project under READ COMMITTED would each render the page without the other's file, and
+# the later write would win: renders of one project take turns (released at commit). SQLite's single
+# writer already serializes them.
+_PG_PROJECT_LOCK = text("SELECT pg_advisory_xact_lock(1, hashtext(:project))")
 
 
 def _version_key(version: str) -> tuple[int, Version | str]:
@@ -142,6 +146,8 @@ def repositories_serving(session: Session, source_id: int) -> dict[int, list[int
 
 def source_changed(session: Session, source_id: int, project: str, serial: int, new_project: bool) -> None:
     """Re-render `project` in every repository serving the source; a new name marks their roots stale."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(_PG_PROJECT_LOCK, {"project": project})
     repos = repositories_serving(session, source_id)
     for repo_id, source_ids in repos.items():
         rebuild_project(session, repo_id, source_ids, project, serial)

@@ -86,7 +86,7 @@ def accept_upload(
         assert staged is not None
         staged.handle.flush()
         meta = _inspect(candidate, staged.path)
-        return _store(db, store, source_name, candidate, parts, meta, signature, uploaded_by)
+        return _store_with_retry(db, store, source_name, candidate, parts, meta, signature, uploaded_by)
     finally:
         discard(store, parts)
 
@@ -115,7 +115,15 @@ def _duplicate(existing: tuple[str, str], sha256: str) -> UploadResult:
     )
 
 
-def _store(
+@dataclass(frozen=True)
+class _Digests:
+    sha256: str
+    blake2_256: str
+    md5: str
+    size: int
+
+
+def _store_with_retry(
     db: Database,
     store: BlobStore,
     source_name: str,
@@ -127,66 +135,82 @@ def _store(
 ) -> UploadResult:
     staged = parts.content
     assert staged is not None
-    sha256 = staged.digest
-    try:
-        with db.session() as session:
-            source = get_source(session, source_name)
-            existing = _existing(session, source.id, c.filename)
+    digests = _Digests(staged.digest, staged.blake2_256.hexdigest(), staged.md5.hexdigest(), staged.size)
+    for attempt in range(2):
+        try:
+            return _store(db, store, source_name, c, parts, meta, signature, uploaded_by, digests)
+        except IntegrityError:
+            # A concurrent upload won a race: the same filename (answer as if it had come first), or the
+            # first file of the same new project (run once more; the project row exists now).
+            with db.session() as session:
+                existing = _existing(session, get_source(session, source_name).id, c.filename)
             if existing is not None:
-                return _duplicate(existing, sha256)
-            project_id = session.scalar(_PROJECT_ID, {"source_id": source.id, "name": c.name})
-            if c.filetype == "sdist" and project_id is not None:
-                other = session.scalar(_RELEASE_SDIST, {"project_id": project_id, "version": c.version})
-                if other:
-                    raise UploadRejected(
-                        f"Only one sdist may be uploaded per release; `{c.display_name}` "
-                        f"{c.version} already has {other!r}."
-                    )
-            new_project = project_id is None
-            if project_id is None:
-                display = meta.display_name or c.display_name
-                project_id = session.execute(
-                    _INSERT_PROJECT,
-                    {"source_id": source.id, "name": c.name, "display_name": display, "created_at": utcnow()},
-                ).scalar_one()
-            # Blobs become durable before the row that points at them; a crash leaves an unseen blob, never
-            # a row without its file.
-            size = staged.size
-            blake2, md5 = staged.blake2_256.hexdigest(), staged.md5.hexdigest()
-            store.commit(staged)
-            parts.content = None
-            metadata_sha256 = _store_metadata(session, meta.raw) if c.filetype == "bdist_wheel" else None
-            signature_sha256 = store.put_bytes(signature) if signature else None
-            session.execute(
-                _INSERT_FILE,
-                {
-                    "source_id": source.id,
-                    "project_id": project_id,
-                    "version": c.version,
-                    "filename": c.filename,
-                    "packagetype": c.filetype,
-                    "python_version": c.python_version,
-                    "requires_python": meta.requires_python,
-                    "size": size,
-                    "sha256": sha256,
-                    "blake2_256": blake2,
-                    "md5": md5,
-                    "metadata_sha256": metadata_sha256,
-                    "signature_sha256": signature_sha256,
-                    "yanked": False,
-                    "yanked_reason": "",
-                    "uploaded_at": utcnow(),
-                    "uploaded_by": uploaded_by,
-                },
-            )
-            serial = record(session, "upload", source_id=source.id, project=c.name, filename=c.filename, detail=sha256)
-            indexer.source_changed(session, source.id, c.name, serial, new_project)
-            return UploadResult(c.filename, sha256, created=True)
-    except IntegrityError:
-        # A concurrent upload of the same filename won the race; answer as if it had come first.
-        with db.session() as session:
-            source = get_source(session, source_name)
-            existing = _existing(session, source.id, c.filename)
-            if existing is None:
+                return _duplicate(existing, digests.sha256)
+            if attempt:
                 raise
+    raise AssertionError("unreachable")
+
+
+def _store(
+    db: Database,
+    store: BlobStore,
+    source_name: str,
+    c: Candidate,
+    parts: UploadParts,
+    meta: DistMetadata,
+    signature: bytes | None,
+    uploaded_by: str,
+    digests: _Digests,
+) -> UploadResult:
+    sha256 = digests.sha256
+    with db.session() as session:
+        source = get_source(session, source_name)
+        existing = _existing(session, source.id, c.filename)
+        if existing is not None:
             return _duplicate(existing, sha256)
+        project_id = session.scalar(_PROJECT_ID, {"source_id": source.id, "name": c.name})
+        if c.filetype == "sdist" and project_id is not None:
+            other = session.scalar(_RELEASE_SDIST, {"project_id": project_id, "version": c.version})
+            if other:
+                raise UploadRejected(
+                    f"Only one sdist may be uploaded per release; `{c.display_name}` {c.version} already has {other!r}."
+                )
+        new_project = project_id is None
+        if project_id is None:
+            display = meta.display_name or c.display_name
+            project_id = session.execute(
+                _INSERT_PROJECT,
+                {"source_id": source.id, "name": c.name, "display_name": display, "created_at": utcnow()},
+            ).scalar_one()
+        # Blobs become durable before the row that points at them; a crash leaves an unseen blob, never
+        # a row without its file.
+        if parts.content is not None:  # a retried attempt finds it committed already
+            store.commit(parts.content)
+            parts.content = None
+        metadata_sha256 = _store_metadata(session, meta.raw) if c.filetype == "bdist_wheel" else None
+        signature_sha256 = store.put_bytes(signature) if signature else None
+        session.execute(
+            _INSERT_FILE,
+            {
+                "source_id": source.id,
+                "project_id": project_id,
+                "version": c.version,
+                "filename": c.filename,
+                "packagetype": c.filetype,
+                "python_version": c.python_version,
+                "requires_python": meta.requires_python,
+                "size": digests.size,
+                "sha256": sha256,
+                "blake2_256": digests.blake2_256,
+                "md5": digests.md5,
+                "metadata_sha256": metadata_sha256,
+                "signature_sha256": signature_sha256,
+                "yanked": False,
+                "yanked_reason": "",
+                "uploaded_at": utcnow(),
+                "uploaded_by": uploaded_by,
+            },
+        )
+        serial = record(session, "upload", source_id=source.id, project=c.name, filename=c.filename, detail=sha256)
+        indexer.source_changed(session, source.id, c.name, serial, new_project)
+        return UploadResult(c.filename, sha256, created=True)
