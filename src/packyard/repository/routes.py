@@ -115,7 +115,9 @@ async def package_file(repo: str, name: str, sha256: str, filename: str, request
     info = repo_or_404(request, repo)
     if info.authenticated:
         await authorize(request, "repos:read", "repo", repo)
-    found = await run_in_threadpool(c.files.find, info.id, sha256, filename)
+    found = c.files.cached(info.id, sha256, filename)
+    if found is False:  # Range requests and large files come here on every read: use the cache too
+        found = await run_in_threadpool(c.files.find, info.id, sha256, filename)
     if found is None:
         raise NotFound(
             f"No file `{filename}` with sha256 `{sha256}` in repository `{repo}`; take file URLs from the simple index."

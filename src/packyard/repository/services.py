@@ -115,7 +115,7 @@ def prepare(db: Database) -> None:
         with db.session() as session:
             ensure_defaults(session)
     except (IntegrityError, Conflict):
-        pass  # another process created them first, in one transaction, so they are complete
+        return  # another process created them first, in one transaction, so they are complete
 
 
 def set_yanked(
