@@ -36,6 +36,7 @@ def create_app(settings: Settings) -> ASGIApp:
         finally:
             task.cancel()
             preload.cancel()
+            await context.mirror.close()
             context.db.dispose()
 
     api = FastAPI(
@@ -65,7 +66,7 @@ def create_app(settings: Settings) -> ASGIApp:
     async def _validation_error(request: Request, exc: RequestValidationError):  # type: ignore[no-untyped-def]
         return error_response(request, PackyardError(f"Bad request: {exc.errors()[0].get('msg')}."), 400)
 
-    app = HotPathApp(context.pages, context.files, context.store, context.auth, api, send_error)
+    app = HotPathApp(context.pages, context.files, context.store, context.auth, context.mirror, api, send_error)
     app.state = api.state  # type: ignore[attr-defined]
     return _with_lifespan(app, api)
 

@@ -39,6 +39,16 @@ api_token_auth = true
 
 [upload]
 max_file_size = "100MiB"
+
+[mirror]
+# The upstream simple index that the `pypi` source mirrors; empty means no mirror. The public one is
+# "https://pypi.org/simple/". Once set, repository `pypi` serves it below `local-python-src`.
+upstream = ""
+# Seconds a cached upstream index page is used before it is revalidated (with its ETag).
+index_ttl = 1800
+# Seconds to wait for the upstream; after a failure, serve cached pages for `retry_after` seconds.
+timeout = 10
+retry_after = 30
 """
 
 
@@ -77,6 +87,14 @@ class UploadSettings:
 
 
 @dataclass
+class MirrorSettings:
+    upstream: str = ""
+    index_ttl: int = 1800
+    timeout: int = 10
+    retry_after: int = 30
+
+
+@dataclass
 class Settings:
     data_dir: Path = field(default_factory=lambda: Path(DEFAULT_DATA_DIR))
     server: ServerSettings = field(default_factory=ServerSettings)
@@ -84,6 +102,7 @@ class Settings:
     storage: StorageSettings = field(default_factory=StorageSettings)
     authentication: AuthenticationSettings = field(default_factory=AuthenticationSettings)
     upload: UploadSettings = field(default_factory=UploadSettings)
+    mirror: MirrorSettings = field(default_factory=MirrorSettings)
 
     @property
     def database_url(self) -> str:
@@ -175,6 +194,12 @@ def load_settings(data_dir: str | Path | None = None, environ: dict[str, str] | 
             elif name in values:
                 setattr(section, name, _coerce(section_field.name, name, values[name], kind))
     settings.max_file_size  # noqa: B018 - fail at startup, not at the first upload
+    upstream = settings.mirror.upstream
+    if upstream and not upstream.startswith(("http://", "https://")):
+        raise ConfigError(
+            f"Config `mirror.upstream` has value {upstream!r}; expected an http(s) URL of a simple index, "
+            "e.g. `https://pypi.org/simple/`."
+        )
     return settings
 
 

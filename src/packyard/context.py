@@ -12,6 +12,7 @@ from packyard.config import Settings
 from packyard.db import Database
 from packyard.repository import indexer
 from packyard.repository.files import FileIndex
+from packyard.repository.mirror.service import Mirror
 from packyard.repository.models import SimplePage
 from packyard.repository.page_cache import PageCache
 from packyard.storage import LocalBlobStore
@@ -25,6 +26,7 @@ class AppContext:
     pages: PageCache
     files: FileIndex
     auth: Authenticator
+    mirror: Mirror = field(init=False)
     _roots_rendered_at: float = field(default=0.0, repr=False)
     _root_interval: float = field(default=0.5, repr=False)
 
@@ -38,7 +40,7 @@ class AppContext:
         from packyard.repository.services import prepare
 
         db = Database(settings.database_url)
-        prepare(db)
+        prepare(db, settings.mirror.upstream)
         store = LocalBlobStore(settings.blob_dir)
         context = cls(
             settings=settings,
@@ -48,6 +50,7 @@ class AppContext:
             files=FileIndex(db, store),
             auth=Authenticator(db, settings.token_secret(), settings.authentication.api_token_auth),
         )
+        context.mirror = Mirror(settings.mirror, db, store, on_change=lambda: context.sync(render_roots=False))
         context.render_roots()
         return context
 
@@ -71,5 +74,5 @@ class AppContext:
         for event in self.pages.sync():
             if event.kind == "token-revoke":
                 self.auth.forget(event.detail)
-            elif event.kind in ("subscribe", "repo-create", "repo-edit"):
+            elif event.kind in ("subscribe", "repo-create", "repo-edit", "policy", "curate", "delete"):
                 self.files.clear()

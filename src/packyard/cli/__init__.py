@@ -52,7 +52,7 @@ def local_session(data_dir: Path | None) -> Iterator[tuple[Settings, Session]]:
     settings = settings_for(data_dir)
     db = Database(settings.database_url)
     try:
-        prepare(db)
+        prepare(db, settings.mirror.upstream)
         with db.session() as session:
             yield settings, session
     except PackyardError as exc:
@@ -89,15 +89,23 @@ def run(
 @source_app.command("create")
 def source_create(
     name: Annotated[str, typer.Option(help="Source name, e.g. `local-python-src`.")],
-    type: Annotated[str, typer.Option("--type", help="Source type.")] = "local-python",
+    type: Annotated[
+        str, typer.Option("--type", help="`local-python` (uploads), `pypi` (a mirror) or `curated-pypi`.")
+    ] = "local-python",
+    upstream: Annotated[
+        str | None,
+        typer.Option(help="Simple index a `pypi` or `curated-pypi` source mirrors; default: `[mirror] upstream`."),
+    ] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Create a source."""
     from packyard.repository.services import create_source
 
-    with local_session(data_dir) as (_, session):
-        create_source(session, name, type)
+    with local_session(data_dir) as (settings, session):
+        create_source(session, name, type, upstream)
     out.print(f"Created source `{name}` ({type}).")
+    if type != "local-python" and not (upstream or settings.mirror.upstream):
+        out.print("hint: it has no upstream yet; set `[mirror] upstream` or recreate it with `--upstream`.")
 
 
 @source_app.command("list")
@@ -107,13 +115,14 @@ def source_list(data_dir: DataDir = None) -> None:
 
     from packyard.repository.models import DistFile, Project, Source
 
-    with local_session(data_dir) as (_, session):
+    with local_session(data_dir) as (settings, session):
         rows = []
         for s in session.scalars(select(Source).order_by(Source.name)):
             projects = session.scalar(select(func.count()).select_from(Project).where(Project.source_id == s.id))
             files = session.scalar(select(func.count()).select_from(DistFile).where(DistFile.source_id == s.id))
-            rows.append([s.name, s.type, str(projects), str(files), f"{s.created_at:%Y-%m-%d}"])
-    table(["NAME", "TYPE", "PROJECTS", "FILES", "CREATED"], rows)
+            upstream = s.upstream or (settings.mirror.upstream + " (config)" if s.type != "local-python" else "-")
+            rows.append([s.name, s.type, str(projects), str(files), upstream, f"{s.created_at:%Y-%m-%d}"])
+    table(["NAME", "TYPE", "PROJECTS", "FILES", "UPSTREAM", "CREATED"], rows)
 
 
 @repo_app.command("create")
@@ -255,6 +264,16 @@ def token_revoke(
     out.print(f"Revoked token `{token_id}`.")
 
 
+@repo_app.command("rebuild")
+def repo_rebuild(name: Annotated[str, typer.Option(help="Repository name.")], data_dir: DataDir = None) -> None:
+    """Re-render every page of a repository (after an upgrade or a repair of its data)."""
+    from packyard.repository.services import rebuild
+
+    with local_session(data_dir) as (_, session):
+        count = rebuild(session, name)
+    out.print(f"Re-rendered repository `{name}`: {count} projects.")
+
+
 def _yank(
     yanked: bool, source: str, project: str, version: str, filename: str | None, reason: str, data_dir: Path | None
 ) -> None:
@@ -292,6 +311,19 @@ def unyank(
 ) -> None:
     """Undo a yank."""
     _yank(False, source, project, version, filename, "", data_dir)
+
+
+@app.command()
+def delete(
+    source: Source, project: Project, version: Version, filename: Filename = None, data_dir: DataDir = None
+) -> None:
+    """Remove a release or one file from `latest`; dated snapshots from before today still serve it."""
+    from packyard.repository.services import delete_files
+
+    with local_session(data_dir) as (_, session):
+        files = delete_files(session, source, project, version, filename)
+    for f in files:
+        out.print(f"Deleted {f.filename}")
 
 
 @app.command()

@@ -5,6 +5,9 @@ RepositoryError
 ├── Conflict                 409  a source or repository name already taken
 ├── InvalidName              400  a source or repository name that cannot appear in a URL
 ├── MethodNotAllowed         405  a write sent to a read-only URL (uv explains a 405 on upload)
+├── NotAcceptable            406  no media type in `Accept` is served
+├── Blocked                  403  policy blocks the file
+├── UpstreamUnavailable      502  a mirror's upstream failed and nothing is cached
 └── UploadRejected           400  the upload breaks a rule; nothing was stored
     ├── FileAlreadyExists    400  same filename, different bytes (twine and poetry match the text)
     ├── FileTooLarge         413
@@ -51,3 +54,19 @@ class FileTooLarge(UploadRejected):
 
 class ActionGone(UploadRejected):
     status_code = 410
+
+
+class Blocked(RepositoryError):
+    """Policy blocks this file; the message names the rule and its reason."""
+
+    status_code = 403
+
+
+class UpstreamUnavailable(RepositoryError):
+    """A mirror could not reach its upstream and has no cached copy to serve."""
+
+    status_code = 502
+
+
+class NotAcceptable(RepositoryError):
+    status_code = 406

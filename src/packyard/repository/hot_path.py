@@ -1,12 +1,14 @@
-"""The hot path, as raw ASGI: simple pages and small files of `/{repo}/latest/...`.
+"""The hot path, as raw ASGI: simple pages and small files of `/{repo}/latest/...` and of dated snapshots.
 
 Pages are rendered at write time and cached in memory, and file lookups are cached too, so a read is a
 few dictionary lookups and one send. Whatever this path does not answer (other URLs and methods, unknown
-repositories, misses, `Range` requests, large files) goes to the main app, which also owns the messages.
+repositories, misses, `Range` requests, large files, mirrored names due for revalidation, files still
+upstream, blocked files) goes to the main app, which also owns the messages.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime
 from typing import Protocol
 
 from starlette.concurrency import run_in_threadpool
@@ -16,6 +18,7 @@ from packyard.auth.authenticator import Authenticator
 from packyard.auth.tokens import Grant
 from packyard.errors import PackyardError
 from packyard.repository.files import FileIndex, ServedFile
+from packyard.repository.mirror.service import Mirror
 from packyard.repository.names import normalize
 from packyard.repository.negotiation import TEXT_HTML, negotiate
 from packyard.repository.page_cache import MISSING, CachedPage, PageCache, RepoInfo
@@ -49,6 +52,7 @@ class HotPathApp:
         files: FileIndex,
         store: BlobStore,
         auth: Authenticator,
+        mirror: Mirror,
         fallback: ASGIApp,
         error: ErrorSender,
     ) -> None:
@@ -56,6 +60,7 @@ class HotPathApp:
         self.files = files
         self.store = store
         self.auth = auth
+        self.mirror = mirror
         self.fallback = fallback
         self.error = error
 
@@ -66,20 +71,29 @@ class HotPathApp:
         # Pages: ['', repo, 'latest', 'simple', project, ''] or [..., 'simple', ''] for the root.
         # Files: ['', repo, 'latest', 'packages', name, sha256, filename].
         n = len(parts)
-        if n < 5 or parts[2] != "latest":
+        if n < 5:
             return await self.fallback(scope, receive, send)
+        day = None
+        if parts[2] != "latest":
+            day = snapshot_day(parts[2])
+            if day is None:
+                return await self.fallback(scope, receive, send)
         repo = self.pages.repos.get(parts[1])
         if repo is None:
             return await self.fallback(scope, receive, send)
         if parts[3] == "simple" and n in (5, 6) and parts[-1] == "":
-            return await self._page(scope, receive, send, repo, parts[4] if n == 6 else "")
+            return await self._page(scope, receive, send, repo, parts[4] if n == 6 else "", day)
         if parts[3] == "packages" and n == 7:
-            return await self._file(scope, receive, send, repo, parts[5], parts[6])
+            return await self._file(scope, receive, send, repo, parts[5], parts[6], day)
         return await self.fallback(scope, receive, send)
 
-    async def _page(self, scope: Scope, receive: Receive, send: Send, repo: RepoInfo, project: str) -> None:
+    async def _page(
+        self, scope: Scope, receive: Receive, send: Send, repo: RepoInfo, project: str, day: date | None
+    ) -> None:
         if project and project != normalize(project):
             return await self.fallback(scope, receive, send)  # the main app redirects to the normal name
+        if project and repo.mirrored and not self.mirror.is_fresh(repo.id, project):
+            return await self.fallback(scope, receive, send)  # the main app asks the upstream first
         accept = authorization = if_none_match = None
         for key, value in scope["headers"]:
             if key == b"accept":
@@ -106,9 +120,14 @@ class HotPathApp:
                 status=406,
             )
 
-        page = self.pages.get(repo.id, project)
-        if page is None:
-            page = await run_in_threadpool(self.pages.load, repo.id, project)
+        if day is None:
+            page = self.pages.get(repo.id, project)
+            if page is None:
+                page = await run_in_threadpool(self.pages.load, repo.id, project)
+        else:
+            page = self.pages.get((repo.id, day.isoformat()), project)
+            if page is None:
+                page = await run_in_threadpool(self.pages.load_dated, repo.id, day, project)
         if page is MISSING:
             return await self.fallback(scope, receive, send)
         assert isinstance(page, CachedPage)
@@ -125,7 +144,7 @@ class HotPathApp:
         await self._send(scope, send, headers, etag, if_none_match, length, body)
 
     async def _file(
-        self, scope: Scope, receive: Receive, send: Send, repo: RepoInfo, sha256: str, filename: str
+        self, scope: Scope, receive: Receive, send: Send, repo: RepoInfo, sha256: str, filename: str, day: date | None
     ) -> None:
         authorization = if_none_match = None
         for key, value in scope["headers"]:
@@ -137,10 +156,15 @@ class HotPathApp:
                 return await self.fallback(scope, receive, send)
         if repo.authenticated and not await self._authorized(scope, receive, send, repo, authorization):
             return
-        found = self.files.cached(repo.id, sha256, filename)
+        found = self.files.cached(repo.id, sha256, filename, day.isoformat() if day else "")
         if found is False:
-            found = await run_in_threadpool(self.files.find, repo.id, sha256, filename)
-        if not isinstance(found, ServedFile) or (found.data is None and found.size > MAX_INLINE_FILE):
+            found = await run_in_threadpool(self.files.find, repo, sha256, filename, day)
+        if (
+            not isinstance(found, ServedFile)
+            or found.upstream is not None
+            or found.blocked is not None
+            or (found.data is None and found.size > MAX_INLINE_FILE)
+        ):
             return await self.fallback(scope, receive, send)
         body = found.data
         if body is None and scope["method"] == "GET":
@@ -185,3 +209,14 @@ class HotPathApp:
         headers.append((b"content-length", length))
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
+
+
+def snapshot_day(segment: str) -> date | None:
+    """The day a `YYYY-MM-DD` URL segment names, if it is one and not in the future."""
+    if len(segment) != 10 or segment[4] != "-" or segment[7] != "-":
+        return None
+    try:
+        day = date.fromisoformat(segment)
+    except ValueError:
+        return None
+    return day if day <= datetime.now(UTC).date() else None

@@ -7,12 +7,14 @@ parameters: on SQLite, building a statement costs more than running it, and the 
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import datetime
 
 from packaging.version import InvalidVersion, Version
 from sqlalchemy import bindparam, select, text
 from sqlalchemy.orm import Session
 
-from packyard.repository.models import DistFile, Project, SimplePage, Subscription
+from packyard.repository import policy
+from packyard.repository.models import CuratedEntry, DistFile, Event, Project, SimplePage, Source, Subscription
 from packyard.repository.pages import FileEntry, ProjectContext, RenderedPage, file_url, render_project, render_root
 
 ROOT = ""
@@ -31,7 +33,7 @@ _PROJECT_IDS = select(Project.source_id, Project.id).where(
 _NAMES = select(Project.source_id, Project.name, Project.display_name).where(
     Project.source_id.in_(bindparam("source_ids", expanding=True))
 )
-_FILES = select(
+_FILE_COLUMNS = (
     DistFile.filename,
     DistFile.version,
     DistFile.sha256,
@@ -42,7 +44,33 @@ _FILES = select(
     DistFile.yanked_reason,
     DistFile.metadata_sha256,
     DistFile.signature_sha256,
-).where(DistFile.project_id == bindparam("project_id"))
+    DistFile.deleted_at,
+)
+_FILES = select(*_FILE_COLUMNS).where(DistFile.project_id == bindparam("project_id"), DistFile.deleted_at.is_(None))
+_FILES_EVER = select(*_FILE_COLUMNS).where(
+    DistFile.project_id == bindparam("project_id"), DistFile.uploaded_at < bindparam("cutoff")
+)
+_YANK_HISTORY = (
+    select(Event.filename, Event.kind, Event.detail)
+    .where(
+        Event.source_id == bindparam("source_id"),
+        Event.project == bindparam("name"),
+        Event.kind.in_(("yank", "unyank")),
+        Event.at < bindparam("cutoff"),
+    )
+    .order_by(Event.at, Event.id)
+)
+_SOURCE_TYPE = select(Source.type).where(Source.id == bindparam("source_id"))
+_CURATED_NAMES = select(CuratedEntry.project).where(CuratedEntry.source_id == bindparam("source_id"))
+_NAMES_AT = select(Project.source_id, Project.name, Project.display_name).where(
+    Project.source_id.in_(bindparam("source_ids", expanding=True)),
+    Project.id.in_(
+        select(DistFile.project_id).where(
+            DistFile.uploaded_at < bindparam("cutoff"),
+            (DistFile.deleted_at.is_(None)) | (DistFile.deleted_at >= bindparam("cutoff")),
+        )
+    ),
+)
 _PAGE_WHERE = (_PAGES.c.repository_id == bindparam("repo_id"), _PAGES.c.project == bindparam("key"))
 _PAGE_VALUES = {name: bindparam(name) for name in ("html", "json", "etag", "serial")}
 _UPDATE_PAGE = _PAGES.update().where(*_PAGE_WHERE).values(**_PAGE_VALUES, stale=False)
@@ -75,14 +103,58 @@ def sources_of(session: Session, repo_id: int) -> list[int]:
     return list(session.scalars(_SOURCES_OF, {"repo_id": repo_id}))
 
 
-def project_context(session: Session, source_ids: list[int], name: str) -> ProjectContext | None:
-    """The files of `name` from the highest-priority source that has it; lower sources are hidden."""
+# A source's type never changes, so every process may keep what it has read.
+_source_types: dict[int, str] = {}
+
+
+def source_type(session: Session, source_id: int) -> str:
+    kind = _source_types.get(source_id)
+    if kind is None:
+        kind = _source_types[source_id] = session.scalar(_SOURCE_TYPE, {"source_id": source_id}) or ""
+    return kind
+
+
+def serving_source(session: Session, source_ids: list[int], name: str) -> tuple[int, int, str] | None:
+    """(source id, project id, curated specifier) of the highest-priority source that has `name`; the name is
+    hidden in every lower source. A curated source has only the names on its allowlist."""
     params = {"name": name, "source_ids": source_ids}
     found = {source_id: project_id for source_id, project_id in session.execute(_PROJECT_IDS, params)}
-    project_id = next((found[s] for s in source_ids if s in found), None)
-    if project_id is None:
+    for source_id in source_ids:
+        if source_id not in found:
+            continue
+        allowed = ""
+        if source_type(session, source_id) == "curated-pypi":
+            allowed = policy.curated_specifier(session, source_id, name)
+            if allowed is None:
+                continue
+        return source_id, found[source_id], allowed
+    return None
+
+
+def project_context(
+    session: Session, repo_id: int, source_ids: list[int], name: str, cutoff: datetime | None = None
+) -> ProjectContext | None:
+    """The files of `name` that a repository serves, as of `cutoff` (None: now), after policy."""
+    serving = serving_source(session, source_ids, name)
+    if serving is None:
         return None
-    rows = session.execute(_FILES, {"project_id": project_id}).all()
+    source_id, project_id, allowed = serving
+    if cutoff is None:
+        rows = session.execute(_FILES, {"project_id": project_id}).all()
+        yanks = {r.filename: (r.yanked, r.yanked_reason) for r in rows}
+    else:
+        rows = [
+            r
+            for r in session.execute(_FILES_EVER, {"project_id": project_id, "cutoff": cutoff})
+            if r.deleted_at is None or r.deleted_at >= cutoff
+        ]
+        yanks = {r.filename: (False, "") for r in rows}
+        params = {"source_id": source_id, "name": name, "cutoff": cutoff}
+        for filename, kind, reason in session.execute(_YANK_HISTORY, params):
+            yanks[filename] = (kind == "yank", reason if kind == "yank" else "")
+    rules = policy.rules_for(session, repo_id, name)
+    if allowed or rules.rules:
+        rows = [r for r in rows if policy.matches(allowed, r.version) and rules.blocked(r.version) is None]
     rows.sort(key=lambda r: (_version_key(r.version), r.filename))
     files = [
         FileEntry(
@@ -92,8 +164,8 @@ def project_context(session: Session, source_ids: list[int], name: str) -> Proje
             size=r.size,
             upload_time=r.uploaded_at,
             requires_python=r.requires_python,
-            yanked=r.yanked,
-            yanked_reason=r.yanked_reason,
+            yanked=yanks.get(r.filename, (False, ""))[0],
+            yanked_reason=yanks.get(r.filename, (False, ""))[1],
             metadata_sha256=r.metadata_sha256,
             signed=r.signature_sha256 is not None,
         )
@@ -113,17 +185,49 @@ def _store(session: Session, repo_id: int, key: str, page: RenderedPage | None, 
 
 
 def rebuild_project(session: Session, repo_id: int, source_ids: list[int], name: str, serial: int) -> None:
-    ctx = project_context(session, source_ids, name)
+    ctx = project_context(session, repo_id, source_ids, name)
     _store(session, repo_id, name, render_project(ctx) if ctx else None, serial)
 
 
-def rebuild_root(session: Session, repo_id: int, source_ids: list[int], serial: int) -> None:
+def root_names(session: Session, source_ids: list[int], cutoff: datetime | None = None) -> list[tuple[str, str]]:
+    """(normalized, display) names a repository serves, sorted; display names from the winning source."""
     rank = {s: i for i, s in enumerate(source_ids)}
+    curated = {
+        s: set(session.scalars(_CURATED_NAMES, {"source_id": s}))
+        for s in source_ids
+        if source_type(session, s) == "curated-pypi"
+    }
     names: dict[str, tuple[int, str]] = {}
-    for source_id, name, display in session.execute(_NAMES, {"source_ids": source_ids}):
+    if cutoff is None:
+        rows = session.execute(_NAMES, {"source_ids": source_ids})
+    else:
+        rows = session.execute(_NAMES_AT, {"source_ids": source_ids, "cutoff": cutoff})
+    for source_id, name, display in rows:
+        if source_id in curated and name not in curated[source_id]:
+            continue
         if name not in names or rank[source_id] < names[name][0]:
             names[name] = (rank[source_id], display)
-    _store(session, repo_id, ROOT, render_root(sorted((n, d) for n, (_, d) in names.items())), serial)
+    return sorted((n, d) for n, (_, d) in names.items())
+
+
+def rebuild_root(session: Session, repo_id: int, source_ids: list[int], serial: int) -> None:
+    _store(session, repo_id, ROOT, render_root(root_names(session, source_ids)), serial)
+
+
+def render_at(session: Session, repo_id: int, name: str, cutoff: datetime) -> RenderedPage | None:
+    """A page of a dated snapshot, rendered when first asked for: a view of the history, not a copy."""
+    source_ids = sources_of(session, repo_id)
+    if name == ROOT:
+        return render_root(root_names(session, source_ids, cutoff))
+    ctx = project_context(session, repo_id, source_ids, name, cutoff)
+    return render_project(ctx) if ctx is not None and ctx.files else None
+
+
+def rebuild_everywhere(session: Session, name: str, serial: int, repo_id: int | None = None) -> None:
+    """Re-render `name` in one repository or in all (after a policy change)."""
+    repo_ids = [repo_id] if repo_id is not None else list(session.scalars(select(_SUBS.c.repository_id).distinct()))
+    for rid in repo_ids:
+        rebuild_project(session, rid, sources_of(session, rid), name, serial)
 
 
 def rebuild_repository(session: Session, repo_id: int, serial: int) -> None:

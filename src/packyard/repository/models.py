@@ -8,6 +8,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -26,6 +27,8 @@ class Source(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     type: Mapped[str] = mapped_column(String(40))
+    # Mirrors (`pypi`, `curated-pypi`): the upstream simple index; None follows `[mirror] upstream`.
+    upstream: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -90,8 +93,13 @@ class DistFile(Base):
     signature_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     yanked: Mapped[bool] = mapped_column(Boolean, default=False)
     yanked_reason: Mapped[str] = mapped_column(Text, default="")
+    # For mirrored files, the upstream's upload time (when it gave one): dated snapshots filter on it.
     uploaded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     uploaded_by: Mapped[str] = mapped_column(String(200), default="")
+    # Mirrored files: where the upstream serves them; the blob arrives on first request.
+    url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Deleted files stay for the snapshots dated before their deletion.
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     project: Mapped[Project] = relationship(back_populates="files", lazy="joined")
 
@@ -105,10 +113,47 @@ class CoreMetadata(Base):
     data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
+class MirrorPage(Base):
+    """What a mirror last learned of one upstream project page, so it revalidates instead of refetching."""
+
+    __tablename__ = "mirror_pages"
+
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    found: Mapped[bool] = mapped_column(Boolean)
+    etag: Mapped[str] = mapped_column(Text, default="")
+    fetched_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class BlockRule(Base):
+    """Hide a project, or the versions matching a specifier, from one repository or (repository None) all."""
+
+    __tablename__ = "block_rules"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    repository_id: Mapped[int | None] = mapped_column(ForeignKey("repositories.id"), nullable=True)
+    project: Mapped[str] = mapped_column(String(200), index=True)  # normalized
+    specifier: Mapped[str] = mapped_column(String(200), default="")  # empty: every version
+    reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class CuratedEntry(Base):
+    """One line of a curated source's allowlist: a project and the versions of it that are served."""
+
+    __tablename__ = "curated_entries"
+
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id"), primary_key=True)
+    project: Mapped[str] = mapped_column(String(200), primary_key=True)  # normalized
+    specifier: Mapped[str] = mapped_column(Text, default="")  # empty: every version
+
+
 class Event(Base):
     """The change log: every write appends here. Its id is the serial that caches and snapshots follow."""
 
     __tablename__ = "events"
+    # Snapshots read a project's yank history from here.
+    __table_args__ = (Index("ix_events_source_project", "source_id", "project"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

@@ -4,13 +4,31 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy import Row, func, select
 
 from packyard.db import Database
+from packyard.repository import indexer
 from packyard.repository.models import Event, Repository, SimplePage, Source
 
 MAX_PAGES = 200_000
+PageKey = int | tuple[int, str]
+
+
+MIRROR_TYPES = ("pypi", "curated-pypi")
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    id: int
+    name: str
+    type: str
+    upstream: str | None
+
+    @property
+    def is_mirror(self) -> bool:
+        return self.type in MIRROR_TYPES
 
 
 @dataclass(frozen=True)
@@ -18,6 +36,11 @@ class RepoInfo:
     id: int
     name: str
     authenticated: bool
+    sources: tuple[SourceInfo, ...] = ()  # highest priority first
+
+    @property
+    def mirrored(self) -> bool:
+        return any(s.is_mirror for s in self.sources)
 
 
 @dataclass(frozen=True)
@@ -41,6 +64,8 @@ class CachedPage:
         )
 
 
+# Events that change one project's pages (and perhaps the root); anything else not about tokens reloads all.
+PAGE_EVENTS = frozenset({"upload", "yank", "unyank", "root-render", "mirror", "delete", "policy", "curate"})
 MISSING = object()  # a cached "no such page", so repeated 404s cost no query
 
 
@@ -52,8 +77,10 @@ class PageCache:
         self.db = db
         self.repos: dict[str, RepoInfo] = {}
         self.sources: frozenset[str] = frozenset()
-        # project -> repository id -> page: one upload evicts one project's entry and the root's.
-        self._pages: dict[str, dict[int, CachedPage | object]] = {}
+        self.source_info: dict[str, SourceInfo] = {}
+        # project -> repository id (or (id, date) for a snapshot) -> page: one upload evicts one project's
+        # entry and the root's, dated pages included.
+        self._pages: dict[str, dict[PageKey, CachedPage | object]] = {}
         self._count = 0
         self._serial = 0
         # Bumped on every eviction, under the lock: a page read from the database before an eviction must
@@ -69,16 +96,20 @@ class PageCache:
     def reload(self) -> None:
         with self.db.session() as session:
             serial = session.scalar(select(func.max(Event.id))) or 0
-            repos = {r.name: RepoInfo(r.id, r.name, r.authenticated) for r in session.scalars(select(Repository))}
-            sources = frozenset(session.scalars(select(Source.name)))
+            by_id = {s.id: SourceInfo(s.id, s.name, s.type, s.upstream) for s in session.scalars(select(Source))}
+            repos = {
+                r.name: RepoInfo(r.id, r.name, r.authenticated, tuple(by_id[sub.source_id] for sub in r.subscriptions))
+                for r in session.scalars(select(Repository))
+            }
         self.repos = repos
-        self.sources = sources
+        self.sources = frozenset(s.name for s in by_id.values())
+        self.source_info = {s.name: s for s in by_id.values()}
         self._pages = {}
         self._count = 0
         self._epoch += 1
         self._serial = serial
 
-    def get(self, repo_id: int, project: str) -> CachedPage | object | None:
+    def get(self, repo_id: PageKey, project: str) -> CachedPage | object | None:
         """A page, MISSING, or None when not cached (then call `load`)."""
         by_repo = self._pages.get(project)
         return by_repo.get(repo_id) if by_repo is not None else None
@@ -91,6 +122,20 @@ class PageCache:
         with self._lock:
             if epoch == self._epoch:
                 self._put(repo_id, project, page)
+        return page
+
+    def load_dated(self, repo_id: int, day: date, project: str) -> CachedPage | object:
+        """A page of the snapshot at the end of `day` (UTC), rendered from the history on first request."""
+        epoch = self._epoch
+        cutoff = datetime.combine(day + timedelta(days=1), time.min, tzinfo=UTC)
+        with self.db.session() as session:
+            rendered = indexer.render_at(session, repo_id, project, cutoff)
+        page: CachedPage | object = MISSING
+        if rendered is not None:
+            page = CachedPage.of(SimplePage(html=rendered.html, json=rendered.json, etag=rendered.etag))
+        with self._lock:
+            if epoch == self._epoch:
+                self._put((repo_id, day.isoformat()), project, page)
         return page
 
     def preload(self, batch: int = 2000) -> int:
@@ -115,7 +160,7 @@ class PageCache:
                             cached += 1
         return cached
 
-    def _put(self, repo_id: int, project: str, page: CachedPage | object) -> None:
+    def _put(self, repo_id: PageKey, project: str, page: CachedPage | object) -> None:
         if self._count >= MAX_PAGES:
             self._pages.clear()
             self._count = 0
@@ -131,7 +176,7 @@ class PageCache:
                 return []
             structural = False
             for event in events:
-                if event.kind in ("upload", "yank", "unyank", "root-render"):
+                if event.kind in PAGE_EVENTS:
                     self._pages.pop(event.project, None)
                     self._pages.pop("", None)
                     self._epoch += 1

@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
+from fastapi.responses import (
+    FileResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 from starlette.concurrency import run_in_threadpool
 
 from packyard import __version__
 from packyard.auth.tokens import Grant
 from packyard.context import AppContext
-from packyard.repository import services
-from packyard.repository.errors import FileTooLarge, MethodNotAllowed, NotFound
+from packyard.repository import services, snapshots
+from packyard.repository.errors import Blocked, FileTooLarge, MethodNotAllowed, NotAcceptable, NotFound
+from packyard.repository.hot_path import snapshot_day
 from packyard.repository.names import normalize
-from packyard.repository.page_cache import RepoInfo
+from packyard.repository.negotiation import TEXT_HTML, negotiate
+from packyard.repository.page_cache import CachedPage, RepoInfo
+from packyard.repository.pages import JSON_TYPE
 from packyard.repository.upload.multipart import read_upload
 from packyard.repository.upload.service import UploadResult, accept_upload
 
@@ -77,51 +89,98 @@ async def upload(source: str, request: Request) -> Response:
     return PlainTextResponse(result.message + "\n")
 
 
-@router.api_route("/{repo}/latest/simple", methods=["GET", "HEAD"])
-@router.api_route("/{repo}/latest/simple/", methods=["GET", "HEAD"])
-async def simple_root(repo: str, request: Request) -> Response:
-    """Reached only when the fast path did not answer: an unknown repository or a missing slash."""
+def snapshot_or_404(snapshot: str) -> date | None:
+    """None for `latest`, else the day a `YYYY-MM-DD` snapshot segment names."""
+    if snapshot == "latest":
+        return None
+    day = snapshot_day(snapshot)
+    if day is None:
+        raise NotFound(
+            f"Snapshot `{snapshot}` is not `latest` or a past or present date (`YYYY-MM-DD`, UTC); "
+            "`/__api__/repos/<repo>/transaction-dates` lists the dates with changes."
+        )
+    return day
+
+
+@router.api_route("/{repo}/{snapshot}/simple", methods=["GET", "HEAD"])
+@router.api_route("/{repo}/{snapshot}/simple/", methods=["GET", "HEAD"])
+async def simple_root(repo: str, snapshot: str, request: Request) -> Response:
+    """Reached only when the fast path did not answer: an unknown repository or snapshot, or a missing slash."""
     repo_or_404(request, repo)
-    return RedirectResponse(f"/{repo}/latest/simple/", status_code=301)
+    snapshot_or_404(snapshot)
+    return RedirectResponse(f"/{repo}/{snapshot}/simple/", status_code=301)
 
 
-@router.api_route("/{repo}/latest/simple/{project}", methods=["GET", "HEAD"])
-@router.api_route("/{repo}/latest/simple/{project}/", methods=["GET", "HEAD"])
-async def simple_project(repo: str, project: str, request: Request) -> Response:
-    """Reached only when the fast path did not answer: redirects and 404s."""
+@router.api_route("/{repo}/{snapshot}/simple/{project}", methods=["GET", "HEAD"])
+@router.api_route("/{repo}/{snapshot}/simple/{project}/", methods=["GET", "HEAD"])
+async def simple_project(repo: str, snapshot: str, project: str, request: Request) -> Response:
+    """Reached when the fast path did not answer: redirects, 404s, and mirrored names due for revalidation."""
+    c = ctx(request)
     info = repo_or_404(request, repo)
+    day = snapshot_or_404(snapshot)
     if info.authenticated:
         await authorize(request, "repos:read", "repo", repo)
     normalized = normalize(project)
     if normalized != project or not request.url.path.endswith("/"):
-        return RedirectResponse(f"/{repo}/latest/simple/{normalized}/", status_code=301)
-    raise NotFound(
-        f"Project `{project}` is not in repository `{repo}`; check the name, or upload it "
-        "first with twine, `uv publish` or `packyard add`."
-    )
+        return RedirectResponse(f"/{repo}/{snapshot}/simple/{normalized}/", status_code=301)
+    stale = None
+    if info.mirrored:
+        stale = await c.mirror.ensure(info, project)
+    if day is None:
+        page = c.pages.get(info.id, project) or await run_in_threadpool(c.pages.load, info.id, project)
+    else:
+        page = c.pages.get((info.id, day.isoformat()), project) or await run_in_threadpool(
+            c.pages.load_dated, info.id, day, project
+        )
+    if not isinstance(page, CachedPage):
+        where = f"repository `{repo}`" + (f" as of {day}" if day else "")
+        raise NotFound(
+            f"Project `{project}` is not in {where}; check the name, or upload it "
+            "first with twine, `uv publish` or `packyard add`."
+        )
+    media = negotiate(request.query_params.get("format") or request.headers.get("accept"))
+    if media is None:
+        raise NotAcceptable(
+            f"None of the media types in `Accept` is served here; ask for `{JSON_TYPE}`, "
+            "`application/vnd.pypi.simple.v1+html` or `text/html`."
+        )
+    body, etag = (page.json, page.json_etag) if media == JSON_TYPE else (page.html, page.html_etag)
+    headers = {
+        "etag": etag.decode(),
+        "vary": "Accept",
+        "cache-control": ("private, " if info.authenticated else "") + "max-age=0, must-revalidate",
+    }
+    if stale:
+        headers["warning"] = '110 - "Response is Stale"'
+    if etag.decode() in request.headers.get("if-none-match", ""):
+        return Response(status_code=304, headers=headers)
+    content_type = "text/html; charset=utf-8" if media == TEXT_HTML else media
+    return Response(body if request.method == "GET" else b"", headers={**headers, "content-type": content_type})
 
 
-@router.api_route("/{repo}/latest/simple/{rest:path}", methods=["POST", "PUT", "PATCH", "DELETE"])
-async def simple_wrong_method(repo: str, rest: str, request: Request) -> Response:
+@router.api_route("/{repo}/{snapshot}/simple/{rest:path}", methods=["POST", "PUT", "PATCH", "DELETE"])
+async def simple_wrong_method(repo: str, snapshot: str, rest: str, request: Request) -> Response:
     raise MethodNotAllowed(
         "This is the simple index URL, which is read-only; upload to "
         "`/upload/pypi/<source>` instead (for example `/upload/pypi/local-python-src`)."
     )
 
 
-@router.api_route("/{repo}/latest/packages/{name}/{sha256}/{filename}", methods=["GET", "HEAD"])
-async def package_file(repo: str, name: str, sha256: str, filename: str, request: Request) -> Response:
+@router.api_route("/{repo}/{snapshot}/packages/{name}/{sha256}/{filename}", methods=["GET", "HEAD"])
+async def package_file(repo: str, snapshot: str, name: str, sha256: str, filename: str, request: Request) -> Response:
     c = ctx(request)
     info = repo_or_404(request, repo)
+    day = snapshot_or_404(snapshot)
     if info.authenticated:
         await authorize(request, "repos:read", "repo", repo)
-    found = c.files.cached(info.id, sha256, filename)
+    found = c.files.cached(info.id, sha256, filename, day.isoformat() if day else "")
     if found is False:  # Range requests and large files come here on every read: use the cache too
-        found = await run_in_threadpool(c.files.find, info.id, sha256, filename)
+        found = await run_in_threadpool(c.files.find, info, sha256, filename, day)
     if found is None:
-        raise NotFound(
-            f"No file `{filename}` with sha256 `{sha256}` in repository `{repo}`; take file URLs from the simple index."
-        )
+        where = f"repository `{repo}`" + (f" as of {day}" if day else "")
+        raise NotFound(f"No file `{filename}` with sha256 `{sha256}` in {where}; take file URLs from the simple index.")
+    if found.blocked is not None:
+        raise Blocked(found.blocked)
     etag = f'"{found.digest}"'
     headers = {
         "etag": etag,
@@ -130,10 +189,48 @@ async def package_file(repo: str, name: str, sha256: str, filename: str, request
     }
     if etag in request.headers.get("if-none-match", ""):
         return Response(status_code=304, headers=headers)
+    if found.upstream is not None:
+        if filename.endswith(".metadata"):
+            data = await c.mirror.metadata(found.digest, found.upstream)
+            return Response(data, media_type=found.media_type, headers=headers)
+        if c.store.exists(found.digest):  # arrived since the lookup
+            return FileResponse(c.store.path(found.digest), media_type=found.media_type, headers=headers)
+        download = await c.mirror.download(found.digest, found.upstream, found.source_id)
+        headers.pop("accept-ranges")  # while it arrives the file is streamed whole
+        if download.total is not None:
+            headers["content-length"] = str(download.total)
+        if request.method == "HEAD":
+            return Response(headers=headers, media_type=found.media_type)
+        return StreamingResponse(download.stream(), media_type=found.media_type, headers=headers)
     if found.data is not None:
         return Response(found.data, media_type=found.media_type, headers=headers)
     # octet-stream, never Content-Encoding: gzip, so clients do not unpack a .tar.gz in transit.
     return FileResponse(c.store.path(found.digest), media_type=found.media_type, headers=headers)
+
+
+@router.get("/__api__/repos/{repo}/transaction-dates")
+async def transaction_dates(repo: str, request: Request) -> Response:
+    """The days on which something visible in the repository changed, oldest first (PPM's snapshot calendar)."""
+    c = ctx(request)
+    info = _repo_by_name_or_id(request, repo)
+    if info.authenticated:
+        await authorize(request, "repos:read", "repo", info.name)
+
+    def dates() -> list[dict[str, str]]:
+        with c.db.session() as session:
+            return [{"alias": day} for day in snapshots.transaction_dates(session, info.id)]
+
+    return JSONResponse(await run_in_threadpool(dates))
+
+
+def _repo_by_name_or_id(request: Request, key: str) -> RepoInfo:
+    """PPM's `__api__` takes a repository's name or its id."""
+    repos = ctx(request).pages.repos
+    if key.isdigit():
+        for info in repos.values():
+            if info.id == int(key):
+                return info
+    return repo_or_404(request, key)
 
 
 @router.get("/__api__/sources/{source}/files/{filename}")

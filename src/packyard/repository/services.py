@@ -6,15 +6,16 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from packyard.db import Database
+from packyard.db import Database, utcnow
 from packyard.repository import indexer
 from packyard.repository.errors import Conflict, NotFound, RepositoryError
 from packyard.repository.models import DistFile, Event, Project, Repository, Source, Subscription
 from packyard.repository.names import check_entity_name, normalize
 
-SOURCE_TYPES = ("local-python",)
+SOURCE_TYPES = ("local-python", "pypi", "curated-pypi")
 DEFAULT_SOURCE = "local-python-src"
 DEFAULT_REPOSITORY = "pypi"
+DEFAULT_MIRROR = "pypi"  # the source; PPM's built-in PyPI source has this name too
 
 
 _INSERT_EVENT = Event.__table__.insert().returning(Event.__table__.c.id)
@@ -45,13 +46,20 @@ def get_repository(session: Session, name: str) -> Repository:
     return repo
 
 
-def create_source(session: Session, name: str, type: str = "local-python") -> Source:
+def create_source(session: Session, name: str, type: str = "local-python", upstream: str | None = None) -> Source:
     check_entity_name("Source", name)
     if type not in SOURCE_TYPES:
         raise RepositoryError(f"Source type `{type}` is not supported; use one of: {', '.join(SOURCE_TYPES)}.")
+    if upstream is not None:
+        if type == "local-python":
+            raise RepositoryError("Only `pypi` and `curated-pypi` sources have an upstream; drop `--upstream`.")
+        if not upstream.startswith(("http://", "https://")):
+            raise RepositoryError(
+                f"Upstream {upstream!r} is not an http(s) URL; give a simple index such as `https://pypi.org/simple/`."
+            )
     if session.scalar(select(Source).where(Source.name == name)):
         raise Conflict(f"Source `{name}` already exists.")
-    source = Source(name=name, type=type)
+    source = Source(name=name, type=type, upstream=upstream)
     session.add(source)
     session.flush()
     record(session, "source-create", source_id=source.id, detail=type)
@@ -108,14 +116,26 @@ def ensure_defaults(session: Session) -> bool:
     return True
 
 
-def prepare(db: Database) -> None:
+def ensure_mirror(session: Session) -> bool:
+    """Once an upstream is configured, the `pypi` repository serves the mirror source below its local ones."""
+    if session.scalar(select(Source).where(Source.name == DEFAULT_MIRROR)) is not None:
+        return False
+    repo = session.scalar(select(Repository).where(Repository.name == DEFAULT_REPOSITORY))
+    create_source(session, DEFAULT_MIRROR, "pypi")  # upstream None: follows `[mirror] upstream`
+    if repo is not None:
+        subscribe(session, DEFAULT_REPOSITORY, DEFAULT_MIRROR)
+    return True
+
+
+def prepare(db: Database, mirror_upstream: str = "") -> None:
     """Migrate the schema and create the defaults; safe when several processes start at once."""
     db.upgrade()
-    try:
-        with db.session() as session:
-            ensure_defaults(session)
-    except (IntegrityError, Conflict):
-        return  # another process created them first, in one transaction, so they are complete
+    for step in (ensure_defaults, ensure_mirror) if mirror_upstream else (ensure_defaults,):
+        try:
+            with db.session() as session:
+                step(session)
+        except (IntegrityError, Conflict):
+            continue  # another process did it first, in one transaction, so it is complete
 
 
 def set_yanked(
@@ -157,6 +177,44 @@ def set_yanked(
         )
     indexer.source_changed(session, source.id, name, serial, new_project=False)
     return files
+
+
+def delete_files(
+    session: Session, source_name: str, project: str, version: str, filename: str | None
+) -> list[DistFile]:
+    """Take a release (or one file of it) out of `latest`; snapshots dated before today still show it."""
+    source = get_source(session, source_name)
+    name = normalize(project)
+    query = (
+        select(DistFile)
+        .join(Project)
+        .where(
+            Project.source_id == source.id,
+            Project.name == name,
+            DistFile.version == version,
+            DistFile.deleted_at.is_(None),
+        )
+    )
+    if filename:
+        query = query.where(DistFile.filename == filename)
+    files = list(session.scalars(query))
+    if not files:
+        what = f"file `{filename}` of " if filename else ""
+        raise NotFound(f"No {what}`{project}` version `{version}` in source `{source_name}`.")
+    now = utcnow()
+    for f in files:
+        f.deleted_at = now
+        serial = record(session, "delete", at=now, source_id=source.id, project=name, filename=f.filename)
+    indexer.source_changed(session, source.id, name, serial, new_project=False)
+    return files
+
+
+def rebuild(session: Session, repo_name: str) -> int:
+    """Re-render every page of a repository; returns how many projects it has."""
+    repo = get_repository(session, repo_name)
+    serial = record(session, "repo-rebuild", repository_id=repo.id)
+    indexer.rebuild_repository(session, repo.id, serial)
+    return len(indexer.root_names(session, indexer.sources_of(session, repo.id)))
 
 
 def find_file(session: Session, source_name: str, filename: str) -> DistFile:
