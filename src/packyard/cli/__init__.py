@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from sqlalchemy.orm import Session
 
-from packyard.cli.output import fail, out, table
+from packyard.cli.output import err, fail, out, table
 from packyard.config import ConfigError, Settings, load_settings, write_default_config
 from packyard.db import Database
 from packyard.errors import PackyardError
@@ -27,6 +27,7 @@ token_app = typer.Typer(no_args_is_help=True, help="API tokens for uploads and a
 app.add_typer(source_app, name="source")
 app.add_typer(repo_app, name="repo")
 app.add_typer(token_app, name="token")
+
 
 DataDir = Annotated[
     Path | None,
@@ -106,6 +107,46 @@ def source_create(
     out.print(f"Created source `{name}` ({type}).")
     if type != "local-python" and not (upstream or settings.mirror.upstream):
         out.print("hint: it has no upstream yet; set `[mirror] upstream` or recreate it with `--upstream`.")
+
+
+@source_app.command("update")
+def source_update(
+    source: Annotated[str, typer.Option(help="A `curated-pypi` source.")],
+    file: Annotated[Path, typer.Option("--file", help="requirements.txt: `name` or `name<specifier>` per line.")],
+    snapshot: Annotated[str | None, typer.Option(help="Resolve as of this date (YYYY-MM-DD); default: today.")] = None,
+    commit: Annotated[bool, typer.Option("--commit", help="Apply the changes; without it, only print them.")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Set a curated source's allowlist from a requirements file, dependencies resolved with uv."""
+    from datetime import date
+
+    from packyard.cli.mirror import _uv
+    from packyard.repository import curated
+
+    if not file.is_file():
+        fail(f"`{file}` does not exist.")
+    day = None
+    if snapshot:
+        try:
+            day = date.fromisoformat(snapshot)
+        except ValueError:
+            fail(f"Snapshot `{snapshot}` is not a date.", hint="Write it as YYYY-MM-DD, e.g. 2026-01-15.")
+    with local_session(data_dir) as (settings, session):
+        src = curated.get_curated(session, source)
+        upstream = src.upstream or settings.mirror.upstream
+        if not upstream:
+            fail(f"Source `{source}` has no upstream.", hint="Set `[mirror] upstream` in packyard.toml.")
+        err.print(f"Resolving {file} against {upstream} ...")
+        changes = curated.plan(session, src, curated.resolve(file, upstream, day, _uv()))
+        if commit:
+            curated.apply(session, src, changes)
+    table(["", "PROJECT", "BEFORE", "AFTER"], [[c.symbol, c.project, c.old or "-", c.new or "-"] for c in changes])
+    if not changes:
+        out.print(f"Source `{source}` already matches {file}; nothing to change.")
+    elif commit:
+        out.print(f"Applied {len(changes)} changes to source `{source}`.")
+    else:
+        out.print(f"Dry run: {len(changes)} changes, nothing applied. Run again with --commit to apply them.")
 
 
 @source_app.command("list")
@@ -337,6 +378,13 @@ def add(
     from packyard.cli.add import add_files
 
     add_files(source, path, address, token)
+
+
+from packyard.cli.mirror import mirror_app  # noqa: E402 - these modules import local_session from here
+from packyard.cli.policy import policy_app  # noqa: E402
+
+app.add_typer(policy_app, name="policy")
+app.add_typer(mirror_app, name="mirror")
 
 
 def main() -> None:
