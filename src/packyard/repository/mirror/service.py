@@ -19,9 +19,11 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 import httpx
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
 from packyard import __version__
@@ -30,7 +32,7 @@ from packyard.db import Database, utcnow
 from packyard.repository import indexer
 from packyard.repository.errors import UpstreamUnavailable
 from packyard.repository.mirror import records
-from packyard.repository.mirror.upstream import ACCEPT, parse_page
+from packyard.repository.mirror.upstream import ACCEPT, UpstreamPage, parse_page
 from packyard.repository.models import CoreMetadata, DistFile, Project
 from packyard.repository.page_cache import RepoInfo, SourceInfo
 from packyard.repository.services import record
@@ -38,6 +40,7 @@ from packyard.storage import LocalBlobStore
 
 log = logging.getLogger("packyard.mirror")
 HOLD_BACK = 64 * 1024
+MAX_FRESH = 500_000
 CHUNK = 256 * 1024
 
 
@@ -168,7 +171,12 @@ class Mirror:
             if refreshed.found:
                 stale = refreshed.stale
                 break
-        self._fresh[(repo.id, name)] = time.monotonic() + fresh_for
+        if stale is None:
+            if len(self._fresh) >= MAX_FRESH:
+                self._fresh.clear()
+            self._fresh[(repo.id, name)] = time.monotonic() + fresh_for
+        else:  # every request comes back here, so each one says it is stale; the upstream is left alone meanwhile
+            self._fresh.pop((repo.id, name), None)
         return stale
 
     def forget(self, name: str) -> None:
@@ -260,15 +268,22 @@ class Mirror:
             )
         return Refreshed(True, float(self.settings.retry_after), stale=error)
 
-    def _mark(self, source_id: int, name: str, found: bool, etag: str, at: object) -> None:
+    def _mark(self, source_id: int, name: str, found: bool, etag: str, at: datetime) -> None:
         with self.db.session() as session:
-            records.mark_fetched(session, source_id, name, found, etag, at)  # type: ignore[arg-type]
+            records.mark_fetched(session, source_id, name, found, etag, at)
 
-    def _apply(self, source_id: int, name: str, page: object, at: object) -> bool:
-        with self.db.session() as session:
-            changed = records.apply_page(session, source_id, name, page)  # type: ignore[arg-type]
-            records.mark_fetched(session, source_id, name, True, page.etag, at)  # type: ignore[attr-defined,arg-type]
-            return changed
+    def _apply(self, source_id: int, name: str, page: UpstreamPage, at: datetime) -> bool:
+        for attempt in range(2):
+            try:
+                with self.db.session() as session:
+                    changed = records.apply_page(session, source_id, name, page)
+                    records.mark_fetched(session, source_id, name, True, page.etag, at)
+                    return changed
+            except IntegrityError:
+                # Another server process stored the same page first; apply again on top of its rows.
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
 
     # -- files ---------------------------------------------------------------------------------------------
 
