@@ -42,7 +42,8 @@ def scratch_root() -> Path:
     return WORK / "install"
 
 
-def install_once(target: Target, slug: str, rep: int) -> float:
+def install_once(target: Target, slug: str, rep: int, root: str = TREE_ROOT, expected: int = TREE_SIZE) -> float:
+    """One timed `uv pip install <root>` from `target` into a fresh venv with a fresh cache; `expected` packages."""
     scratch = scratch_root() / f"{slug}-{rep}"
     shutil.rmtree(scratch, ignore_errors=True)
     # A new cache directory per repetition: every page, metadata file and wheel comes from the server.
@@ -51,11 +52,11 @@ def install_once(target: Target, slug: str, rep: int) -> float:
     run([tool("uv"), "venv", "-q", "--python", sys.executable, str(venv)], env=env)
     cmd = [tool("uv"), "pip", "install", "--python", str(venv / "bin" / "python"), "--index-url", target.index_url]
     started = time.monotonic()
-    result = run(pinned(CLIENT_CORE, [*cmd, TREE_ROOT]), env=env, timeout=900)
+    result = run(pinned(CLIENT_CORE, [*cmd, root]), env=env, timeout=900)
     elapsed = time.monotonic() - started
     count = _installed(result.stderr + result.stdout)
-    if count != TREE_SIZE:
-        raise RuntimeError(f"{target.name}: uv installed {count} packages, expected {TREE_SIZE}:\n{result.stderr}")
+    if count != expected:
+        raise RuntimeError(f"{target.name}: uv installed {count} packages, expected {expected}:\n{result.stderr}")
     shutil.rmtree(scratch, ignore_errors=True)
     return elapsed
 

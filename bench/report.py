@@ -44,6 +44,7 @@ class Results:
     installs: list[InstallResult] = field(default_factory=list)
     twine: list[tuple[str, int, UploadRate, float]] = field(default_factory=list)
     loads: list[LoadResult] = field(default_factory=list)
+    mirror: list[InstallResult] = field(default_factory=list)
 
     def record_load(self, target: Target, projects: int) -> None:
         if target.load_method:
@@ -150,6 +151,16 @@ def twine_table(results: Results) -> list[str]:
     return _table(header, rows)
 
 
+def mirror_table(results: Results) -> list[str]:
+    direct = next((r.median for r in results.mirror if r.server.startswith("upstream directly")), None)
+    rows = []
+    for r in results.mirror:
+        ratio = f"{r.median / direct:.2f}x" if direct else "-"
+        runs = ", ".join(f"{s:.2f}" for s in r.seconds)
+        rows.append([r.server, f"{r.median:.2f}", runs, ratio, f"{r.other_cores:.2f}"])
+    return _table(["Index", "Median s", "Runs s", "vs direct", OTHER], rows)
+
+
 def loads_table(results: Results) -> list[str]:
     rows = []
     for r in results.loads:
@@ -177,6 +188,11 @@ def markdown(results: Results) -> str:
         lines += installs_table(results)
     if results.twine:
         lines += ["", "### `twine upload` (one invocation)", ""] + twine_table(results)
+    if results.mirror:
+        lines += ["", "### `uv pip install` of a 30-package tree through a caching mirror (fresh venv, cold uv cache)"]
+        lines += ["", "Upstream: nginx serving a static tree with `.metadata`. Cold: each a mirror's first install,"]
+        lines += ["into an empty mirror; cached: later installs from the last of them. Same run, same corpus.", ""]
+        lines += mirror_table(results)
     if results.loads:
         title = "### Corpus load (how the benchmark filled the server; not a target)"
         lines += ["", title, ""] + loads_table(results)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import installs
+import mirror
 import wrk
 from corpus import Corpus, ensure_corpus
 from report import Results, markdown
@@ -38,6 +39,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--no-pages", action="store_true", help="skip the page throughput runs")
     p.add_argument("--no-install", action="store_true", help="skip the uv install timings")
     p.add_argument("--no-twine", action="store_true", help="skip the twine upload timings")
+    p.add_argument(
+        "--mirror",
+        nargs="?",
+        const=",".join(mirror.MIRRORS),
+        default="",
+        help="also time uv installs of a 30-package tree through caching mirrors (alone: direct,packyard,devpi)",
+    )
+    p.add_argument("--mirror-reps", type=int, default=3, help="cold and cached installs per mirror")
     p.add_argument("--load-concurrency", type=int, default=4, help="connections used to load Packyard")
     p.add_argument("--staged-load-above", type=int, default=5000, help="load larger corpora into Packyard staged")
     p.add_argument(
@@ -57,6 +66,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if unknown:
         p.error(f"unknown servers: {', '.join(sorted(unknown))}; choose from {', '.join(SERVERS)}")
     args.fresh_list = [s for s in args.fresh.split(",") if s]
+    args.mirror_list = [s for s in args.mirror.split(",") if s]
+    if set(args.mirror_list) - set(mirror.MIRRORS):
+        p.error(f"--mirror takes a list of {', '.join(mirror.MIRRORS)}")
     args.variants = [v for v in args.accept.split(",") if v]
     if not args.variants or set(args.variants) - set(wrk.ACCEPT):
         p.error(f"--accept takes a list of {', '.join(wrk.ACCEPT)}")
@@ -101,7 +113,8 @@ def describe_command(argv: list[str]) -> str:
 
 def preflight(args: argparse.Namespace) -> None:
     """Stop before any work when a tool is missing, saying how to get it."""
-    needed = ["wrk", "taskset"] + (["nginx"] if "nginx" in args.server_list else [])
+    needed = ["taskset"] + (["wrk"] if args.server_list and not args.no_pages else [])
+    needed += ["nginx"] if "nginx" in args.server_list or args.mirror_list else []
     missing = [t for t in needed if not (shutil.which(t) or Path("/usr/sbin", t).exists())]
     if missing:
         raise SystemExit(f"missing {', '.join(missing)}: `apt-get install -y wrk nginx util-linux` (or `make bench`).")
@@ -115,7 +128,7 @@ def main(argv: list[str]) -> int:
     command = describe_command(argv)
     results = Results(command, args.connections, args.duration)
     tag = time.strftime("%m%d%H%M%S")
-    for size in args.sizes:
+    for size in args.sizes if args.server_list else []:
         corpus = ensure_corpus(size)
         for name in args.server_list:
             log(f"== {name} @ {size} projects")
@@ -124,6 +137,8 @@ def main(argv: list[str]) -> int:
                 measure_server(target, corpus, args, results, tag)
             finally:
                 target.stop()
+    if args.mirror_list:
+        results.mirror = mirror.measure(args.mirror_list, args.mirror_reps)
     report = markdown(results)
     print("\n" + report)
     previous = args.out.read_text() + "\n" if args.append and args.out.exists() else ""

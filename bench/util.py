@@ -174,12 +174,14 @@ class OtherLoad:
     """How many cores' worth of CPU went to anything but the server and our own clients during a measurement:
     the other engineer's tests on a shared machine show up here, so a noisy figure can be told from a slow one."""
 
-    def __init__(self, server_pid: int) -> None:
-        self.server_pid = server_pid
+    def __init__(self, server_pid: int, *more_server_pids: int) -> None:
+        # A mirror and its upstream are both "the server" of a mirrored install.
+        self.server_pids = (server_pid, *more_server_pids)
         self._start = self._sample()
 
     def _sample(self) -> tuple[float, float, float, float]:
-        return time.monotonic(), _busy_seconds(), _tree_seconds(self.server_pid), _own_seconds()
+        servers = sum(_tree_seconds(pid) for pid in self.server_pids)
+        return time.monotonic(), _busy_seconds(), servers, _own_seconds()
 
     def cores(self) -> float:
         end = self._sample()

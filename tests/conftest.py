@@ -10,12 +10,17 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import psycopg
 import pytest
+
+if TYPE_CHECKING:
+    from tests.upstreams import Peers
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -35,6 +40,8 @@ class Server:
     log_path: Path
     process: subprocess.Popen[bytes]
     tokens: dict[str, str] = field(default_factory=dict)
+    database_url: str = ""
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def index(self) -> str:
@@ -45,7 +52,7 @@ class Server:
         return f"{self.url}/upload/pypi/local-python-src"
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "PACKYARD_DATA_DIR": str(self.data_dir), "NO_COLOR": "1", "COLUMNS": "200"}
+        env = {**os.environ, **self.env, "PACKYARD_DATA_DIR": str(self.data_dir), "NO_COLOR": "1", "COLUMNS": "200"}
         result = subprocess.run([str(BIN / "packyard"), *args], capture_output=True, text=True, env=env)
         if check and result.returncode != 0:
             raise AssertionError(f"packyard {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
@@ -88,10 +95,39 @@ class Server:
         """CLI writes reach the server through the change log within half a second."""
         time.sleep(0.8)
 
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
 
-def _start(data_dir: Path, database_url: str) -> Server:
+    @property
+    def sql_url(self) -> str:
+        """The server's database as SQLAlchemy names it (the default SQLite file, or the PostgreSQL URL)."""
+        return self.database_url or f"sqlite:///{(self.data_dir / 'packyard.db').resolve()}"
+
+    def stop(self) -> None:
+        stop_process(self.process)
+
+    def restart(self) -> None:
+        """Start the server again on the same port and data; its log goes on where it stopped."""
+        self.stop()
+        self.process = _start(self.data_dir, self.database_url, self.env, self.port).process
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
+
+
+def _start(data_dir: Path, database_url: str, env: dict[str, str] | None = None, port: int | None = None) -> Server:
+    """`packyard run` on 127.0.0.1 (a free port unless given), with `PACKYARD_*` overrides from `env`."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = port or free_port()
     (data_dir / "packyard.toml").write_text(
         f'[server]\naddress = "http://127.0.0.1:{port}"\nport = {port}\n\n'
         f'[database]\nurl = "{database_url}"\n\n[authentication]\napi_token_auth = true\n\n'
@@ -100,9 +136,9 @@ def _start(data_dir: Path, database_url: str) -> Server:
     log_path = data_dir / "server.log"
     process = subprocess.Popen(
         [str(BIN / "packyard"), "run", "--data-dir", str(data_dir)],
-        stdout=log_path.open("wb"),
+        stdout=log_path.open("ab"),
         stderr=subprocess.STDOUT,
-        env={**os.environ, "PACKYARD_DATA_DIR": str(data_dir)},
+        env={**os.environ, "PACKYARD_DATA_DIR": str(data_dir), **(env or {})},
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
@@ -111,37 +147,63 @@ def _start(data_dir: Path, database_url: str) -> Server:
             raise RuntimeError(f"server exited:\n{log_path.read_text()}")
         try:
             if httpx.get(f"{url}/__ping__", timeout=1).status_code == 200:
-                return Server(url, data_dir, log_path, process)
+                return Server(url, data_dir, log_path, process, database_url=database_url, env=dict(env or {}))
         except httpx.HTTPError:
             time.sleep(0.1)
     process.kill()
     raise RuntimeError(f"server did not start:\n{log_path.read_text()}")
 
 
+@contextmanager
+def fresh_database(kind: str) -> Iterator[str]:
+    """A database URL for a new server: "" (SQLite in its data directory) or a new PostgreSQL database."""
+    if kind == "sqlite":
+        yield ""
+        return
+    dbname = f"packyard_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{dbname}"')
+    try:
+        yield PG_ADMIN_URL.replace("postgresql://", "postgresql+psycopg://").rsplit("/", 1)[0] + "/" + dbname
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+
+
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A fresh server per test module, once on SQLite and once on PostgreSQL."""
     data_dir = tmp_path_factory.mktemp(f"packyard-{request.param}")
-    dbname = None
-    if request.param == "sqlite":
-        database_url = ""
-    else:
-        dbname = f"packyard_test_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{dbname}"')
-        database_url = PG_ADMIN_URL.replace("postgresql://", "postgresql+psycopg://").rsplit("/", 1)[0] + "/" + dbname
-    srv = _start(data_dir, database_url)
-    try:
-        yield srv
-    finally:
-        srv.process.terminate()
+    with fresh_database(request.param) as database_url:
+        srv = _start(data_dir, database_url)
         try:
-            srv.process.wait(10)
-        except subprocess.TimeoutExpired:
-            srv.process.kill()
-        if dbname:
-            with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+            yield srv
+        finally:
+            srv.stop()
+
+
+@pytest.fixture(scope="module")
+def module_peers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Peers]:
+    """Upstreams (pypiserver, Packyard) and mirrors shared by a test module; all stopped at its end."""
+    from tests.upstreams import Peers
+
+    peers = Peers(tmp_path_factory.mktemp("peers"))
+    try:
+        yield peers
+    finally:
+        peers.close()
+
+
+@pytest.fixture
+def peers(tmp_path: Path) -> Iterator[Peers]:
+    """Upstreams and mirrors of one test (those that stop, hang or tamper with their upstream)."""
+    from tests.upstreams import Peers
+
+    peers = Peers(tmp_path / "peers")
+    try:
+        yield peers
+    finally:
+        peers.close()
 
 
 @pytest.fixture

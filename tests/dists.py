@@ -71,3 +71,63 @@ def make_sdist(out: Path, name: str, version: str, requires: list[str] | None = 
             info.mtime = 1767225600
             tf.addfile(info, io.BytesIO(data))
     return path
+
+
+# An in-tree PEP 517 backend with no requirements: the sdist builds with nothing fetched from any index.
+_BACKEND = """\
+import base64, hashlib, os, zipfile
+from email.parser import Parser
+
+
+def get_requires_for_build_wheel(config_settings=None):
+    return []
+
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    with open("PKG-INFO") as f:
+        text = f.read()
+    message = Parser().parsestr(text)
+    dist = message["Name"].replace("-", "_").replace(".", "_").lower()
+    version = message["Version"]
+    info = f"{dist}-{version}.dist-info"
+    files = {}
+    for root, _, names in os.walk(dist):
+        for name in names:
+            path = os.path.join(root, name)
+            with open(path, "rb") as f:
+                files[path.replace(os.sep, "/")] = f.read()
+    files[f"{info}/METADATA"] = text.encode()
+    wheel = "Wheel-Version: 1.0\\nGenerator: packyard-tests\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n"
+    files[f"{info}/WHEEL"] = wheel.encode()
+    lines = []
+    for path, data in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        lines.append(f"{path},sha256={digest},{len(data)}")
+    files[f"{info}/RECORD"] = ("\\n".join(lines) + f"\\n{info}/RECORD,,\\n").encode()
+    filename = f"{dist}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(os.path.join(wheel_directory, filename), "w", zipfile.ZIP_DEFLATED) as zf:
+        for path, data in files.items():
+            zf.writestr(path, data)
+    return filename
+"""
+
+
+def make_buildable_sdist(out: Path, name: str, version: str, requires: list[str] | None = None) -> Path:
+    """An sdist that pip and uv can build offline: `pyproject.toml` names an in-tree backend with no requirements."""
+    dist = name.replace("-", "_").replace(".", "_").lower()
+    top = f"{dist}-{version}"
+    members = {
+        f"{top}/PKG-INFO": _metadata(name, version, requires or [], None).encode(),
+        f"{top}/pyproject.toml": b'[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n',
+        f"{top}/backend.py": _BACKEND.encode(),
+        f"{top}/{dist}/__init__.py": f"VERSION = {version!r}\n".encode(),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{top}.tar.gz"
+    with tarfile.open(path, "w:gz") as tf:
+        for member, data in members.items():
+            info = tarfile.TarInfo(member)
+            info.size = len(data)
+            info.mtime = 1767225600
+            tf.addfile(info, io.BytesIO(data))
+    return path
