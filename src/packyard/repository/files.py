@@ -115,7 +115,9 @@ class FileIndex:
         if kind == "file":
             if row.url is not None and not self.store.exists(row.sha256):
                 return ServedFile(row.sha256, OCTET_STREAM, row.size, upstream=row.url, source_id=row.source_id)
-            return ServedFile(row.sha256, OCTET_STREAM, row.size)
+            # An HTML upstream lists no sizes: until the row learns it, the stored blob knows.
+            size = row.size or self.store.path(row.sha256).stat().st_size
+            return ServedFile(row.sha256, OCTET_STREAM, size)
         if kind == ".metadata" and row.metadata_sha256:
             data = session.get(CoreMetadata, row.metadata_sha256)
             if data is not None:

@@ -19,7 +19,14 @@ from packyard import __version__
 from packyard.auth.tokens import Grant
 from packyard.context import AppContext
 from packyard.repository import services, snapshots
-from packyard.repository.errors import Blocked, FileTooLarge, MethodNotAllowed, NotAcceptable, NotFound
+from packyard.repository.errors import (
+    Blocked,
+    FileTooLarge,
+    MethodNotAllowed,
+    NotAcceptable,
+    NotFound,
+    UpstreamUnavailable,
+)
 from packyard.repository.hot_path import snapshot_day
 from packyard.repository.names import normalize
 from packyard.repository.negotiation import TEXT_HTML, negotiate
@@ -196,11 +203,16 @@ async def package_file(repo: str, snapshot: str, name: str, sha256: str, filenam
         if c.store.exists(found.digest):  # arrived since the lookup
             return FileResponse(c.store.path(found.digest), media_type=found.media_type, headers=headers)
         download = await c.mirror.download(found.digest, found.upstream, found.source_id)
+        if request.method == "HEAD" or "range" in request.headers:
+            # uv reads a wheel's METADATA with Range requests when there is no `.metadata`: answer those, and
+            # the HEAD that precedes them, from the stored file once it is complete.
+            await download.finished.wait()
+            if download.error is not None:
+                raise UpstreamUnavailable(download.error)
+            return FileResponse(c.store.path(found.digest), media_type=found.media_type, headers=headers)
         headers.pop("accept-ranges")  # while it arrives the file is streamed whole
         if download.total is not None:
             headers["content-length"] = str(download.total)
-        if request.method == "HEAD":
-            return Response(headers=headers, media_type=found.media_type)
         return StreamingResponse(download.stream(), media_type=found.media_type, headers=headers)
     if found.data is not None:
         return Response(found.data, media_type=found.media_type, headers=headers)

@@ -64,6 +64,7 @@ class Download:
         self.done = False
         self.error: str | None = None
         self.started = asyncio.Event()
+        self.finished = asyncio.Event()
         self._tick = asyncio.Event()
 
     def _progress(self) -> None:
@@ -98,6 +99,7 @@ class Download:
             self.store.discard(self.staged)
         finally:
             self.started.set()
+            self.finished.set()
             self._progress()
 
     async def stream(self) -> AsyncIterator[bytes]:
