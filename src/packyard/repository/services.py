@@ -138,6 +138,32 @@ def prepare(db: Database, mirror_upstream: str = "") -> None:
             continue  # another process did it first, in one transaction, so it is complete
 
 
+def _release_files(
+    session: Session, source: Source, project: str, version: str, filename: str | None
+) -> list[DistFile]:
+    """The live files of a release (or the one named), or NotFound."""
+    query = (
+        select(DistFile)
+        .join(Project)
+        .where(
+            Project.source_id == source.id,
+            Project.name == normalize(project),
+            DistFile.version == version,
+            DistFile.deleted_at.is_(None),
+        )
+    )
+    if filename:
+        query = query.where(DistFile.filename == filename)
+    files = list(session.scalars(query))
+    if not files:
+        what = f"file `{filename}` of " if filename else ""
+        raise NotFound(
+            f"No {what}`{project}` version `{version}` in source `{source.name}`; "
+            "check the name and version against the simple index."
+        )
+    return files
+
+
 def set_yanked(
     session: Session,
     source_name: str,
@@ -150,31 +176,12 @@ def set_yanked(
     """Yank or unyank every file of a release, or one file of it."""
     source = get_source(session, source_name)
     name = normalize(project)
-    query = (
-        select(DistFile)
-        .join(Project)
-        .where(Project.source_id == source.id, Project.name == name, DistFile.version == version)
-    )
-    if filename:
-        query = query.where(DistFile.filename == filename)
-    files = list(session.scalars(query))
-    if not files:
-        what = f"file `{filename}` of " if filename else ""
-        raise NotFound(
-            f"No {what}`{project}` version `{version}` in source `{source_name}`; "
-            "check the name and version against the simple index."
-        )
+    files = _release_files(session, source, project, version, filename)
     for f in files:
         f.yanked = yanked
         f.yanked_reason = reason if yanked else ""
-        serial = record(
-            session,
-            "yank" if yanked else "unyank",
-            source_id=source.id,
-            project=name,
-            filename=f.filename,
-            detail=reason,
-        )
+        kind = "yank" if yanked else "unyank"
+        serial = record(session, kind, source_id=source.id, project=name, filename=f.filename, detail=reason)
     indexer.source_changed(session, source.id, name, serial, new_project=False)
     return files
 
@@ -185,22 +192,7 @@ def delete_files(
     """Take a release (or one file of it) out of `latest`; snapshots dated before today still show it."""
     source = get_source(session, source_name)
     name = normalize(project)
-    query = (
-        select(DistFile)
-        .join(Project)
-        .where(
-            Project.source_id == source.id,
-            Project.name == name,
-            DistFile.version == version,
-            DistFile.deleted_at.is_(None),
-        )
-    )
-    if filename:
-        query = query.where(DistFile.filename == filename)
-    files = list(session.scalars(query))
-    if not files:
-        what = f"file `{filename}` of " if filename else ""
-        raise NotFound(f"No {what}`{project}` version `{version}` in source `{source_name}`.")
+    files = _release_files(session, source, project, version, filename)
     now = utcnow()
     for f in files:
         f.deleted_at = now
