@@ -51,6 +51,8 @@ class UploadResult:
     filename: str
     sha256: str
     created: bool
+    serial: int | None = None  # the change-log event of a created file
+    project: str = ""
 
     @property
     def message(self) -> str:
@@ -214,4 +216,4 @@ def _store(
         )
         serial = record(session, "upload", source_id=source_id, project=c.name, filename=c.filename, detail=sha256)
         indexer.source_changed(session, source_id, c.name, serial, new_project)
-        return UploadResult(c.filename, sha256, created=True)
+        return UploadResult(c.filename, sha256, created=True, serial=serial, project=c.name)
