@@ -19,6 +19,7 @@ from packyard.errors import PackyardError
 from packyard.http_errors import error_response, send_error
 from packyard.repository.hot_path import HotPathApp
 from packyard.repository.routes import router as repository_router
+from packyard.repository.upload.endpoint import UploadEndpoint, upload_source
 
 log = logging.getLogger("packyard")
 SYNC_INTERVAL = 0.5
@@ -68,12 +69,15 @@ def create_app(settings: Settings) -> ASGIApp:
 
     app = HotPathApp(context.pages, context.files, context.store, context.auth, context.mirror, api, send_error)
     app.state = api.state  # type: ignore[attr-defined]
-    return _with_lifespan(app, api)
+    return _with_lifespan(app, UploadEndpoint(context), api)
 
 
-def _with_lifespan(app: HotPathApp, api: FastAPI) -> ASGIApp:
+def _with_lifespan(app: HotPathApp, upload: UploadEndpoint, api: FastAPI) -> ASGIApp:
     async def asgi(scope, receive, send):  # type: ignore[no-untyped-def]
         if scope["type"] == "http":
+            source = upload_source(scope)
+            if source is not None:
+                return await upload(scope, receive, send, source)
             return await app(scope, receive, send)
         return await api(scope, receive, send)
 

@@ -5,15 +5,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from sqlalchemy import exists, select
-
 from packyard.auth.authenticator import Authenticator
 from packyard.config import Settings
 from packyard.db import Database
 from packyard.repository import indexer
 from packyard.repository.files import FileIndex
 from packyard.repository.mirror.service import Mirror
-from packyard.repository.models import SimplePage
 from packyard.repository.page_cache import PageCache
 from packyard.storage import LocalBlobStore
 
@@ -60,8 +57,7 @@ class AppContext:
 
         started = self._roots_rendered_at = time.monotonic()
         with self.db.session() as session:
-            stale = exists().where(SimplePage.project == indexer.ROOT, SimplePage.stale)
-            if not session.scalar(select(stale)):
+            if not indexer.stale_roots(session):
                 return
             indexer.render_stale_roots(session, record(session, "root-render"))
         self._root_interval = max(self.ROOT_INTERVAL, (time.monotonic() - started) / self.ROOT_DUTY)

@@ -56,6 +56,9 @@ def make_engine(url: str) -> Engine:
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA busy_timeout=30000")
+            # Reads through a shared mapping instead of a read() per page: an upload touches random B-tree
+            # pages of a large file, and a write by another pooled connection empties each private page cache.
+            cursor.execute("PRAGMA mmap_size=1073741824")
             cursor.close()
 
         return engine

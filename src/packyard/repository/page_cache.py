@@ -167,6 +167,18 @@ class PageCache:
         self._pages.setdefault(project, {})[repo_id] = page
         self._count += 1
 
+    def applied(self, serial: int, kind: str, project: str) -> bool:
+        """Apply a page event this process has just committed, without reading the change log, when it is the
+        very next one (what `sync` would do with it); False when other events may come first: call `sync`."""
+        with self._lock:
+            if kind not in PAGE_EVENTS or serial != self._serial + 1:
+                return False
+            self._pages.pop(project, None)
+            self._pages.pop("", None)
+            self._epoch += 1
+            self._serial = serial
+            return True
+
     def sync(self) -> list[Event]:
         """Apply change-log events newer than the last seen; returns them for other caches to act on."""
         with self._lock:

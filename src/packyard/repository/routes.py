@@ -1,4 +1,5 @@
-"""HTTP routes of the package repository: uploads, and what the hot path passes on (misses, ranges, big files)."""
+"""HTTP routes of the package repository: what the hot path passes on (misses, ranges, big files); uploads are
+answered in front of these routes by `upload/endpoint.py`."""
 
 from __future__ import annotations
 
@@ -21,7 +22,6 @@ from packyard.context import AppContext
 from packyard.repository import services, snapshots
 from packyard.repository.errors import (
     Blocked,
-    FileTooLarge,
     MethodNotAllowed,
     NotAcceptable,
     NotFound,
@@ -32,13 +32,9 @@ from packyard.repository.names import normalize
 from packyard.repository.negotiation import TEXT_HTML, negotiate
 from packyard.repository.page_cache import CachedPage, RepoInfo
 from packyard.repository.pages import JSON_TYPE
-from packyard.repository.upload.multipart import read_upload
-from packyard.repository.upload.service import UploadResult, accept_upload
 
 router = APIRouter()
 _IMMUTABLE = "max-age=31536000, immutable"
-# Multipart framing and metadata fields around the file itself.
-_FORM_OVERHEAD = 4 * 1024 * 1024
 
 
 def ctx(request: Request) -> AppContext:
@@ -59,41 +55,6 @@ def repo_or_404(request: Request, name: str) -> RepoInfo:
         known = ", ".join(f"`{n}`" for n in sorted(ctx(request).pages.repos))
         raise NotFound(f"Repository `{name}` does not exist. Known repositories: {known or 'none'}.")
     return repo
-
-
-@router.post("/upload/pypi/{source}")
-@router.post("/upload/pypi/{source}/")
-async def upload(source: str, request: Request) -> Response:
-    c = ctx(request)
-    # Credentials and the source are checked from the headers, before a byte of the body is stored.
-    grant = c.auth.cached(request.headers.get("authorization")) or await run_in_threadpool(
-        c.auth.authenticate, request.headers.get("authorization")
-    )
-
-    if source not in c.pages.sources:
-
-        def source_exists() -> None:  # raises NotFound with the known names
-            with c.db.session() as session:
-                services.get_source(session, source)
-
-        await run_in_threadpool(source_exists)
-    grant.require("sources:write", "source", source)
-    limit = c.settings.max_file_size
-    length = request.headers.get("content-length")
-    if length and length.isdigit() and int(length) > limit + _FORM_OVERHEAD:
-        raise FileTooLarge(
-            f"File too large. Limit for uploads is {limit} bytes ({limit / 1024 / 1024:.0f} MiB); "
-            "an administrator can raise `[upload] max_file_size`."
-        )
-    parts = await read_upload(request.headers.get("content-type", ""), request.stream(), c.store, limit)
-
-    def store() -> UploadResult:
-        result = accept_upload(c.db, c.store, source, parts, grant.description)
-        c.sync(render_roots=False)  # this process serves the new file at once; roots follow in the background
-        return result
-
-    result = await run_in_threadpool(store)
-    return PlainTextResponse(result.message + "\n")
 
 
 def snapshot_or_404(snapshot: str) -> date | None:

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from packyard.db import Database, utcnow
 from packyard.repository import indexer
 from packyard.repository.errors import FileAlreadyExists, UploadRejected
-from packyard.repository.models import CoreMetadata, DistFile, Project
+from packyard.repository.models import CoreMetadata, DistFile, Project, Source
 from packyard.repository.services import get_source, record
 from packyard.repository.upload.archive import DistMetadata, inspect_sdist, inspect_wheel
 from packyard.repository.upload.checks import (
@@ -27,6 +27,7 @@ from packyard.repository.upload.multipart import UploadParts, discard
 from packyard.storage import BlobStore
 
 _FILES = DistFile.__table__
+_SOURCE_ID = select(Source.__table__.c.id).where(Source.__table__.c.name == bindparam("name"))
 _EXISTING = select(_FILES.c.filename, _FILES.c.sha256).where(
     _FILES.c.source_id == bindparam("source_id"), _FILES.c.filename == bindparam("filename")
 )
@@ -50,6 +51,8 @@ class UploadResult:
     filename: str
     sha256: str
     created: bool
+    serial: int | None = None  # the change-log event of a created file
+    project: str = ""
 
     @property
     def message(self) -> str:
@@ -164,11 +167,11 @@ def _store(
 ) -> UploadResult:
     sha256 = digests.sha256
     with db.session() as session:
-        source = get_source(session, source_name)
-        existing = _existing(session, source.id, c.filename)
+        source_id = session.scalar(_SOURCE_ID, {"name": source_name}) or get_source(session, source_name).id
+        existing = _existing(session, source_id, c.filename)
         if existing is not None:
             return _duplicate(existing, sha256)
-        project_id = session.scalar(_PROJECT_ID, {"source_id": source.id, "name": c.name})
+        project_id = session.scalar(_PROJECT_ID, {"source_id": source_id, "name": c.name})
         if c.filetype == "sdist" and project_id is not None:
             other = session.scalar(_RELEASE_SDIST, {"project_id": project_id, "version": c.version})
             if other:
@@ -180,7 +183,7 @@ def _store(
             display = meta.display_name or c.display_name
             project_id = session.execute(
                 _INSERT_PROJECT,
-                {"source_id": source.id, "name": c.name, "display_name": display, "created_at": utcnow()},
+                {"source_id": source_id, "name": c.name, "display_name": display, "created_at": utcnow()},
             ).scalar_one()
         # Blobs become durable before the row that points at them; a crash leaves an unseen blob, never
         # a row without its file.
@@ -192,7 +195,7 @@ def _store(
         session.execute(
             _INSERT_FILE,
             {
-                "source_id": source.id,
+                "source_id": source_id,
                 "project_id": project_id,
                 "version": c.version,
                 "filename": c.filename,
@@ -211,6 +214,6 @@ def _store(
                 "uploaded_by": uploaded_by,
             },
         )
-        serial = record(session, "upload", source_id=source.id, project=c.name, filename=c.filename, detail=sha256)
-        indexer.source_changed(session, source.id, c.name, serial, new_project)
-        return UploadResult(c.filename, sha256, created=True)
+        serial = record(session, "upload", source_id=source_id, project=c.name, filename=c.filename, detail=sha256)
+        indexer.source_changed(session, source_id, c.name, serial, new_project)
+        return UploadResult(c.filename, sha256, created=True, serial=serial, project=c.name)
