@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
@@ -12,13 +13,15 @@ from sqlalchemy.orm import Session
 from packyard.repository.errors import RepositoryError
 from packyard.repository.models import BlockRule, CuratedEntry
 
+_RULE_TABLE = BlockRule.__table__
+# Core rows, not ORM entities: this runs in every upload's page render, and almost always finds nothing.
 _RULES = (
-    select(BlockRule)
+    select(_RULE_TABLE.c.id, _RULE_TABLE.c.repository_id, _RULE_TABLE.c.specifier, _RULE_TABLE.c.reason)
     .where(
-        BlockRule.project == bindparam("project"),
-        or_(BlockRule.repository_id.is_(None), BlockRule.repository_id == bindparam("repo_id")),
+        _RULE_TABLE.c.project == bindparam("project"),
+        or_(_RULE_TABLE.c.repository_id.is_(None), _RULE_TABLE.c.repository_id == bindparam("repo_id")),
     )
-    .order_by(BlockRule.id)
+    .order_by(_RULE_TABLE.c.id)
 )
 _CURATED = select(CuratedEntry.specifier).where(
     CuratedEntry.source_id == bindparam("source_id"), CuratedEntry.project == bindparam("project")
@@ -45,18 +48,26 @@ def matches(specifier: str, version: str) -> bool:
         return False
 
 
+class Rule(Protocol):
+    id: int
+    repository_id: int | None
+    specifier: str
+    reason: str
+
+
 @dataclass(frozen=True)
 class Rules:
     """The block rules that apply to one project in one repository."""
 
-    rules: tuple[BlockRule, ...]
+    rules: tuple[Rule, ...]
 
-    def blocked(self, version: str) -> BlockRule | None:
+    def blocked(self, version: str) -> Rule | None:
         return next((r for r in self.rules if matches(r.specifier, version)), None)
 
 
 def rules_for(session: Session, repo_id: int, project: str) -> Rules:
-    return Rules(tuple(session.scalars(_RULES, {"repo_id": repo_id, "project": project})))
+    rows = session.execute(_RULES, {"repo_id": repo_id, "project": project}).all()
+    return Rules(tuple(rows))  # type: ignore[arg-type]
 
 
 def curated_specifier(session: Session, source_id: int, project: str) -> str | None:
@@ -64,7 +75,7 @@ def curated_specifier(session: Session, source_id: int, project: str) -> str | N
     return session.scalar(_CURATED, {"source_id": source_id, "project": project})
 
 
-def block_message(rule: BlockRule, project: str, version: str, repo: str) -> str:
+def block_message(rule: Rule, project: str, version: str, repo: str) -> str:
     scope = f"repository `{repo}`" if rule.repository_id is not None else "every repository on this server"
     return (
         f"`{project}` {version} is blocked in {scope}: {rule.reason} (rule {rule.id}); "

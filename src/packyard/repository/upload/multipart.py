@@ -15,6 +15,8 @@ from packyard.storage import BlobStore, StagedBlob
 MAX_FIELD_SIZE = 2 * 1024 * 1024  # long descriptions are the largest text fields seen
 MAX_FIELDS = 2000
 MAX_SIGNATURE_SIZE = 64 * 1024
+# Bodies up to this size are parsed whole, once read; larger ones stream through python-multipart.
+WHOLE_BODY = 1024 * 1024
 _RAW_FILENAME = re.compile(rb'filename="?([^";]*)')
 
 
@@ -123,22 +125,25 @@ async def read_upload(
             "Uploads must be `multipart/form-data` with a boundary, as twine and `uv publish` send them."
         )
     reader = _Reader(store, max_file_size)
-    parser = MultipartParser(
-        boundary,
-        {  # type: ignore[arg-type]
-            "on_part_begin": reader.on_part_begin,
-            "on_part_data": reader.on_part_data,
-            "on_part_end": reader.on_part_end,
-            "on_header_field": reader.on_header_field,
-            "on_header_value": reader.on_header_value,
-            "on_header_end": reader.on_header_end,
-            "on_headers_finished": reader.on_headers_finished,
-        },
-    )
+    head: list[bytes] = []
+    size = 0
+    parser: MultipartParser | None = None
     try:
         async for chunk in chunks:
-            parser.write(chunk)
-        parser.finalize()
+            if parser is not None:
+                parser.write(chunk)
+                continue
+            head.append(chunk)
+            size += len(chunk)
+            if size > WHOLE_BODY:
+                parser = _streaming_parser(boundary, reader)
+                for buffered in head:
+                    parser.write(buffered)
+                head = []
+        if parser is None:
+            _parse_whole(b"".join(head), boundary, reader)
+        else:
+            parser.finalize()
     except FormParserError as exc:
         discard(store, reader.parts)
         raise UploadRejected(f"The multipart body could not be parsed: {exc}.") from exc
@@ -153,6 +158,49 @@ async def read_upload(
             "`[upload] max_file_size`."
         )
     return reader.parts
+
+
+def _streaming_parser(boundary: bytes, reader: _Reader) -> MultipartParser:
+    return MultipartParser(
+        boundary,
+        {  # type: ignore[arg-type]
+            "on_part_begin": reader.on_part_begin,
+            "on_part_data": reader.on_part_data,
+            "on_part_end": reader.on_part_end,
+            "on_header_field": reader.on_header_field,
+            "on_header_value": reader.on_header_value,
+            "on_header_end": reader.on_header_end,
+            "on_headers_finished": reader.on_headers_finished,
+        },
+    )
+
+
+def _parse_whole(body: bytes, boundary: bytes, reader: _Reader) -> None:
+    """A body already in memory, split at its delimiters in a few C-level passes (RFC 2046, section 5.1.1),
+    driving the same callbacks as the streaming parser; python-multipart walks part headers a byte at a time."""
+    sections = (b"\r\n" + body).split(b"\r\n--" + boundary)
+    if len(sections) < 2 or not sections[-1].startswith(b"--"):
+        raise FormParserError("the closing boundary is missing")
+    for section in sections[1:-1]:
+        line_end = section.find(b"\r\n")
+        if line_end < 0 or section[:line_end].strip(b" \t"):
+            raise FormParserError("a boundary line is followed by text")
+        headers_end = section.find(b"\r\n\r\n", line_end)
+        if headers_end < 0:
+            raise FormParserError("the headers of a part do not end")
+        reader.on_part_begin()
+        for line in section[line_end + 2 : headers_end].split(b"\r\n"):
+            if not line:
+                continue  # a part without headers
+            name, colon, value = line.partition(b":")
+            if not colon:
+                raise FormParserError(f"header line {line[:80]!r} has no colon")
+            reader._header_field, reader._header_value = name.strip(), value.strip()
+            reader.on_header_end()
+        reader.on_headers_finished()
+        data = section[headers_end + 4 :]
+        reader.on_part_data(data, 0, len(data))
+        reader.on_part_end()
 
 
 def discard(store: BlobStore, parts: UploadParts) -> None:
