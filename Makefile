@@ -19,7 +19,7 @@ test: $(STAMP)
 	@command -v gpg >/dev/null || (apt-get update -qq && apt-get install -y -qq gnupg)  # signing tests
 	$(BIN)/ruff check
 	$(BIN)/ruff format --check
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff format

@@ -17,6 +17,7 @@ MAX_FIELDS = 2000
 MAX_SIGNATURE_SIZE = 64 * 1024
 # Bodies up to this size are parsed whole, once read; larger ones stream through python-multipart.
 WHOLE_BODY = 1024 * 1024
+_SIMPLE_DISPOSITION = re.compile(rb'form-data; name="([^"\\%]*)"(?:; filename="([^"\\%/]*)")?')
 _RAW_FILENAME = re.compile(rb'filename="?([^";]*)')
 
 
@@ -67,9 +68,13 @@ class _Reader:
         self._header_value = b""
 
     def on_headers_finished(self) -> None:
-        _, options = parse_options_header(self._disposition)
-        self._name = options.get(b"name", b"").decode("utf-8", "replace")
-        raw_filename = options.get(b"filename")
+        simple = _SIMPLE_DISPOSITION.fullmatch(self._disposition)
+        if simple is not None:  # what twine and uv send; anything else goes through the general parser
+            name, raw_filename = simple.group(1), simple.group(2)
+        else:
+            _, options = parse_options_header(self._disposition)
+            name, raw_filename = options.get(b"name", b""), options.get(b"filename")
+        self._name = name.decode("utf-8", "replace")
         self._filename = raw_filename.decode("utf-8", "replace") if raw_filename is not None else None
         if self._name == "content" and self._filename is not None:
             if b"\\" in self._disposition:
