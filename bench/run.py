@@ -4,12 +4,14 @@ files), pypiserver and devpi-server, on a generated corpus. See bench/README.md;
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shlex
 import shutil
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import installs
@@ -29,6 +31,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--projects", default="5000", help="corpus sizes, comma-separated, e.g. 500,5000,50000")
     p.add_argument("--servers", default=",".join(SERVERS), help="which servers to measure")
     p.add_argument("--skip-devpi", action="store_true", help="leave devpi out (its first load takes minutes)")
+    p.add_argument("--no-snapshot", action="store_true", help="skip the dated-snapshot page run for Packyard")
     p.add_argument("--accept", default="json,pip,html", help="Accept variants for Packyard (others get the first)")
     p.add_argument("--connections", type=int, default=16, help="concurrent keep-alive connections")
     p.add_argument("--duration", type=int, default=15, help="seconds per measured wrk run")
@@ -93,6 +96,13 @@ def measure_server(target: Target, corpus: Corpus, args: argparse.Namespace, res
                 target, corpus.projects, variant, args.connections, args.duration, args.warmup, args.seed
             )
             results.pages.append(page)
+        if target.name == "packyard" and not args.no_snapshot:
+            # A dated snapshot is a view rendered from history on first request, then cached like `latest`.
+            today = datetime.now(UTC).date().isoformat()
+            dated = dataclasses.replace(target, name=f"packyard /pypi/{today}/", simple_prefix=f"/pypi/{today}/simple/")
+            results.pages.append(
+                wrk.measure(dated, corpus.projects, "json", args.connections, args.duration, args.warmup, args.seed)
+            )
     if not args.no_install:
         results.installs.append(installs.measure(target, corpus.size, args.install_reps, args.install_budget))
     if not args.no_twine and target.credentials and target.upload_url:
