@@ -17,7 +17,7 @@ from pathlib import Path
 
 from corpus import VERSIONS, Dist, wheel_bytes
 from installs import InstallResult, install_once
-from servers import DEVPI_PACKAGES, Target, _devpi_client, _nginx_conf, _side_venv
+from servers import DEVPI_PACKAGES, Target, _devpi_client, _side_venv, serve_static
 from util import (
     HOST,
     SERVER_CORE,
@@ -110,20 +110,12 @@ def ensure_mirror_corpus() -> MirrorCorpus:
 
 @contextmanager
 def static_upstream(corpus: MirrorCorpus) -> Iterator[Target]:
-    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    prefix = WORK / "nginx" / "mirror-upstream"
-    (prefix / "tmp").mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    conf = prefix / "nginx.conf"
     # `.metadata` is not a type nginx knows; the shared config's default (octet-stream) is what PyPI sends too.
-    conf.write_text(_nginx_conf(corpus.static_dir.resolve(), port, prefix))
-    service = spawn("nginx upstream", pinned(SERVER_CORE, [nginx, "-p", str(prefix), "-c", str(conf)]), prefix / "out")
-    base = f"http://{HOST}:{port}"
+    target = serve_static(corpus.static_dir, DIRECT, "mirror-upstream")
     try:
-        wait_http(service, f"{base}/simple/")
-        yield Target(DIRECT, base, "/simple/", service)
+        yield target
     finally:
-        service.stop()
+        target.stop()
 
 
 # The mirrors. Each start gives an empty mirror: a cold install must find nothing cached.

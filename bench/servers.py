@@ -220,17 +220,22 @@ http {{
 """
 
 
-def start_nginx(corpus: Corpus) -> Target:
+def serve_static(static_dir: Path, name: str, folder: str) -> Target:
+    """nginx on the server core serving a static PEP 503 tree (`simple/`, `packages/`) at `/simple/`."""
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    prefix = WORK / "nginx" / f"p{corpus.size}"
+    prefix = WORK / "nginx" / folder
     (prefix / "tmp").mkdir(parents=True, exist_ok=True)
     port = free_port()
     conf = prefix / "nginx.conf"
-    conf.write_text(_nginx_conf(corpus.static_dir.resolve(), port, prefix))
-    service = spawn("nginx", pinned(SERVER_CORE, [nginx, "-p", str(prefix), "-c", str(conf)]), prefix / "out.log")
+    conf.write_text(_nginx_conf(static_dir.resolve(), port, prefix))
+    service = spawn(name, pinned(SERVER_CORE, [nginx, "-p", str(prefix), "-c", str(conf)]), prefix / "out.log")
     base = f"http://{HOST}:{port}"
     wait_http(service, f"{base}/simple/")
-    return Target("nginx (static)", base, "/simple/", service)
+    return Target(name, base, "/simple/", service)
+
+
+def start_nginx(corpus: Corpus) -> Target:
+    return serve_static(corpus.static_dir, "nginx (static)", f"p{corpus.size}")
 
 
 # pypiserver
