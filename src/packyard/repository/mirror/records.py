@@ -99,10 +99,3 @@ def apply_page(session: Session, source_id: int, name: str, upstream: UpstreamPa
         serial = record(session, kind, at=at, source_id=source_id, project=name, filename=filename, detail=detail)
     indexer.source_changed(session, source_id, name, serial, new_project)
     return True
-
-
-def set_size(session: Session, source_id: int, sha256: str, size: int) -> None:
-    """Fill in a size the upstream did not list (HTML pages), once the file has arrived."""
-    for row in session.scalars(select(DistFile).where(DistFile.source_id == source_id, DistFile.sha256 == sha256)):
-        if row.size != size:
-            row.size = size
