@@ -17,9 +17,10 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine, Hashable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
 import httpx
 from sqlalchemy import select
@@ -39,6 +40,8 @@ from packyard.repository.services import record
 from packyard.storage import LocalBlobStore
 
 log = logging.getLogger("packyard.mirror")
+K = TypeVar("K", bound=Hashable)
+T = TypeVar("T")
 HOLD_BACK = 64 * 1024
 MAX_FRESH = 500_000
 CHUNK = 256 * 1024
@@ -124,6 +127,16 @@ class Download:
                 await tick.wait()
 
 
+async def _shared(tasks: dict[K, asyncio.Task[T]], key: K, start: Callable[[], Coroutine[object, object, T]]) -> T:
+    """Await the task running for `key`, starting it if there is none: concurrent callers share one upstream
+    request, and a caller that goes away does not cancel it for the others."""
+    task = tasks.get(key)
+    if task is None:
+        task = tasks[key] = asyncio.ensure_future(start())
+        task.add_done_callback(lambda _t: tasks.pop(key, None))
+    return await asyncio.shield(task)
+
+
 class Mirror:
     def __init__(
         self,
@@ -197,13 +210,7 @@ class Mirror:
             return curated_specifier(session, source_id, name) is not None
 
     async def _refresh(self, source: SourceInfo, name: str) -> Refreshed:
-        key = (source.id, name)
-        task = self._refreshing.get(key)
-        if task is None:
-            task = asyncio.ensure_future(self._fetch_page(source, name))
-            self._refreshing[key] = task
-            task.add_done_callback(lambda _t: self._refreshing.pop(key, None))
-        return await asyncio.shield(task)
+        return await _shared(self._refreshing, (source.id, name), lambda: self._fetch_page(source, name))
 
     def _cached_state(self, source_id: int, name: str) -> tuple[bool, str, float | None, bool]:
         """(found, etag, seconds since fetched or None, whether files are cached) of a mirrored name."""
@@ -343,12 +350,7 @@ class Mirror:
 
     async def metadata(self, digest: str, url: str) -> bytes:
         """A wheel's `.metadata` from the upstream, checked and kept in the database."""
-        task = self._metadata.get(digest)
-        if task is None:
-            task = asyncio.ensure_future(self._fetch_metadata(digest, url))
-            self._metadata[digest] = task
-            task.add_done_callback(lambda _t: self._metadata.pop(digest, None))
-        return await asyncio.shield(task)
+        return await _shared(self._metadata, digest, lambda: self._fetch_metadata(digest, url))
 
     async def _fetch_metadata(self, digest: str, url: str) -> bytes:
         try:
