@@ -49,6 +49,36 @@ index_ttl = 1800
 # Seconds to wait for the upstream; after a failure, serve cached pages for `retry_after` seconds.
 timeout = 10
 retry_after = 30
+
+[python]
+# Interpreters that content runs on; empty means those found on the host (`uv python list`).
+executables = []
+# Require the bundle's exact Python (3.11.7) instead of the same major.minor (3.11).
+exact_version_matching = false
+# Build an environment for each bundle; false runs content on the host's Python and its packages.
+environment_management = true
+# The index environments install from; empty means this server's own `pypi` repository.
+# Credentials for authenticated indexes come from netrc (set NETRC for the server process).
+index_url = ""
+extra_index_urls = []
+# Packages taken from the host's Python instead of installed, e.g. ["numpy"].
+external = []
+# Use an external package only when the host's version satisfies the bundle's requirement.
+external_version_matching = false
+# Refuse to start when an interpreter lacks an external package.
+externals_check_is_fatal = true
+# Packages dropped from every install (they cannot install on this OS).
+prohibited = ["pywin32", "pywinpty", "pypiwin32"]
+# Seconds between reaper runs; environments no content uses and unused for this long are removed.
+environment_reap_frequency = 86400
+
+[publishing]
+bundle_max_size = "1GiB"
+bundle_max_entries = 20000
+# Key that encrypts content environment variables at rest; empty means the key file `encryption-key`.
+encryption_key = ""
+# Seconds a new process has to answer HTTP before the deploy fails.
+init_timeout = 60
 """
 
 
@@ -95,6 +125,28 @@ class MirrorSettings:
 
 
 @dataclass
+class PythonSettings:
+    executables: list[str] = field(default_factory=list)
+    exact_version_matching: bool = False
+    environment_management: bool = True
+    index_url: str = ""
+    extra_index_urls: list[str] = field(default_factory=list)
+    external: list[str] = field(default_factory=list)
+    external_version_matching: bool = False
+    externals_check_is_fatal: bool = True
+    prohibited: list[str] = field(default_factory=lambda: ["pywin32", "pywinpty", "pypiwin32"])
+    environment_reap_frequency: int = 86400
+
+
+@dataclass
+class PublishingSettings:
+    bundle_max_size: str = "1GiB"
+    bundle_max_entries: int = 20000
+    encryption_key: str = ""
+    init_timeout: int = 60
+
+
+@dataclass
 class Settings:
     data_dir: Path = field(default_factory=lambda: Path(DEFAULT_DATA_DIR))
     server: ServerSettings = field(default_factory=ServerSettings)
@@ -103,6 +155,8 @@ class Settings:
     authentication: AuthenticationSettings = field(default_factory=AuthenticationSettings)
     upload: UploadSettings = field(default_factory=UploadSettings)
     mirror: MirrorSettings = field(default_factory=MirrorSettings)
+    python: PythonSettings = field(default_factory=PythonSettings)
+    publishing: PublishingSettings = field(default_factory=PublishingSettings)
 
     @property
     def database_url(self) -> str:
@@ -116,6 +170,11 @@ class Settings:
     def max_file_size(self) -> int:
         return parse_size(self.upload.max_file_size)
 
+    @property
+    def index_url(self) -> str:
+        """Where content environments install from: the configured index, else this server's `pypi` repository."""
+        return self.python.index_url or self.server.address.rstrip("/") + "/pypi/latest/simple/"
+
     def token_secret(self) -> str:
         """The HS256 signing key: the configured one, else a key file created once in the data directory."""
         if self.authentication.secret:
@@ -127,6 +186,24 @@ class Settings:
             with os.fdopen(fd, "w") as f:
                 f.write(secrets.token_urlsafe(48))
         return path.read_text().strip()
+
+    def encryption_key(self) -> bytes:
+        """The 256-bit key for content environment variables: configured (hex), else a key file made once."""
+        if self.publishing.encryption_key:
+            try:
+                key = bytes.fromhex(self.publishing.encryption_key)
+            except ValueError:
+                key = b""
+            if len(key) != 32:
+                raise ConfigError("Config `publishing.encryption_key` must be 64 hex digits (a 256-bit key).")
+            return key
+        path = self.data_dir / "encryption-key"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(32))
+        return bytes.fromhex(path.read_text().strip())
 
 
 _SIZE_UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "kib": 1024, "mib": 1024**2, "gib": 1024**3}
@@ -158,9 +235,15 @@ def _coerce(section: str, key: str, raw: Any, kind: type) -> Any:
             return int(raw)
         except (TypeError, ValueError):
             pass
+    elif kind is list:
+        if isinstance(raw, str):  # from an environment variable: comma-separated
+            return [item.strip() for item in raw.split(",") if item.strip()]
+        if isinstance(raw, list) and all(isinstance(item, str) for item in raw):
+            return raw
     elif isinstance(raw, str | int | float):
         return str(raw)
-    raise ConfigError(f"Config `{section}.{key}` has value {raw!r}; expected a {kind.__name__}.")
+    expected = "list of strings" if kind is list else kind.__name__
+    raise ConfigError(f"Config `{section}.{key}` has value {raw!r}; expected a {expected}.")
 
 
 def load_settings(data_dir: str | Path | None = None, environ: dict[str, str] | None = None) -> Settings:
@@ -194,6 +277,7 @@ def load_settings(data_dir: str | Path | None = None, environ: dict[str, str] | 
             elif name in values:
                 setattr(section, name, _coerce(section_field.name, name, values[name], kind))
     settings.max_file_size  # noqa: B018 - fail at startup, not at the first upload
+    parse_size(settings.publishing.bundle_max_size)
     upstream = settings.mirror.upstream
     if upstream and not upstream.startswith(("http://", "https://")):
         raise ConfigError(

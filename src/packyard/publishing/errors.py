@@ -1,0 +1,41 @@
+"""Errors of the publishing domain.
+
+PublishingError                 400
+├── NotFound                    404  no such content, bundle, task, user or key
+├── Forbidden                   403  the key's user may not do this
+├── BundleError                 400  a bundle that cannot be deployed: its archive or its manifest.json
+├── EnvironmentBuildError       400  no matching Python, or the install failed
+└── AppStartError               400  the app did not start or did not answer
+
+The API renders each as Connect's error body, `{"error": message, "code": n, "payload": null}`.
+"""
+
+from __future__ import annotations
+
+from packyard.errors import PackyardError
+
+
+class PublishingError(PackyardError):
+    code = 3  # Connect's generic "internal" code; subclasses use Connect's own where one exists
+
+
+class NotFound(PublishingError):
+    status_code = 404
+    code = 4
+
+
+class Forbidden(PublishingError):
+    status_code = 403
+    code = 6
+
+
+class BundleError(PublishingError):
+    pass
+
+
+class EnvironmentBuildError(PublishingError):
+    pass
+
+
+class AppStartError(PublishingError):
+    pass

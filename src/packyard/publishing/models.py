@@ -1,0 +1,98 @@
+"""Users and their API keys; content, its bundles and environment variables; built Python environments."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Integer, LargeBinary, String, Text, false
+from sqlalchemy.orm import Mapped, mapped_column
+
+from packyard.db import Base, UTCDateTime, utcnow
+
+ROLES = ("admin", "publisher", "viewer")
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    guid: Mapped[str] = mapped_column(String(36), unique=True)
+    username: Mapped[str] = mapped_column(String(200), unique=True)
+    email: Mapped[str] = mapped_column(String(320), default="")
+    role: Mapped[str] = mapped_column(String(20))
+    locked: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ApiKey(Base):
+    """A user's API key. Only its sha256 is kept: keys are 192 random bits, so a slow hash buys nothing."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(12))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class Content(Base):
+    __tablename__ = "content"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    guid: Mapped[str] = mapped_column(String(36), unique=True)
+    name: Mapped[str] = mapped_column(String(200), index=True)
+    title: Mapped[str | None] = mapped_column(Text, nullable=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    app_mode: Mapped[str] = mapped_column(String(40), default="unknown")
+    # "acl": owner and admins; "logged_in": any key; "all": anyone, no key.
+    access_type: Mapped[str] = mapped_column(String(20), default="acl")
+    bundle_id: Mapped[int | None] = mapped_column(Integer, nullable=True)  # the active bundle
+    py_version: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    # None follows the server's `[python] environment_management`.
+    py_environment_management: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_deployed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class ContentVariable(Base):
+    """An environment variable of a content item, encrypted at rest (AES-256-GCM, nonce prepended)."""
+
+    __tablename__ = "content_variables"
+
+    content_id: Mapped[int] = mapped_column(ForeignKey("content.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    value: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Bundle(Base):
+    __tablename__ = "bundles"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    content_id: Mapped[int] = mapped_column(ForeignKey("content.id", ondelete="CASCADE"), index=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    upload_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    metadata_json: Mapped[str] = mapped_column(Text, default="{}")  # git metadata sent with a multipart upload
+    app_mode: Mapped[str | None] = mapped_column(String(40), nullable=True)  # from the manifest, once deployed
+    py_version: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    environment_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class PythonEnvironment(Base):
+    """A built environment, named by the sha256 of everything that decides its contents."""
+
+    __tablename__ = "python_environments"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    python_version: Mapped[str] = mapped_column(String(40))
+    python_path: Mapped[str] = mapped_column(Text)
+    packages: Mapped[str] = mapped_column(Text)  # the normalized install list, one per line
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
+    build_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
