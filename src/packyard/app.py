@@ -17,6 +17,10 @@ from packyard.config import Settings
 from packyard.context import AppContext
 from packyard.errors import PackyardError
 from packyard.http_errors import error_response, send_error
+from packyard.publishing.api import connect_error
+from packyard.publishing.api import router as publishing_router
+from packyard.publishing.proxy import ContentProxy
+from packyard.publishing.serving import content_resolver
 from packyard.repository.hot_path import HotPathApp
 from packyard.repository.routes import router as repository_router
 from packyard.repository.upload.endpoint import UploadEndpoint, upload_source
@@ -32,11 +36,14 @@ def create_app(settings: Settings) -> ASGIApp:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         task = asyncio.create_task(_follow_changes(context))
         preload = asyncio.create_task(asyncio.to_thread(context.pages.preload))
+        reaper = asyncio.create_task(context.publisher.environments.reap_forever())
         try:
             yield
         finally:
             task.cancel()
             preload.cancel()
+            reaper.cancel()
+            await context.publisher.close()
             await context.mirror.close()
             context.db.dispose()
 
@@ -50,9 +57,12 @@ def create_app(settings: Settings) -> ASGIApp:
     )
     api.state.packyard = context
     api.include_router(repository_router)
+    api.include_router(publishing_router)
 
     @api.exception_handler(PackyardError)
     async def _packyard_error(request: Request, exc: PackyardError):  # type: ignore[no-untyped-def]
+        if _is_connect_api(request.url.path):
+            return connect_error(exc)
         return error_response(request, exc)
 
     @api.exception_handler(HTTPException)
@@ -61,24 +71,39 @@ def create_app(settings: Settings) -> ASGIApp:
             404: f"Nothing is served at `{request.url.path}`; repository indexes live at `/<repo>/latest/simple/`.",
             405: f"Method {request.method} is not allowed on `{request.url.path}`.",
         }.get(exc.status_code, str(exc.detail))
+        if _is_connect_api(request.url.path):
+            return connect_error(PackyardError(message), exc.status_code)
         return error_response(request, PackyardError(message), exc.status_code)
 
     @api.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError):  # type: ignore[no-untyped-def]
-        return error_response(request, PackyardError(f"Bad request: {exc.errors()[0].get('msg')}."), 400)
+        error = PackyardError(f"Bad request: {exc.errors()[0].get('msg')}.")
+        if _is_connect_api(request.url.path):
+            return connect_error(error, 400)
+        return error_response(request, error, 400)
 
     app = HotPathApp(context.pages, context.files, context.store, context.auth, context.mirror, api, send_error)
     app.state = api.state  # type: ignore[attr-defined]
-    return _with_lifespan(app, UploadEndpoint(context), api)
+    proxy = ContentProxy(content_resolver(context), send_error)
+    return _with_lifespan(app, UploadEndpoint(context), proxy, api)
 
 
-def _with_lifespan(app: HotPathApp, upload: UploadEndpoint, api: FastAPI) -> ASGIApp:
+def _is_connect_api(path: str) -> bool:
+    """Paths of the Connect API, whose clients read errors as `{"error", "code"}`."""
+    return path.startswith(("/__api__/v1/", "/__api__/server_settings", "/__api__/applications/"))
+
+
+def _with_lifespan(app: HotPathApp, upload: UploadEndpoint, proxy: ContentProxy, api: FastAPI) -> ASGIApp:
     async def asgi(scope, receive, send):  # type: ignore[no-untyped-def]
         if scope["type"] == "http":
             source = upload_source(scope)
             if source is not None:
                 return await upload(scope, receive, send, source)
+            if proxy.matches(scope["path"]):
+                return await proxy(scope, receive, send)
             return await app(scope, receive, send)
+        if scope["type"] == "websocket" and proxy.matches(scope["path"]):
+            return await proxy(scope, receive, send)
         return await api(scope, receive, send)
 
     return asgi

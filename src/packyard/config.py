@@ -171,6 +171,10 @@ class Settings:
         return parse_size(self.upload.max_file_size)
 
     @property
+    def bundle_max_size(self) -> int:
+        return parse_size(self.publishing.bundle_max_size)
+
+    @property
     def index_url(self) -> str:
         """Where content environments install from: the configured index, else this server's `pypi` repository."""
         return self.python.index_url or self.server.address.rstrip("/") + "/pypi/latest/simple/"
@@ -277,7 +281,7 @@ def load_settings(data_dir: str | Path | None = None, environ: dict[str, str] | 
             elif name in values:
                 setattr(section, name, _coerce(section_field.name, name, values[name], kind))
     settings.max_file_size  # noqa: B018 - fail at startup, not at the first upload
-    parse_size(settings.publishing.bundle_max_size)
+    settings.bundle_max_size  # noqa: B018
     upstream = settings.mirror.upstream
     if upstream and not upstream.startswith(("http://", "https://")):
         raise ConfigError(

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from packyard.auth.authenticator import Authenticator
 from packyard.config import Settings
 from packyard.db import Database
+from packyard.publishing.deploy import Publisher
+from packyard.publishing.users import Callers
 from packyard.repository import indexer
 from packyard.repository.files import FileIndex
 from packyard.repository.mirror.service import Mirror
@@ -24,6 +26,8 @@ class AppContext:
     files: FileIndex
     auth: Authenticator
     mirror: Mirror = field(init=False)
+    publisher: Publisher = field(init=False)
+    callers: Callers = field(init=False)
     _roots_rendered_at: float = field(default=0.0, repr=False)
     _root_interval: float = field(default=0.5, repr=False)
 
@@ -48,6 +52,8 @@ class AppContext:
             auth=Authenticator(db, settings.token_secret(), settings.authentication.api_token_auth),
         )
         context.mirror = Mirror(settings.mirror, db, store, on_change=lambda: context.sync(render_roots=False))
+        context.publisher = Publisher(settings, db, store)
+        context.callers = Callers(db)
         context.render_roots()
         return context
 

@@ -382,9 +382,13 @@ def add(
 
 from packyard.cli.mirror import mirror_app  # noqa: E402 - these modules import local_session from here
 from packyard.cli.policy import policy_app  # noqa: E402
+from packyard.cli.publishing import content_app, key_app, user_app  # noqa: E402
 
 app.add_typer(policy_app, name="policy")
 app.add_typer(mirror_app, name="mirror")
+app.add_typer(user_app, name="user")
+app.add_typer(key_app, name="key")
+app.add_typer(content_app, name="content")
 
 
 def main() -> None:

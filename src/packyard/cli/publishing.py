@@ -1,0 +1,168 @@
+"""`packyard user`, `packyard key` and `packyard content`: publishing accounts and deployed content."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+import typer
+from sqlalchemy import func, select
+
+from packyard.cli import DataDir, local_session, settings_for
+from packyard.cli.output import err, fail, out, table
+
+user_app = typer.Typer(no_args_is_help=True, help="Publishing users: admin, publisher or viewer.")
+key_app = typer.Typer(no_args_is_help=True, help="API keys for rsconnect (`Authorization: Key`).")
+content_app = typer.Typer(no_args_is_help=True, help="Deployed content.")
+
+
+@user_app.command("create")
+def user_create(
+    username: Annotated[str, typer.Argument(help="Login name.")],
+    role: Annotated[str, typer.Option(help="admin, publisher or viewer.")] = "publisher",
+    email: Annotated[str, typer.Option(help="Contact address.")] = "",
+    data_dir: DataDir = None,
+) -> None:
+    """Create a user."""
+    from packyard.publishing.users import create_user
+
+    with local_session(data_dir) as (_, session):
+        user = create_user(session, username, role, email)
+        out.print(f"Created {user.role} `{user.username}` ({user.guid}).")
+    out.print(f"hint: `packyard key create --user {username}` gives them an API key for rsconnect.")
+
+
+@user_app.command("list")
+def user_list(data_dir: DataDir = None) -> None:
+    """List users with their role and number of keys."""
+    from packyard.publishing.models import ApiKey, User
+
+    with local_session(data_dir) as (_, session):
+        keys = dict(session.execute(select(ApiKey.user_id, func.count()).group_by(ApiKey.user_id)).all())
+        rows = [
+            [u.username, u.role, u.email or "-", str(keys.get(u.id, 0)), "locked" if u.locked else "active", u.guid]
+            for u in session.scalars(select(User).order_by(User.username))
+        ]
+    table(["USER", "ROLE", "EMAIL", "KEYS", "STATE", "GUID"], rows)
+
+
+@user_app.command("set-role")
+def user_set_role(
+    username: Annotated[str, typer.Argument(help="Login name.")],
+    role: Annotated[str, typer.Argument(help="admin, publisher or viewer.")],
+    data_dir: DataDir = None,
+) -> None:
+    """Change a user's role; their keys follow within 30 seconds."""
+    from packyard.publishing.users import set_role
+
+    with local_session(data_dir) as (_, session):
+        set_role(session, username, role)
+    out.print(f"`{username}` is now {role}.")
+
+
+@key_app.command("create")
+def key_create(
+    user: Annotated[str, typer.Option("--user", help="The user the key acts as.")],
+    name: Annotated[str, typer.Option(help="What the key is for.")] = "",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the key.")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Create an API key and print it once."""
+    from packyard.publishing.users import create_key
+
+    with local_session(data_dir) as (settings, session):
+        row, key = create_key(session, user, name)
+        key_id = row.id
+    if not quiet:
+        err.print(f"Created key {key_id} for `{user}`. Record it now: it is not shown again.")
+        err.print(f"Use it with: rsconnect add --server {settings.server.address} --name packyard --api-key <key>")
+    print(key)
+
+
+@key_app.command("list")
+def key_list(
+    user: Annotated[str | None, typer.Option("--user", help="Only this user's keys.")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """List keys (their first characters, never the keys)."""
+    from packyard.publishing.models import ApiKey, User
+
+    with local_session(data_dir) as (_, session):
+        query = select(ApiKey, User.username).join(User, User.id == ApiKey.user_id).order_by(ApiKey.id)
+        if user:
+            query = query.where(User.username == user)
+        rows = [
+            [
+                str(k.id),
+                username,
+                k.name or "-",
+                k.prefix + "…",
+                f"{k.created_at:%Y-%m-%d}",
+                f"{k.last_used_at:%Y-%m-%d %H:%M}" if k.last_used_at else "never",
+            ]
+            for k, username in session.execute(query)
+        ]
+    table(["ID", "USER", "NAME", "KEY", "CREATED", "LAST USED"], rows)
+
+
+@key_app.command("revoke")
+def key_revoke(
+    key_id: Annotated[int, typer.Argument(help="Key id from `packyard key list`.")],
+    data_dir: DataDir = None,
+) -> None:
+    """Delete a key; the server refuses it within 30 seconds."""
+    from packyard.publishing.users import revoke_key
+
+    with local_session(data_dir) as (_, session):
+        revoke_key(session, key_id)
+    out.print(f"Revoked key {key_id}.")
+
+
+@content_app.command("list")
+def content_list(data_dir: DataDir = None) -> None:
+    """List deployed content."""
+    from packyard.publishing.models import Content, User
+
+    with local_session(data_dir) as (_, session):
+        query = select(Content, User.username).join(User, User.id == Content.owner_id).order_by(Content.id)
+        rows = [
+            [
+                c.guid,
+                c.name,
+                c.title or "-",
+                c.app_mode,
+                username,
+                str(c.bundle_id) if c.bundle_id else "-",
+                f"{c.last_deployed_at:%Y-%m-%d %H:%M}" if c.last_deployed_at else "never",
+            ]
+            for c, username in session.execute(query)
+        ]
+    table(["GUID", "NAME", "TITLE", "MODE", "OWNER", "BUNDLE", "DEPLOYED"], rows)
+
+
+@content_app.command("logs")
+def content_logs(
+    guid: Annotated[str, typer.Argument(help="Content GUID (`packyard content list`).")],
+    lines: Annotated[int, typer.Option("--lines", "-n", help="How many lines from the end.")] = 50,
+    deploy: Annotated[bool, typer.Option("--deploy", help="Show the deploy log instead of the app's output.")] = False,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines.")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Print a content's output (its processes' stdout and stderr) or its deploy log."""
+    settings = settings_for(data_dir)
+    folder = settings.data_dir / "apps" / guid
+    if not folder.is_dir():
+        fail(f"No content `{guid}` has run on this server.", hint="`packyard content list` shows the GUIDs.")
+    path = folder / ("deploy.log" if deploy else "app.log")
+    if not path.exists():
+        out.print("(no output yet)")
+        return
+    with path.open(errors="replace") as f:
+        for line in f.read().splitlines()[-lines:]:
+            print(line)
+        while follow:
+            line = f.readline()
+            if line:
+                print(line, end="", flush=True)
+            else:
+                time.sleep(0.3)

@@ -1,0 +1,218 @@
+"""Content items and their bundles: the writes behind the Connect API, and the JSON it returns."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from packyard.db import utcnow
+from packyard.publishing.bundles import APP_MODES
+from packyard.publishing.errors import Forbidden, NotFound, PublishingError
+from packyard.publishing.models import Bundle, Content, User
+from packyard.publishing.users import Caller, require_publisher
+
+_NAME = re.compile(r"^[A-Za-z0-9_-]{3,64}$")
+ACCESS_TYPES = ("acl", "logged_in", "all")
+# Fields a PATCH may change, and the type each takes.
+EDITABLE: dict[str, type | tuple[type, ...]] = {
+    "name": str,
+    "title": (str, type(None)),
+    "description": str,
+    "access_type": str,
+    "default_py_environment_management": (bool, type(None)),
+}
+
+
+class Conflict(PublishingError):
+    status_code = 409
+    code = 26
+
+
+def content_json(content: Content, owner_guid: str, address: str) -> dict[str, Any]:
+    """Connect's v1 content object: what rsconnect reads, plus what `content search` prints."""
+    base = address.rstrip("/")
+    return {
+        "guid": content.guid,
+        "name": content.name,
+        "title": content.title,
+        "description": content.description,
+        "access_type": content.access_type,
+        "locked": False,
+        "created_time": _iso(content.created_at),
+        "last_deployed_time": _iso(content.last_deployed_at),
+        "bundle_id": str(content.bundle_id) if content.bundle_id is not None else None,
+        "app_mode": content.app_mode,
+        "content_category": "",
+        "parameterized": False,
+        "cluster_name": "Local",
+        "image_name": None,
+        "r_version": None,
+        "py_version": content.py_version,
+        "quarto_version": None,
+        "r_environment_management": None,
+        "default_py_environment_management": content.py_environment_management,
+        "py_environment_management": content.py_environment_management,
+        "run_as": None,
+        "run_as_current_user": False,
+        "owner_guid": owner_guid,
+        "content_url": f"{base}/content/{content.guid}/",
+        "dashboard_url": f"{base}/connect/#/apps/{content.guid}",
+        "app_role": "owner",
+        "id": str(content.id),
+    }
+
+
+def bundle_json(bundle: Bundle, content: Content) -> dict[str, Any]:
+    return {
+        "id": str(bundle.id),
+        "content_guid": content.guid,
+        "created_time": _iso(bundle.created_at),
+        "cluster_name": "Local",
+        "image_name": None,
+        "r_version": None,
+        "py_version": bundle.py_version,
+        "quarto_version": None,
+        "active": content.bundle_id == bundle.id,
+        "size": bundle.size,
+        "metadata": json.loads(bundle.metadata_json or "{}"),
+    }
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+def owner_guid(session: Session, content: Content) -> str:
+    return session.scalar(select(User.guid).where(User.id == content.owner_id)) or ""
+
+
+def create(session: Session, caller: Caller, body: Any) -> Content:
+    require_publisher(caller)
+    if not isinstance(body, dict) or not isinstance(body.get("name"), str):
+        raise PublishingError('Send a JSON object with a string "name", e.g. {"name": "my-api"}.')
+    name = body["name"]
+    _check_name(name)
+    taken = select(Content.id).where(Content.name == name, Content.owner_id == caller.user_id)
+    if session.scalar(taken) is not None:
+        raise Conflict(f"You already have content named `{name}`; pick another name or update that content.")
+    content = Content(guid=str(uuid.uuid4()), name=name, owner_id=caller.user_id, title=body.get("title"))
+    session.add(content)
+    session.flush()
+    return content
+
+
+def _check_name(name: str) -> None:
+    if not _NAME.match(name):
+        raise PublishingError(
+            f"Content name {name!r} is not valid; use 3 to 64 letters, digits, `_` or `-` "
+            "(rsconnect derives one from the directory name)."
+        )
+
+
+def get(session: Session, guid: str) -> Content:
+    content = session.scalar(select(Content).where(Content.guid == guid))
+    if content is None:
+        raise NotFound(f"There is no content `{guid}`; `rsconnect content search` lists what you can see.")
+    return content
+
+
+def get_by_id(session: Session, content_id: str) -> Content:
+    content = session.get(Content, int(content_id)) if content_id.isdigit() else None
+    if content is None:
+        raise NotFound(f"There is no content with id {content_id!r}.")
+    return content
+
+
+def can_view(caller: Caller | None, content: Content) -> bool:
+    if content.access_type == "all":
+        return True
+    if caller is None:
+        return False
+    return content.access_type == "logged_in" or caller.is_admin or caller.user_id == content.owner_id
+
+
+def check_owner(caller: Caller, content: Content) -> None:
+    if not (caller.is_admin or caller.user_id == content.owner_id):
+        raise Forbidden(
+            f"User `{caller.username}` does not own content `{content.guid}`; its owner or an administrator can "
+            "change it. Deploy with `--new` to make your own copy."
+        )
+
+
+def visible(session: Session, caller: Caller, name: str | None = None) -> list[Content]:
+    query = select(Content).order_by(Content.id)
+    if name is not None:
+        query = query.where(Content.name == name)
+    if not caller.is_admin:
+        query = query.where((Content.owner_id == caller.user_id) | (Content.access_type != "acl"))
+    return list(session.scalars(query))
+
+
+def patch(session: Session, caller: Caller, content: Content, body: Any) -> Content:
+    check_owner(caller, content)
+    if not isinstance(body, dict):
+        raise PublishingError('Send a JSON object of fields to change, e.g. {"title": "My API"}.')
+    for key, value in body.items():
+        kind = EDITABLE.get(key)
+        if kind is None:
+            continue  # Connect ignores fields it does not let you set; so do we
+        if not isinstance(value, kind):
+            raise PublishingError(f"Field `{key}` has the value {value!r}, which is not valid for it.")
+        if key == "name":
+            _check_name(value)
+            content.name = value
+        elif key == "access_type":
+            if value not in ACCESS_TYPES:
+                raise PublishingError(f"`access_type` {value!r} is not known; use one of {', '.join(ACCESS_TYPES)}.")
+            content.access_type = value
+        elif key == "default_py_environment_management":
+            content.py_environment_management = value
+        else:
+            setattr(content, key, value)
+    return content
+
+
+def add_bundle(
+    session: Session, content: Content, sha256: str, size: int, seconds: float, metadata: dict[str, Any]
+) -> Bundle:
+    bundle = Bundle(
+        content_id=content.id,
+        sha256=sha256,
+        size=size,
+        upload_seconds=seconds,
+        metadata_json=json.dumps(metadata),
+    )
+    session.add(bundle)
+    session.flush()
+    return bundle
+
+
+def get_bundle(session: Session, content: Content, bundle_id: Any) -> Bundle:
+    bundle = session.get(Bundle, int(bundle_id)) if str(bundle_id).isdigit() else None
+    if bundle is None or bundle.content_id != content.id:
+        raise NotFound(
+            f"Content `{content.guid}` has no bundle {bundle_id!r}; "
+            f"`GET /__api__/v1/content/{content.guid}/bundles` lists them."
+        )
+    return bundle
+
+
+def bundles(session: Session, content: Content) -> list[Bundle]:
+    query = select(Bundle).where(Bundle.content_id == content.id).order_by(Bundle.id.desc())
+    return list(session.scalars(query))
+
+
+def activated(session: Session, content: Content, bundle: Bundle) -> None:
+    content.bundle_id = bundle.id
+    content.app_mode = bundle.app_mode or content.app_mode
+    content.py_version = bundle.py_version
+    content.last_deployed_at = utcnow()
+
+
+def app_mode_ordinal(mode: str) -> int:
+    return APP_MODES.get(mode, 0)

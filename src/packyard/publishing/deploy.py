@@ -1,0 +1,280 @@
+"""Deploying a bundle: extract, build or reuse its environment, start it, check it answers, switch traffic.
+
+Every step writes to the deploy task's output, which rsconnect prints as it polls. A failure before the
+switch leaves the previous version serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from packyard.config import Settings
+from packyard.db import Database
+from packyard.errors import PackyardError
+from packyard.publishing import content as contents
+from packyard.publishing import variables
+from packyard.publishing.bundles import API_APP_MODES, Manifest, extract_bundle, read_requirements
+from packyard.publishing.environments import BuiltEnvironment, Environments, plan_install
+from packyard.publishing.errors import BundleError, NotFound
+from packyard.publishing.interpreters import choose_interpreter, find_interpreters
+from packyard.publishing.models import Bundle, Content
+from packyard.publishing.runtime import AppProcess, ProcessSpec, Supervisor
+from packyard.publishing.tasks import Task, Tasks
+from packyard.publishing.variables import Vault
+from packyard.storage import LocalBlobStore
+
+log = logging.getLogger("packyard.publishing")
+
+# What Packyard installs beside the bundle's requirements to run each kind of app.
+RUNTIME_PACKAGES = {"asgi": ["uvicorn"], "wsgi": ["uvicorn", "a2wsgi"]}
+MODE_NAMES = {"python-fastapi": "FastAPI (ASGI) API", "python-api": "WSGI API"}
+
+
+@dataclass
+class Prepared:
+    """A bundle ready to start: where it is, what it is, and the environment it runs in."""
+
+    content: Content
+    bundle: Bundle
+    root: Path
+    manifest: Manifest
+    environment: BuiltEnvironment
+    variables: dict[str, str]
+
+
+class Publisher:
+    """Runs deploy tasks and keeps each content's processes; the API and the proxy call into it."""
+
+    def __init__(self, settings: Settings, db: Database, store: LocalBlobStore) -> None:
+        self.settings = settings
+        self.db = db
+        self.store = store
+        self.tasks = Tasks()
+        self.vault = Vault(settings.encryption_key())
+        self.environments = Environments(settings, db)
+        self.supervisor = Supervisor(float(settings.publishing.init_timeout))
+        self.root = settings.data_dir / "apps"
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._running: set[asyncio.Task[None]] = set()
+
+    def content_dir(self, guid: str) -> Path:
+        return self.root / guid
+
+    def log_path(self, guid: str) -> Path:
+        return self.content_dir(guid) / "app.log"
+
+    def _lock(self, guid: str) -> asyncio.Lock:
+        return self._locks.setdefault(guid, asyncio.Lock())
+
+    # -- deploy tasks ---------------------------------------------------------------------------------
+
+    def start_deploy(self, guid: str, bundle_id: int, activate: bool) -> Task:
+        self.content_dir(guid).mkdir(parents=True, exist_ok=True)
+        task = self.tasks.create(guid, self.content_dir(guid) / "deploy.log")
+        job = asyncio.create_task(self._run(task, guid, bundle_id, activate))
+        self._running.add(job)
+        job.add_done_callback(self._running.discard)
+        return task
+
+    def start_build(self, guid: str, bundle_id: int) -> Task:
+        """Connect's `content build`: restore the bundle's environment without starting or activating it."""
+        self.content_dir(guid).mkdir(parents=True, exist_ok=True)
+        task = self.tasks.create(guid, self.content_dir(guid) / "deploy.log")
+        job = asyncio.create_task(self._run(task, guid, bundle_id, activate=False, build_only=True))
+        self._running.add(job)
+        job.add_done_callback(self._running.discard)
+        return task
+
+    async def _run(self, task: Task, guid: str, bundle_id: int, activate: bool, build_only: bool = False) -> None:
+        started = time.monotonic()
+        try:
+            async with self._lock(guid):
+                await self._deploy(task, guid, bundle_id, activate, build_only, started)
+        except PackyardError as exc:
+            task.log(f"Error: {exc}")
+            if not build_only:
+                task.log("The previous version, if any, is still serving.")
+            task.finish(1, str(exc))
+        except Exception as exc:  # a bug must still end the task, or rsconnect polls for a day
+            log.exception("Deploy task %s failed", task.id)
+            task.log(f"Error: internal error: {exc!r}")
+            task.finish(1, f"Internal error: {exc!r}; the server log has the traceback.")
+
+    async def _deploy(
+        self, task: Task, guid: str, bundle_id: int, activate: bool, build_only: bool, started: float
+    ) -> None:
+        if activate and not build_only and self.supervisor.promote(guid, bundle_id) is not None:
+            await asyncio.to_thread(self._mark_active, guid, bundle_id)
+            task.log(f"Activating bundle {bundle_id}: its draft is running and answered, so traffic switches to it.")
+            task.log(f"Activated in {time.monotonic() - started:.2f} s.")
+            task.finish()
+            return
+        verb = "Building" if build_only else ("Deploying" if activate else "Deploying draft of")
+        task.log(f"{verb} bundle {bundle_id} of content {guid}.")
+        prepared = await self.prepare(guid, bundle_id, task.log)
+        if build_only:
+            task.log(f"Environment ready in {time.monotonic() - started:.2f} s.")
+            task.finish()
+            return
+        kind = API_APP_MODES[prepared.manifest.appmode]
+        task.log(f"Launching {MODE_NAMES.get(prepared.manifest.appmode, kind)} `{prepared.manifest.entrypoint}` ...")
+        start_began = time.monotonic()
+        process = await self.supervisor.start(self._spec(prepared, kind))
+        start_seconds = time.monotonic() - start_began
+        task.log(f"The app answered on 127.0.0.1:{process.port} after {start_seconds:.2f} s (pid {process.pid}).")
+        if activate:
+            self.supervisor.activate(process)
+            await asyncio.to_thread(self._mark_active, guid, bundle_id)
+            task.log(f"Bundle {bundle_id} is active: /content/{guid}/ serves it.")
+        else:
+            self.supervisor.add_draft(process)
+            task.log(f"Draft running at /content/{guid}/_bundle{bundle_id}/; the active version is unchanged.")
+        timings = prepared.environment.timings
+        stages = [f"upload {prepared.bundle.upload_seconds:.2f} s"]
+        stages += [f"{name} {timings[name]:.2f} s" for name in ("resolve", "install") if name in timings]
+        stages.append(f"start {start_seconds:.2f} s")
+        source = "from the cache" if prepared.environment.cache_hit else "built"
+        task.log(f"Deployed in {time.monotonic() - started:.2f} s ({', '.join(stages)}); environment {source}.")
+        task.finish()
+
+    async def prepare(self, guid: str, bundle_id: int, say: Callable[[str], None]) -> Prepared:
+        """Extract the bundle and build or reuse its environment; nothing is started or switched."""
+        content, bundle, previous_key, values = await asyncio.to_thread(self._load, guid, bundle_id)
+        say(f"Bundle {bundle.id}: {bundle.size:,} bytes, uploaded in {bundle.upload_seconds:.2f} s.")
+        root = self.content_dir(guid) / f"bundle-{bundle.id}"
+        began = time.monotonic()
+        manifest = await asyncio.to_thread(
+            extract_bundle,
+            self.store.path(bundle.sha256),
+            root,
+            max_bytes=self.settings.bundle_max_size,
+            max_entries=self.settings.publishing.bundle_max_entries,
+        )
+        say(f"Extracted in {time.monotonic() - began:.2f} s: app mode `{manifest.appmode}`.")
+        if manifest.appmode not in API_APP_MODES:
+            raise BundleError(
+                f"manifest.json: `metadata.appmode` is `{manifest.appmode}`, which this server does not run yet; "
+                f"it runs {' and '.join(sorted(API_APP_MODES))} (`rsconnect deploy fastapi|flask|api`)."
+            )
+        managed = self._managed(manifest, content, say)
+        interpreters = await asyncio.to_thread(find_interpreters, self.settings.python.executables)
+        interpreter = choose_interpreter(
+            interpreters, manifest.python_version, manifest.requires_python, self.settings.python.exact_version_matching
+        )
+        say(
+            f"Python {interpreter.version} ({interpreter.path}) for the bundle's {manifest.python_version or 'Python'}."
+        )
+        requirements = await asyncio.to_thread(read_requirements, root, manifest)
+        kind = API_APP_MODES[manifest.appmode]
+        plan = plan_install(requirements, root, RUNTIME_PACKAGES[kind], self.settings.python, interpreter)
+        for note in plan.notes:
+            say(note)
+        environment = await self.environments.prepare(
+            interpreter, plan, managed=managed, log=say, previous=previous_key
+        )
+        say(environment.reason)
+        await asyncio.to_thread(self._record_build, bundle.id, manifest, interpreter.version, environment.key)
+        return Prepared(content, bundle, root, manifest, environment, values)
+
+    def _managed(self, manifest: Manifest, content: Content, say: Callable[[str], None]) -> bool:
+        """Bundle setting, then content setting, then the server's: the seed's precedence."""
+        if manifest.environment_management is not None:
+            say(f"Environment management {'on' if manifest.environment_management else 'off'}: set by the bundle.")
+            return manifest.environment_management
+        if content.py_environment_management is not None:
+            say(f"Environment management {'on' if content.py_environment_management else 'off'}: set on the content.")
+            return content.py_environment_management
+        return self.settings.python.environment_management
+
+    def _spec(self, prepared: Prepared, kind: str) -> ProcessSpec:
+        guid = prepared.content.guid
+        env = {
+            **prepared.variables,
+            "CONNECT_SERVER": self.settings.server.address.rstrip("/") + "/",
+            "CONNECT_CONTENT_GUID": guid,
+            "RSTUDIO_PRODUCT": "CONNECT",
+        }
+        return ProcessSpec(
+            guid=guid,
+            bundle_id=prepared.bundle.id,
+            kind=kind,
+            entrypoint=prepared.manifest.entrypoint or "app",
+            python=prepared.environment.python,
+            cwd=prepared.root,
+            env=env,
+            log_path=self.log_path(guid),
+        )
+
+    # -- database steps, run in worker threads ------------------------------------------------------------
+
+    def _load(self, guid: str, bundle_id: int) -> tuple[Content, Bundle, str | None, dict[str, str]]:
+        with self.db.session() as session:
+            content = contents.get(session, guid)
+            bundle = contents.get_bundle(session, content, bundle_id)
+            previous = None
+            if content.bundle_id is not None:
+                previous = session.scalar(select(Bundle.environment_key).where(Bundle.id == content.bundle_id))
+            values = variables.decrypted(session, self.vault, content.id)
+            return content, bundle, previous, values
+
+    def _record_build(self, bundle_id: int, manifest: Manifest, py_version: str, key: str | None) -> None:
+        with self.db.session() as session:
+            bundle = session.get(Bundle, bundle_id)
+            if bundle is not None:
+                bundle.app_mode = manifest.appmode
+                bundle.py_version = py_version
+                bundle.environment_key = key
+
+    def _mark_active(self, guid: str, bundle_id: int) -> None:
+        with self.db.session() as session:
+            content = contents.get(session, guid)
+            contents.activated(session, content, contents.get_bundle(session, content, bundle_id))
+
+    # -- serving ------------------------------------------------------------------------------------------
+
+    async def running(self, content: Content, bundle_id: int | None) -> AppProcess:
+        """The process serving a content (or one of its drafts), started on first use after a restart."""
+        process = self.supervisor.find(content.guid, bundle_id)
+        if process is not None:
+            return process
+        if bundle_id is not None and bundle_id != content.bundle_id:
+            raise NotFound(
+                f"Bundle {bundle_id} of content {content.guid} is not running as a draft; "
+                "deploy it with rsconnect (it verifies a draft before activating it)."
+            )
+        if content.bundle_id is None:
+            raise NotFound(f"Content {content.guid} has no active bundle yet; deploy one with `rsconnect deploy`.")
+        async with self._lock(content.guid):
+            process = self.supervisor.find(content.guid, None)
+            if process is not None:
+                return process
+            notes: list[str] = []
+            prepared = await self.prepare(content.guid, content.bundle_id, notes.append)
+            process = await self.supervisor.start(self._spec(prepared, API_APP_MODES[prepared.manifest.appmode]))
+            self.supervisor.activate(process)
+            return process
+
+    async def remove(self, guid: str) -> None:
+        await self.supervisor.stop_content(guid)
+        await asyncio.to_thread(shutil.rmtree, self.content_dir(guid), True)
+
+    async def close(self) -> None:
+        for job in list(self._running):
+            job.cancel()
+        await self.supervisor.close()
+
+    def server_python(self) -> list[dict[str, Any]]:
+        interpreters = find_interpreters(self.settings.python.executables)
+        return [
+            {"version": i.version, "cluster_name": "Local", "image_name": "Local", "publishable": True}
+            for i in interpreters
+        ]

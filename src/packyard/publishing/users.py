@@ -1,0 +1,169 @@
+"""Users, their roles, and API keys sent as `Authorization: Key <key>` (Connect's scheme)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from packyard.db import Database, utcnow
+from packyard.publishing.errors import Forbidden, NotFound, PublishingError
+from packyard.publishing.models import ROLES, ApiKey, User
+
+CALLER_TTL = 30.0  # seconds a verified key is trusted without a database read
+_USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+class InvalidKey(PublishingError):
+    """Connect's code 30: rsconnect prints `The specified API key is not valid.`"""
+
+    status_code = 401
+    code = 30
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who a request is from: enough to authorize without touching the database again."""
+
+    user_id: int
+    guid: str
+    username: str
+    role: str
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+    @property
+    def can_publish(self) -> bool:
+        return self.role in ("admin", "publisher")
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def create_user(session: Session, username: str, role: str, email: str = "") -> User:
+    if not _USERNAME.match(username):
+        raise PublishingError(
+            f"User name {username!r} is not valid; use up to 64 letters, digits, `.`, `_` or `-`, "
+            "starting with a letter or digit."
+        )
+    if role not in ROLES:
+        raise PublishingError(f"Role {role!r} is not known; use one of {', '.join(ROLES)}.")
+    if session.scalar(select(User.id).where(User.username == username)) is not None:
+        raise PublishingError(f"User `{username}` already exists; `packyard user list` shows every user.")
+    user = User(guid=str(uuid.uuid4()), username=username, role=role, email=email)
+    session.add(user)
+    session.flush()
+    return user
+
+
+def get_user(session: Session, username: str) -> User:
+    user = session.scalar(select(User).where(User.username == username))
+    if user is None:
+        raise NotFound(f"There is no user `{username}`; `packyard user create {username} --role publisher` adds one.")
+    return user
+
+
+def set_role(session: Session, username: str, role: str) -> User:
+    if role not in ROLES:
+        raise PublishingError(f"Role {role!r} is not known; use one of {', '.join(ROLES)}.")
+    user = get_user(session, username)
+    user.role = role
+    return user
+
+
+def create_key(session: Session, username: str, name: str = "") -> tuple[ApiKey, str]:
+    """A new key for the user; the key itself is returned once and never stored."""
+    user = get_user(session, username)
+    key = secrets.token_urlsafe(24)
+    row = ApiKey(user_id=user.id, name=name, key_hash=hash_key(key), prefix=key[:6])
+    session.add(row)
+    session.flush()
+    return row, key
+
+
+def revoke_key(session: Session, key_id: int) -> ApiKey:
+    row = session.get(ApiKey, key_id)
+    if row is None:
+        raise NotFound(f"There is no API key with id {key_id}; `packyard key list` shows them.")
+    session.delete(row)
+    return row
+
+
+def caller_for(session: Session, key: str) -> Caller:
+    """The user a key belongs to; InvalidKey for unknown keys and locked users."""
+    row = session.execute(
+        select(ApiKey, User).join(User, User.id == ApiKey.user_id).where(ApiKey.key_hash == hash_key(key))
+    ).first()
+    if row is None:
+        raise InvalidKey("Invalid API key; create one with `packyard key create --user NAME`.")
+    api_key, user = row
+    if user.locked:
+        raise InvalidKey(f"User `{user.username}` is locked; an administrator can unlock the account.")
+    api_key.last_used_at = utcnow()
+    return Caller(user.id, user.guid, user.username, user.role)
+
+
+def key_from_headers(headers: dict[str, str]) -> str | None:
+    """The key of `Authorization: Key <key>`, or of `X-RSC-Authorization` (Connect accepts both)."""
+    value = headers.get("authorization", "")
+    scheme, _, rest = value.partition(" ")
+    if scheme.lower() == "key" and rest.strip():
+        return rest.strip()
+    other = headers.get("x-rsc-authorization", "").strip()
+    if other:
+        return other.removeprefix("Key ").strip()
+    return None
+
+
+def require_publisher(caller: Caller) -> None:
+    if not caller.can_publish:
+        raise Forbidden(
+            f"User `{caller.username}` has role `{caller.role}`, which cannot publish; "
+            "an administrator can run `packyard user set-role NAME publisher`."
+        )
+
+
+class Callers:
+    """Verified keys for a few seconds, so the proxy and task polling do not read the database per request."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._cache: dict[str, tuple[Caller, float]] = {}
+
+    def lookup(self, key: str) -> Caller:
+        hit = self._cache.get(key)
+        if hit is not None and hit[1] > time.monotonic():
+            return hit[0]
+        with self.db.session() as session:
+            caller = caller_for(session, key)
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[key] = (caller, time.monotonic() + CALLER_TTL)
+        return caller
+
+    async def optional(self, headers: dict[str, str]) -> Caller | None:
+        key = key_from_headers(headers)
+        if key is None:
+            return None
+        hit = self._cache.get(key)
+        if hit is not None and hit[1] > time.monotonic():
+            return hit[0]
+        return await asyncio.to_thread(self.lookup, key)
+
+    async def required(self, headers: dict[str, str]) -> Caller:
+        caller = await self.optional(headers)
+        if caller is None:
+            raise InvalidKey(
+                "Send an API key as `Authorization: Key <key>`; `packyard key create --user NAME` makes one."
+            )
+        return caller

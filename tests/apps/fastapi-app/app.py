@@ -1,0 +1,29 @@
+"""The FastAPI app the publishing tests deploy with `rsconnect deploy fastapi`."""
+
+import os
+
+from fastapi import FastAPI, Request
+
+VERSION = 1
+app = FastAPI(title="Packyard test API")
+
+
+@app.get("/")
+def root() -> dict:
+    return {"app": "fastapi", "version": VERSION}
+
+
+@app.get("/greeting")
+def greeting() -> dict:
+    return {"greeting": os.environ.get("GREETING"), "secret_seen": os.environ.get("FLASK_ONLY")}
+
+
+@app.get("/links")
+def links(request: Request) -> dict:
+    return {"self": str(request.url_for("links")), "root_path": request.scope.get("root_path")}
+
+
+@app.post("/echo")
+async def echo(request: Request) -> dict:
+    body = await request.body()
+    return {"size": len(body)}

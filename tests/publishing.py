@@ -1,0 +1,137 @@
+"""Helpers for the publishing tests: the wheels the test apps need, a publisher's key, and the real rsconnect."""
+
+from __future__ import annotations
+
+import fcntl
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.conftest import BIN, ROOT, Server
+
+APPS = Path(__file__).parent / "apps"
+WHEELHOUSE = ROOT / ".cache" / "wheelhouse"
+# Everything the test apps' requirements need; `pip download` fetches them once per checkout.
+PINS = ["fastapi==0.165.0", "uvicorn==0.54.0", "flask==3.1.3", "a2wsgi==1.10.10"]
+
+
+def wheelhouse() -> Path:
+    """Wheels for the test apps, downloaded once (a lock keeps two pytest workers from racing)."""
+    WHEELHOUSE.parent.mkdir(parents=True, exist_ok=True)
+    done = WHEELHOUSE / ".complete"
+    with open(WHEELHOUSE.parent / "wheelhouse.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            shutil.rmtree(WHEELHOUSE, ignore_errors=True)
+            subprocess.run(
+                [sys.executable, "-m", "pip", "download", "-q", "-d", str(WHEELHOUSE), "--only-binary=:all:", *PINS],
+                check=True,
+                env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
+            )
+            done.write_text(" ".join(PINS))
+    return WHEELHOUSE
+
+
+@dataclass
+class Publishing:
+    """A server with the test apps' packages in its `pypi` repository, a publisher, and rsconnect set up."""
+
+    server: Server
+    key: str
+    home: Path
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Key {self.key}"}
+
+    def rsconnect(self, *args: str, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+        env = {
+            "PATH": f"{BIN}:/usr/bin:/bin",
+            "HOME": str(self.home),
+            "RSCONNECT_DISABLE_VERSION_CHECK": "1",
+            "LANG": "C.UTF-8",
+            "NO_COLOR": "1",
+        }
+        result = subprocess.run(
+            [str(BIN / "rsconnect"), *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=300
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"rsconnect {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def deploy(self, kind: str, app: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.rsconnect("deploy", kind, "-n", "packyard", *args, str(app), check=check)
+
+    def record(self, app: Path) -> dict[str, Any]:
+        """What rsconnect saved about its last deploy of `app` (its guid, id, URL)."""
+        saved = json.loads((app / "rsconnect-python" / f"{app.name}.json").read_text())
+        return saved[self.server.url]
+
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        return httpx.get(f"{self.server.url}{path}", headers=self.headers, timeout=60, **kwargs)
+
+    def api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        return httpx.request(method, f"{self.server.url}/__api__{path}", headers=self.headers, timeout=60, **kwargs)
+
+    def wait_task(self, task_id: str) -> dict[str, Any]:
+        lines: list[str] = []
+        first = 0
+        while True:
+            task = self.api("GET", f"/v1/tasks/{task_id}", params={"first": first, "wait": 5}).json()
+            lines += task["output"]
+            first = task["last"]
+            if task["finished"]:
+                return {**task, "output": lines}
+
+
+def setup_publishing(server: Server, home: Path) -> Publishing:
+    server.cli("add", "--source", "local-python-src", "--path", str(wheelhouse()),
+               "--address", server.url, "--token", server.upload_token)  # fmt: skip
+    server.cli("user", "create", "alice", "--role", "publisher")
+    key = server.cli("key", "create", "--user", "alice", "-q").stdout.strip()
+    home.mkdir(parents=True, exist_ok=True)
+    publishing = Publishing(server, key, home)
+    publishing.rsconnect("add", "--server", server.url, "--name", "packyard", "--api-key", key)
+    return publishing
+
+
+def copy_app(name: str, dest: Path) -> Path:
+    """A fresh copy of a test app (rsconnect writes its deployment record into the app's folder)."""
+    target = dest / name
+    shutil.copytree(APPS / name, target)
+    return target
+
+
+def tarball(members: dict[str, bytes | tarfile.TarInfo]) -> bytes:
+    """A .tar.gz with these members; a TarInfo value adds that entry as it is (links, devices)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, value in members.items():
+            if isinstance(value, tarfile.TarInfo):
+                tar.addfile(value)
+            else:
+                info = tarfile.TarInfo(name)
+                info.size = len(value)
+                tar.addfile(info, io.BytesIO(value))
+    return buffer.getvalue()
+
+
+def manifest(appmode: str = "python-fastapi", entrypoint: str | None = "app", **extra: Any) -> bytes:
+    document: dict[str, Any] = {"version": 1, "metadata": {"appmode": appmode}}
+    if entrypoint is not None:
+        document["metadata"]["entrypoint"] = entrypoint
+    document["python"] = {
+        "version": ".".join(map(str, sys.version_info[:3])),
+        "package_manager": {"name": "pip", "version": "24", "package_file": "requirements.txt"},
+    }
+    document.update(extra)
+    return json.dumps(document).encode()
