@@ -380,11 +380,13 @@ def add(
     add_files(source, path, address, token)
 
 
-from packyard.cli.mirror import mirror_app  # noqa: E402 - these modules import local_session from here
+from packyard.cli.env import env_app  # noqa: E402 - these modules import local_session from here
+from packyard.cli.mirror import mirror_app  # noqa: E402
 from packyard.cli.policy import policy_app  # noqa: E402
 
 app.add_typer(policy_app, name="policy")
 app.add_typer(mirror_app, name="mirror")
+app.add_typer(env_app, name="env")
 
 
 def main() -> None:
