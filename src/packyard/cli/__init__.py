@@ -380,7 +380,8 @@ def add(
     add_files(source, path, address, token)
 
 
-from packyard.cli.mirror import mirror_app  # noqa: E402 - these modules import local_session from here
+from packyard.cli.env import env_app  # noqa: E402 - these modules import local_session from here
+from packyard.cli.mirror import mirror_app  # noqa: E402
 from packyard.cli.policy import policy_app  # noqa: E402
 from packyard.cli.publishing import content_app, key_app, user_app  # noqa: E402
 
@@ -389,6 +390,7 @@ app.add_typer(mirror_app, name="mirror")
 app.add_typer(user_app, name="user")
 app.add_typer(key_app, name="key")
 app.add_typer(content_app, name="content")
+app.add_typer(env_app, name="env")
 
 
 def main() -> None:

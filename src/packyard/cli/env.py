@@ -1,0 +1,139 @@
+"""`packyard env`: the Python environments built for deployed content, on the server host."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from packyard.cli.output import fail, out, table
+
+if TYPE_CHECKING:
+    from packyard.publishing.environments import Environments
+
+env_app = typer.Typer(no_args_is_help=True, help="Python environments built for deployed content.")
+DataDir = Annotated[
+    Path | None,
+    typer.Option("--data-dir", envvar="PACKYARD_DATA_DIR", help="Data directory [default: ./packyard-data]."),
+]
+
+
+@contextmanager
+def environments(data_dir: Path | None) -> Iterator[Environments]:
+    from packyard.cli import settings_for
+    from packyard.db import Database
+    from packyard.errors import PackyardError
+    from packyard.publishing.environments import Environments
+    from packyard.repository.services import prepare
+
+    settings = settings_for(data_dir)
+    db = Database(settings.database_url)
+    try:
+        prepare(db, settings.mirror.upstream)
+        yield Environments(settings, db)
+    except PackyardError as exc:
+        fail(str(exc))
+    finally:
+        db.dispose()
+
+
+@env_app.command("list")
+def list_(data_dir: DataDir = None) -> None:
+    """List environments, most recently used first."""
+    from packyard.db import utcnow
+
+    with environments(data_dir) as envs:
+        now = utcnow()
+        rows = [
+            [
+                e.key[:12],
+                e.python_version,
+                str(e.installed),
+                _size(e.size),
+                _ago(now, e.last_used_at),
+                ", ".join(e.used_by) if e.used_by else "no",
+            ]
+            for e in envs.list()
+        ]
+    table(["KEY", "PYTHON", "PACKAGES", "SIZE", "LAST USED", "IN USE"], rows)
+
+
+@env_app.command("rm")
+def rm(
+    key: Annotated[str, typer.Argument(help="Key, or a unique prefix of one, from `packyard env list`.")],
+    force: Annotated[bool, typer.Option("--force", help="Remove it even if content runs on it.")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Remove an environment; content that used it rebuilds it on its next deploy or start."""
+    with environments(data_dir) as envs:
+        removed = envs.remove(key, force=force)
+    out.print(f"Removed environment {removed[:12]}.")
+
+
+@env_app.command("prune")
+def prune(
+    older_than: Annotated[
+        str | None,
+        typer.Option(help="Idle time, e.g. `7d`, `12h`, `0s` [default: `[python] environment_reap_frequency`]."),
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Remove environments no deployed content uses that have been idle this long."""
+    with environments(data_dir) as envs:
+        idle = float(envs.settings.python.environment_reap_frequency)
+        if older_than is not None:
+            idle = _duration(older_than)
+        removed = envs.prune(idle)
+    for key in removed:
+        out.print(f"Removed environment {key[:12]}.")
+    out.print(f"Pruned {len(removed)} environment{'s' if len(removed) != 1 else ''}.")
+
+
+@env_app.command("clear")
+def clear(
+    python: Annotated[
+        str | None, typer.Option(help="Only environments of this Python, e.g. `3.11.7` or `3.11`.")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would be removed.")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Remove every environment (of one Python), in use or not, e.g. after rebuilding that Python."""
+    with environments(data_dir) as envs:
+        keys = envs.clear_runtime_cache(python, dry_run)
+    verb = "Would remove" if dry_run else "Removed"
+    for key in keys:
+        out.print(f"{verb} environment {key[:12]}.")
+    if not dry_run and keys:
+        out.print("Content rebuilds its environment on its next deploy or start.")
+
+
+def _duration(text: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    value = text.strip().lower()
+    if value[:-1].isdigit() and value[-1:] in units:
+        return float(int(value[:-1]) * units[value[-1]])
+    if value.isdigit():
+        return float(value)
+    fail(f"`{text}` is not a duration.", hint="Write e.g. `7d`, `12h`, `30m` or `0s`.")
+    raise AssertionError  # unreachable; fail exits
+
+
+def _size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"
+
+
+def _ago(now: datetime, then: datetime) -> str:
+    seconds = max((now - then).total_seconds(), 0)
+    for unit, length in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= length:
+            return f"{int(seconds // length)}{unit} ago"
+    return "just now"
