@@ -10,13 +10,15 @@ import shutil
 import subprocess
 import sys
 import tarfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.conftest import BIN, ROOT, Server
+from tests.conftest import BIN, ROOT, Server, _start, fresh_database
 
 APPS = Path(__file__).parent / "apps"
 WHEELHOUSE = ROOT / ".cache" / "wheelhouse"
@@ -91,6 +93,17 @@ class Publishing:
             first = task["last"]
             if task["finished"]:
                 return {**task, "output": lines}
+
+
+@contextmanager
+def publishing_server(database: str, data_dir: Path) -> Iterator[Server]:
+    """A server whose upload limit admits the test apps' wheels (pydantic-core is 2 MB)."""
+    with fresh_database(database) as url:
+        server = _start(data_dir, url, {"PACKYARD_UPLOAD_MAX_FILE_SIZE": "50MiB"})
+        try:
+            yield server
+        finally:
+            server.stop()
 
 
 def setup_publishing(server: Server, home: Path) -> Publishing:

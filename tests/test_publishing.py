@@ -13,12 +13,13 @@ import httpx
 import pytest
 
 from tests.conftest import Server
-from tests.publishing import Publishing, copy_app, manifest, setup_publishing, tarball
+from tests.publishing import Publishing, copy_app, manifest, publishing_server, setup_publishing, tarball
 
 
-@pytest.fixture(scope="module")
-def pub(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Publishing:
-    return setup_publishing(server, tmp_path_factory.mktemp("publisher-home"))
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def pub(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Publishing]:
+    with publishing_server(request.param, tmp_path_factory.mktemp(f"packyard-{request.param}")) as server:
+        yield setup_publishing(server, tmp_path_factory.mktemp("publisher-home"))
 
 
 @pytest.fixture(scope="module")

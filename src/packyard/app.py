@@ -37,12 +37,15 @@ def create_app(settings: Settings) -> ASGIApp:
         task = asyncio.create_task(_follow_changes(context))
         preload = asyncio.create_task(asyncio.to_thread(context.pages.preload))
         reaper = asyncio.create_task(context.publisher.environments.reap_forever())
+        # Finding the host's interpreters takes a second; do it now rather than in the first deploy.
+        interpreters = asyncio.create_task(asyncio.to_thread(context.publisher.check_host))
         try:
             yield
         finally:
             task.cancel()
             preload.cancel()
             reaper.cancel()
+            interpreters.cancel()
             await context.publisher.close()
             await context.mirror.close()
             context.db.dispose()

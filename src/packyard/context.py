@@ -53,6 +53,8 @@ class AppContext:
         )
         context.mirror = Mirror(settings.mirror, db, store, on_change=lambda: context.sync(render_roots=False))
         context.publisher = Publisher(settings, db, store)
+        if settings.python.external:  # must fail the start when fatal; otherwise found in the background
+            context.publisher.check_host()
         context.callers = Callers(db)
         context.render_roots()
         return context

@@ -23,8 +23,8 @@ from packyard.errors import PackyardError
 from packyard.publishing import content as contents
 from packyard.publishing import variables
 from packyard.publishing.bundles import API_APP_MODES, Manifest, extract_bundle, read_requirements
-from packyard.publishing.environments import BuiltEnvironment, Environments, plan_install
-from packyard.publishing.errors import BundleError, NotFound
+from packyard.publishing.environments import BuiltEnvironment, Environments, check_externals, plan_install
+from packyard.publishing.errors import BundleError, EnvironmentBuildError, NotFound
 from packyard.publishing.interpreters import choose_interpreter, find_interpreters
 from packyard.publishing.models import Bundle, Content
 from packyard.publishing.runtime import AppProcess, ProcessSpec, Supervisor
@@ -175,13 +175,22 @@ class Publisher:
         )
         requirements = await asyncio.to_thread(read_requirements, root, manifest)
         kind = API_APP_MODES[manifest.appmode]
-        plan = plan_install(requirements, root, RUNTIME_PACKAGES[kind], self.settings.python, interpreter)
+        plan = plan_install(
+            requirements,
+            root,
+            RUNTIME_PACKAGES[kind],
+            self.settings.python,
+            interpreter,
+            filename=manifest.package_file or "requirements.txt",
+        )
         for note in plan.notes:
             say(note)
         environment = await self.environments.prepare(
             interpreter, plan, managed=managed, log=say, previous=previous_key
         )
         say(environment.reason)
+        seconds = environment.timings.get("total", 0.0)
+        say(f"Environment {'ready' if environment.cache_hit or not managed else 'built'} in {seconds:.2f} s.")
         await asyncio.to_thread(self._record_build, bundle.id, manifest, interpreter.version, environment.key)
         return Prepared(content, bundle, root, manifest, environment, values)
 
@@ -271,6 +280,17 @@ class Publisher:
         for job in list(self._running):
             job.cancel()
         await self.supervisor.close()
+
+    def check_host(self) -> None:
+        """At startup: find the interpreters (slow the first time) and check the external packages."""
+        interpreters = find_interpreters(self.settings.python.executables)
+        problems = check_externals(interpreters, self.settings.python)
+        if problems and self.settings.python.externals_check_is_fatal:
+            raise EnvironmentBuildError(
+                " ".join(problems) + " Install them, or set `[python] externals_check_is_fatal = false`."
+            )
+        for problem in problems:
+            log.warning("%s", problem)
 
     def server_python(self) -> list[dict[str, Any]]:
         interpreters = find_interpreters(self.settings.python.executables)

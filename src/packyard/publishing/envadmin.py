@@ -79,6 +79,11 @@ class EnvironmentAdmin:
             )
         return infos
 
+    def lock_text(self, key: str) -> str | None:
+        """The `uv pip freeze` of a built environment (Connect's lockfile), or None when it is gone."""
+        path = self.store.path(key) / LOCK_FILE
+        return path.read_text() if path.is_file() else None
+
     def resolve(self, prefix: str) -> str:
         """The full key for a key or a unique prefix of one."""
         with self.db.session() as session:
