@@ -1,0 +1,191 @@
+"""Serve a deployed Python API with uvicorn on a listening socket the Packyard server hands over.
+
+    <python> harness.py --kind asgi|wsgi --entrypoint ENTRY --fd N
+
+Run by the content's own Python (never imported by the server), with the extracted bundle as the working
+directory, so it may only use the standard library, uvicorn and, when installed, a2wsgi. It keeps to syntax
+that Python 3.8 accepts, since a content environment may be older than the server's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import inspect
+import os
+import stat
+import sys
+import threading
+import traceback
+import warnings
+
+# The names Connect looks for when an entry point names only a module: objects first, then factories.
+APP_NAMES = ("app", "application")
+FACTORY_NAMES = ("create_app", "make_app")
+# Longer than the proxy keeps an idle connection, so the proxy is always the side that closes it and never
+# sends a request on a connection the app is closing.
+KEEP_ALIVE = 75
+
+
+class EntrypointError(Exception):
+    """The entry point names nothing servable."""
+
+
+def load(entrypoint: str) -> object:
+    """The object ENTRY names: `module` (Connect's default names) or `module:object` (object may be dotted)."""
+    module_name, _, attribute = entrypoint.partition(":")
+    module = importlib.import_module(module_name)
+    if attribute:
+        obj: object = module
+        for part in attribute.split("."):
+            try:
+                obj = getattr(obj, part)
+            except AttributeError:
+                raise EntrypointError(
+                    f"Entry point `{entrypoint}`: module `{module_name}` has no attribute `{attribute}`."
+                ) from None
+        return _call_if_factory(obj)
+    for name in APP_NAMES:
+        if hasattr(module, name):
+            return getattr(module, name)
+    for name in FACTORY_NAMES:
+        factory = getattr(module, name, None)
+        if callable(factory):
+            return factory()
+    names = ", ".join(f"`{n}`" for n in APP_NAMES + FACTORY_NAMES)
+    raise EntrypointError(
+        f"Entry point `{entrypoint}`: module `{module_name}` defines none of {names}; name the object in the "
+        f"entry point, for example `{module_name}:api`."
+    )
+
+
+def _call_if_factory(obj: object) -> object:
+    """`module:create_app` works too: a plain function that takes no arguments cannot be an ASGI or WSGI app."""
+    if inspect.isfunction(obj):
+        params = inspect.signature(obj).parameters.values()
+        if not any(p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params):
+            return obj()
+    return obj
+
+
+def asgi3(app: object) -> object:
+    """Wrap an ASGI 2 app the way uvicorn's `interface="auto"` would."""
+    import asyncio
+
+    if inspect.isclass(app):
+        is_asgi3 = hasattr(app, "__await__")
+    elif inspect.isfunction(app):
+        is_asgi3 = asyncio.iscoroutinefunction(app)
+    else:
+        is_asgi3 = callable(app) and asyncio.iscoroutinefunction(app.__call__)
+    if is_asgi3:
+        return app
+    from uvicorn.middleware.asgi2 import ASGI2Middleware
+
+    return ASGI2Middleware(app)
+
+
+def wsgi(app: object) -> object:
+    try:
+        from a2wsgi import WSGIMiddleware
+    except ImportError:
+        # uvicorn's own adapter warns that it is deprecated in favour of a2wsgi; the content chose its packages.
+        from uvicorn.middleware.wsgi import WSGIMiddleware
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return WSGIMiddleware(app)
+    return WSGIMiddleware(app)
+
+
+class ForwardedPrefix:
+    """Mount the app under the prefix the proxy strips, as `uvicorn --root-path` does: root_path is the prefix
+    and path (and raw_path) keep it, so FastAPI's docs and Flask's url_for link to /content/<guid>/...
+    Only loopback can reach this server, so the header is trusted as it comes."""
+
+    def __init__(self, app: object) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: object, send: object) -> None:
+        if scope["type"] in ("http", "websocket"):
+            for name, value in scope["headers"]:
+                if name == b"x-forwarded-prefix":
+                    prefix = value.decode("latin-1").rstrip("/")
+                    if prefix:
+                        scope = dict(scope)
+                        scope["root_path"] = prefix
+                        scope["path"] = prefix + scope["path"]
+                        scope["raw_path"] = prefix.encode("latin-1") + scope.get("raw_path", b"")
+                    break
+        await self.app(scope, receive, send)  # type: ignore[operator]
+
+
+def exit_with_parent() -> None:
+    """The server holds our stdin pipe and never writes to it; end of file means it is gone, so shut down
+    instead of lingering as an orphan holding the port and the content's resources."""
+    try:
+        if not stat.S_ISFIFO(os.fstat(0).st_mode):
+            return
+    except OSError:
+        return
+
+    def watch() -> None:
+        try:
+            while os.read(0, 4096):
+                pass
+        except OSError:
+            pass
+        os.kill(os.getpid(), 15)  # SIGTERM: uvicorn finishes open requests and runs the shutdown lifespan
+
+    threading.Thread(target=watch, name="packyard-parent-watch", daemon=True).start()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run a Packyard content API on a socket passed by the server.")
+    parser.add_argument("--kind", choices=("asgi", "wsgi"), required=True)
+    parser.add_argument("--entrypoint", required=True)
+    parser.add_argument("--fd", type=int, required=True)
+    args = parser.parse_args(argv)
+
+    # sys.path[0] is this script's directory, which holds Packyard's own modules (models.py, errors.py...);
+    # the bundle takes its place so they can never shadow the app's.
+    sys.path[0] = os.getcwd()
+    try:
+        import uvicorn
+    except ImportError:
+        print(
+            f"uvicorn is not installed in the content's environment ({sys.prefix}); add `uvicorn` to "
+            "requirements.txt and deploy again.",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        app = load(args.entrypoint)
+    except EntrypointError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    except BaseException:  # the app's own import error, shown as Python prints it
+        traceback.print_exc()
+        return 1
+    app = wsgi(app) if args.kind == "wsgi" else asgi3(app)
+    exit_with_parent()
+    uvicorn.run(
+        ForwardedPrefix(app),  # type: ignore[arg-type]
+        fd=args.fd,
+        interface="asgi3",
+        proxy_headers=True,
+        forwarded_allow_ips="*",
+        log_level="info",
+        lifespan="auto" if args.kind == "asgi" else "off",
+        # Every access line would cost a pipe write here and a log write in the server, per request.
+        access_log=False,
+        # The front server adds Date; two would reach the client.
+        server_header=False,
+        date_header=False,
+        timeout_keep_alive=KEEP_ALIVE,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,400 @@
+"""Deployed Python APIs as supervised processes on loopback.
+
+Each process is the content's own Python running `harness.py` on a socket this server bound and listens on,
+so the port is known before the child starts and no other process can take it. The child's output goes to
+the content's log, line by line with a timestamp and the bundle id. The supervisor routes each content item
+to one active process and at most one draft; replacing a process lets its in-flight requests finish first,
+and an active process that exits on its own is started again after a backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import tempfile
+import time
+from collections import deque
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
+
+from packyard.publishing.errors import AppStartError
+
+log = logging.getLogger("packyard.runtime")
+
+HARNESS = Path(__file__).with_name("harness.py")
+# An old process keeps serving the requests it has for this long after a redeploy.
+DRAIN_GRACE = 30.0
+# After SIGTERM, uvicorn finishes open requests and runs the shutdown lifespan; then it is killed.
+TERM_GRACE = 5.0
+POLL_INTERVAL = 0.025
+MAX_BACKOFF = 60.0
+# A process that ran this long crashed for a new reason: restart it quickly again.
+STABLE_UPTIME = 60.0
+TAIL_LINES = 20
+# Connections queue here while the app imports, so the first probe is answered the moment it is ready.
+LISTEN_BACKLOG = 1024
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    guid: str
+    bundle_id: int
+    kind: str  # "asgi" | "wsgi"
+    entrypoint: str
+    python: Path  # the content environment's python
+    cwd: Path  # the extracted bundle
+    env: dict[str, str]  # the content's variables plus what Packyard sets; nothing else of the server's
+    log_path: Path  # the content's log file, appended to
+
+
+class Closeable(Protocol):
+    def close(self) -> None: ...
+
+
+class AppProcess:
+    """One running app. The proxy counts `in_flight` and keeps idle keep-alive connections in `connections`."""
+
+    def __init__(self, spec: ProcessSpec, proc: asyncio.subprocess.Process, port: int) -> None:
+        self.spec = spec
+        self.guid = spec.guid
+        self.bundle_id = spec.bundle_id
+        self.port = port
+        self.pid = proc.pid
+        self.started_at = datetime.now(UTC)
+        self.started = time.monotonic()
+        self.in_flight = 0
+        self.connections: deque[Closeable] = deque()
+        self.tail: deque[str] = deque(maxlen=TAIL_LINES)
+        # Set once the process is being signalled: the proxy must not send it new requests.
+        self.closed = False
+        self._proc = proc
+        self._output = asyncio.create_task(self._pump_output())
+        self._stopping: asyncio.Task[None] | None = None
+
+    def __repr__(self) -> str:
+        return f"<AppProcess {self.guid} bundle {self.bundle_id} pid {self.pid} port {self.port}>"
+
+    @property
+    def returncode(self) -> int | None:
+        return self._proc.returncode
+
+    @property
+    def alive(self) -> bool:
+        return not self.closed and self._proc.returncode is None
+
+    async def wait(self) -> int:
+        return await self._proc.wait()
+
+    async def stop(self, grace: float = DRAIN_GRACE) -> None:
+        """Let in-flight requests finish (up to `grace` seconds), then SIGTERM, then SIGKILL. Idempotent."""
+        if self._stopping is None:
+            self._stopping = asyncio.create_task(self._stop(grace))
+        await asyncio.shield(self._stopping)
+
+    async def _stop(self, grace: float) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while self.in_flight and self._proc.returncode is None and loop.time() < deadline:
+            await asyncio.sleep(POLL_INTERVAL)
+        # No await between the check above and this flag: a request the proxy counts from now on sees it.
+        self.closed = True
+        self.close_connections()
+        self._signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(self._proc.wait(), max(deadline - loop.time(), TERM_GRACE))
+        except TimeoutError:
+            self._signal(signal.SIGKILL)
+            await self._proc.wait()
+        await self._drain_output()
+
+    def close_connections(self) -> None:
+        while self.connections:
+            self.connections.pop().close()
+
+    async def kill(self) -> None:
+        self.closed = True
+        self.close_connections()
+        self._signal(signal.SIGKILL)
+        await self._proc.wait()
+        await self._drain_output()
+
+    def _signal(self, sig: signal.Signals) -> None:
+        # The child leads its own process group, so whatever the app spawned goes too.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, sig)
+
+    async def _drain_output(self) -> None:
+        # A grandchild that escaped the process group could hold the pipe open forever.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._output), 2.0)
+
+    async def _pump_output(self) -> None:
+        stream = self._proc.stdout
+        assert stream is not None
+        pending = b""
+        try:
+            while chunk := await stream.read(65536):
+                *lines, pending = (pending + chunk).split(b"\n")
+                if lines:
+                    self._write(lines)
+                if len(pending) > 65536:  # a very long line without a newline: write what we have
+                    self._write([pending])
+                    pending = b""
+            if pending:
+                self._write([pending])
+        except Exception:  # the log must never take the process down with it
+            log.exception("Could not copy the output of %r to %s", self, self.spec.log_path)
+
+    def _write(self, lines: list[bytes]) -> None:
+        text = [line.decode("utf-8", "replace").rstrip("\r") for line in lines]
+        self.tail.extend(text)
+        append_log(self.spec.log_path, self.bundle_id, text)
+
+
+class Supervisor:
+    def __init__(self, init_timeout: float = 60.0) -> None:
+        self.init_timeout = init_timeout
+        self._active: dict[str, AppProcess] = {}
+        self._drafts: dict[str, AppProcess] = {}
+        self._watchers: dict[str, asyncio.Task[None]] = {}
+        self._logs: dict[str, Path] = {}
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def start(self, spec: ProcessSpec) -> AppProcess:
+        """Start the app and return once it answers HTTP; AppStartError with its last output otherwise."""
+        if spec.kind not in ("asgi", "wsgi"):
+            raise ValueError(f"ProcessSpec.kind is {spec.kind!r}; use 'asgi' or 'wsgi'")
+        self._logs[spec.guid] = spec.log_path
+        spec.log_path.parent.mkdir(parents=True, exist_ok=True)
+        process = await _spawn(spec)
+        try:
+            await self._wait_ready(process)
+        except BaseException:
+            await asyncio.shield(process.kill())
+            raise
+        return process
+
+    async def _wait_ready(self, process: AppProcess) -> None:
+        probe = asyncio.create_task(_probe(process.port))
+        exited = asyncio.create_task(process.wait())
+        try:
+            await asyncio.wait({probe, exited}, timeout=self.init_timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            probe.cancel()
+            exited.cancel()
+        if probe.done() and not probe.cancelled() and probe.exception() is None:
+            return
+        if exited.done() and not exited.cancelled():
+            reason = f"it exited with code {exited.result()}"
+        else:
+            reason = f"it did not answer HTTP within {self.init_timeout:g} s"
+        await process.kill()
+        output = "\n".join(process.tail) if process.tail else "(nothing)"
+        raise AppStartError(f"The app did not start: {reason}. Its last output:\n{output}")
+
+    def activate(self, process: AppProcess) -> None:
+        """Route /content/<guid>/ to `process` now; the previous process drains and stops."""
+        guid = process.guid
+        if self._drafts.get(guid) is process:
+            del self._drafts[guid]
+        old = self._active.get(guid)
+        self._active[guid] = process
+        watcher = self._watchers.pop(guid, None)
+        if watcher is not None:
+            watcher.cancel()
+        self._watchers[guid] = asyncio.create_task(self._supervise(process))
+        if old is not None and old is not process:
+            self._stop_later(old, DRAIN_GRACE)
+
+    def add_draft(self, process: AppProcess) -> None:
+        """Serve `process` at /content/<guid>/_bundle<id>/, replacing an older draft of the same content."""
+        old = self._drafts.get(process.guid)
+        self._drafts[process.guid] = process
+        if old is not None and old is not process and self._active.get(old.guid) is not old:
+            self._stop_later(old, DRAIN_GRACE)
+
+    def find(self, guid: str, bundle_id: int | None = None) -> AppProcess | None:
+        """The running active process, or with `bundle_id` the running draft (or active) of that bundle.
+        None while a crashed process waits for its restart."""
+        if bundle_id is not None:
+            draft = self._drafts.get(guid)
+            if draft is not None and draft.bundle_id == bundle_id and draft.alive:
+                return draft
+        active = self._active.get(guid)
+        if active is not None and active.alive and (bundle_id is None or active.bundle_id == bundle_id):
+            return active
+        return None
+
+    def promote(self, guid: str, bundle_id: int) -> AppProcess | None:
+        """Make the running draft of `bundle_id` the active process, without starting a new one."""
+        draft = self._drafts.get(guid)
+        if draft is not None and draft.bundle_id == bundle_id and draft.alive:
+            self.activate(draft)
+            return draft
+        active = self._active.get(guid)
+        return active if active is not None and active.bundle_id == bundle_id and active.alive else None
+
+    async def stop_content(self, guid: str, grace: float = TERM_GRACE) -> None:
+        watcher = self._watchers.pop(guid, None)
+        if watcher is not None:
+            watcher.cancel()
+        processes = [p for p in (self._active.pop(guid, None), self._drafts.pop(guid, None)) if p is not None]
+        await asyncio.gather(*(p.stop(grace) for p in processes))
+
+    async def close(self) -> None:
+        """Stop every process (server shutdown: the front server has already finished its requests)."""
+        for watcher in self._watchers.values():
+            watcher.cancel()
+        self._watchers.clear()
+        processes = [*self._active.values(), *self._drafts.values()]
+        self._active.clear()
+        self._drafts.clear()
+        await asyncio.gather(*(p.stop(TERM_GRACE) for p in processes), *self._background, return_exceptions=True)
+
+    def log_tail(self, guid: str, lines: int) -> list[str]:
+        path = self._logs.get(guid)
+        return read_log_tail(path, lines) if path is not None else []
+
+    def _stop_later(self, process: AppProcess, grace: float) -> None:
+        task = asyncio.create_task(process.stop(grace))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _supervise(self, process: AppProcess) -> None:
+        """Restart the active process when it exits on its own: 1, 2, 4 ... 60 s apart, 1 s again after a
+        process that ran for a minute."""
+        guid, spec = process.guid, process.spec
+        delay = 0.0
+        while True:
+            code = await process.wait()
+            if process.closed or self._active.get(guid) is not process:
+                return  # stopped or replaced on purpose
+            ran = time.monotonic() - process.started
+            delay = 1.0 if ran >= STABLE_UPTIME else min(max(delay * 2, 1.0), MAX_BACKOFF)
+            what = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+            append_log(spec.log_path, spec.bundle_id, [f"Process {what}; restarting in {delay:g} s."])
+            await asyncio.sleep(delay)
+            try:
+                new = await self.start(spec)
+            except Exception as exc:
+                # The app's own output is in the log already. The dead process stays active, so the loop comes
+                # round again at once and waits longer next time.
+                if not isinstance(exc, AppStartError):
+                    log.exception("Could not restart %r", process)
+                reason = str(exc).partition("\n")[0] or type(exc).__name__
+                append_log(spec.log_path, spec.bundle_id, [f"The restart failed: {reason}"])
+                process.started = time.monotonic()
+                continue
+            if self._active.get(guid) is not process:  # replaced while starting
+                await new.stop(0)
+                return
+            self._active[guid] = new
+            process = new
+
+
+async def _spawn(spec: ProcessSpec) -> AppProcess:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(LISTEN_BACKLOG)
+        port = sock.getsockname()[1]
+        fd = sock.fileno()
+        argv = [str(spec.python), str(HARNESS), "--kind", spec.kind, "--entrypoint", spec.entrypoint, "--fd", str(fd)]
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                cwd=spec.cwd,
+                env=child_env(spec),
+                # Never written: the harness takes end of file as the server being gone, and exits.
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                pass_fds=(fd,),
+                # Its own process group: a Ctrl-C at the server's terminal reaches the server, which stops
+                # the apps in order, and stopping an app reaches whatever it spawned.
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise AppStartError(
+                f"The app did not start: could not run `{spec.python}` in `{spec.cwd}` ({exc.strerror}). "
+                "Rebuild the content's environment, then deploy again."
+            ) from exc
+    finally:
+        sock.close()  # the child has its own copy
+    return AppProcess(spec, proc, port)
+
+
+async def _probe(port: int) -> None:
+    """Return once the app answers `GET /` with any HTTP response."""
+    request = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    while True:
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            await asyncio.sleep(POLL_INTERVAL)
+            continue
+        try:
+            writer.write(request)
+            if (await reader.read(5)).startswith(b"HTTP/"):
+                return
+        except OSError:
+            pass
+        finally:
+            writer.close()
+        await asyncio.sleep(POLL_INTERVAL)
+
+
+def child_env(spec: ProcessSpec) -> dict[str, str]:
+    """The content's variables over a minimal base: the server's own environment holds secrets."""
+    path = os.environ.get("PATH", os.defpath)
+    base = {
+        # The environment's scripts first, as if it were activated.
+        "PATH": f"{spec.python.parent}{os.pathsep}{path}",
+        "HOME": os.environ.get("HOME", str(spec.cwd)),
+        "LANG": os.environ.get("LANG", "C.UTF-8"),
+        "TMPDIR": os.environ.get("TMPDIR", tempfile.gettempdir()),
+        "PYTHONUNBUFFERED": "1",
+    }
+    return {**base, **spec.env}
+
+
+def _timestamp() -> str:
+    now = datetime.now(UTC)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+
+
+def append_log(path: Path, bundle_id: int, lines: list[str]) -> None:
+    """Append lines to a content log as `<ISO time> [bundle <id>] <line>`, in one write."""
+    prefix = f"{_timestamp()} [bundle {bundle_id}] "
+    data = "".join(f"{prefix}{line}\n" for line in lines).encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+def read_log_tail(path: Path, lines: int) -> list[str]:
+    """The last `lines` lines of a content log, reading backwards from its end (logs grow without bound)."""
+    if lines <= 0:
+        return []
+    try:
+        with open(path, "rb") as f:
+            end = f.seek(0, os.SEEK_END)
+            data = b""
+            position = end
+            while position > 0 and data.count(b"\n") <= lines:
+                step = min(65536, position)
+                position -= step
+                f.seek(position)
+                data = f.read(step) + data
+    except FileNotFoundError:
+        return []
+    return [line.decode("utf-8", "replace") for line in data.splitlines()[-lines:]]
