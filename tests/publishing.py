@@ -67,7 +67,8 @@ class Publishing:
             [str(BIN / "rsconnect"), *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=300
         )
         if check and result.returncode != 0:
-            raise AssertionError(f"rsconnect {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+            command = " ".join(args)
+            raise AssertionError(f"rsconnect {command} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
         return result
 
     def deploy(self, kind: str, app: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

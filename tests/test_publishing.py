@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.conftest import Server
-from tests.publishing import Publishing, copy_app, manifest, publishing_server, setup_publishing, tarball
+from tests.publishing import APPS, Publishing, copy_app, manifest, publishing_server, setup_publishing, tarball
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -85,7 +85,8 @@ def test_variables_are_write_only_and_encrypted(pub: Publishing, fastapi_app: Pa
 
 def test_redeploy_reuses_the_environment_and_serves_new_code(pub: Publishing, fastapi_app: Path) -> None:
     (fastapi_app / "app.py").write_text((fastapi_app / "app.py").read_text().replace("VERSION = 1", "VERSION = 2"))
-    result = pub.deploy("fastapi", fastapi_app)
+    # --metadata makes rsconnect send the multipart form (`archive` + `metadata`) instead of the raw tar.gz.
+    result = pub.deploy("fastapi", fastapi_app, "--metadata", "team=data")
     output = result.stdout + result.stderr
     assert "Reusing environment" in output, output
     assert "Installed" not in output  # uv did not run
@@ -93,6 +94,8 @@ def test_redeploy_reuses_the_environment_and_serves_new_code(pub: Publishing, fa
     assert pub.get(f"/content/{guid}/").json()["version"] == 2
     # The variable set on the first deploy is still there: a redeploy without -E keeps variables.
     assert pub.get(f"/content/{guid}/greeting").json()["greeting"] == "hello from -E"
+    newest = pub.api("GET", f"/v1/content/{guid}/bundles").json()[0]
+    assert newest["active"] and newest["metadata"].get("team") == "data"
 
 
 def test_rollback_to_an_earlier_bundle(pub: Publishing, fastapi_app: Path) -> None:
@@ -166,6 +169,22 @@ BAD_BUNDLES = {
     "no-manifest": ({"app.py": b"app = None"}, "no manifest.json"),
     "unknown-mode": ({"manifest.json": manifest("python-flsk"), "requirements.txt": b""}, "python-flsk"),
     "no-requirements": ({"manifest.json": manifest(), "app.py": b""}, "requirements.txt"),
+    "import-error": (
+        {
+            "manifest.json": manifest(),
+            "requirements.txt": (APPS / "fastapi-app" / "requirements.txt").read_bytes(),
+            "app.py": b"import this_module_does_not_exist\n",
+        },
+        "this_module_does_not_exist",
+    ),
+    "no-environment-management": (
+        {
+            "manifest.json": manifest(environment={"environment_management": {"python": False}}),
+            "requirements.txt": b"fastapi\n",
+            "app.py": b"app = None\n",
+        },
+        "uvicorn",  # the host's own Python has no uvicorn: the bundle asked to run there, without an environment
+    ),
 }
 
 
@@ -218,8 +237,9 @@ def test_redeploy_under_load_drops_no_request(pub: Publishing, fastapi_app: Path
     for thread in threads:
         thread.start()
     try:
+        source = (fastapi_app / "app.py").read_text()
         (fastapi_app / "app.py").write_text(
-            (fastapi_app / "app.py").read_text().replace("VERSION = 2", "VERSION = 3").replace("VERSION = 1", "VERSION = 3")
+            source.replace("VERSION = 2", "VERSION = 3").replace("VERSION = 1", "VERSION = 3")
         )
         pub.deploy("fastapi", fastapi_app, "--app-id", pub.record(fastapi_app)["app_guid"])
         time.sleep(0.5)
