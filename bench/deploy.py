@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import re
 import shutil
 import statistics
@@ -46,6 +47,13 @@ class Bench:
             stdout=(DATA / "server.log").open("wb"),
             stderr=subprocess.STDOUT,
         )
+        try:
+            self._load()
+        except BaseException:
+            self.close()
+            raise
+
+    def _load(self) -> None:
         for _ in range(300):
             try:
                 if httpx.get(f"{self.url}/__ping__").status_code == 200:
@@ -67,8 +75,9 @@ class Bench:
         self.http = httpx.Client(base_url=self.url, headers={"Authorization": f"Key {self.key}"}, timeout=300)
 
     def cli(self, *args: str) -> str:
+        env = {**os.environ, "PACKYARD_DATA_DIR": str(DATA)}
         result = subprocess.run(
-            [str(VENV_BIN / "packyard"), *args, "--data-dir", str(DATA)], capture_output=True, text=True, check=True
+            [str(VENV_BIN / "packyard"), *args], capture_output=True, text=True, check=True, env=env
         )
         return result.stdout.strip()
 
@@ -138,36 +147,45 @@ def environment_seconds(lines: list[str]) -> float:
     raise RuntimeError("no environment timing in the deploy log:\n" + "\n".join(lines))
 
 
-def baselines(index: str, reps: int) -> dict[str, list[float]]:
+def settle() -> None:
+    """Flush the deletions before a timed build: their writeback would otherwise slow whichever build follows."""
+    os.sync()
+    time.sleep(0.5)
+
+
+class Baselines:
     """The same requirements, from the same index, the way Connect did before uv and with bare uv."""
-    work = WORK / "deploy-baselines"
-    req = APP / "requirements.txt"
-    uv = str(VENV_BIN / "uv")
-    times: dict[str, list[float]] = {"venv+pip": [], "uv cold cache": [], "uv warm cache": []}
-    warm_cache = work / "uv-cache-warm"
-    for rep in range(reps):
-        shutil.rmtree(work / "env", ignore_errors=True)
-        shutil.rmtree(work / "pip-cache", ignore_errors=True)
+
+    def __init__(self, index: str) -> None:
+        self.index = index
+        self.work = WORK / "deploy-baselines"
+        shutil.rmtree(self.work, ignore_errors=True)
+        self.work.mkdir(parents=True)
+        self.req = str(APP / "requirements.txt")
+        self.uv = str(VENV_BIN / "uv")
+
+    def venv_pip(self) -> float:
+        env, cache = self.work / "env", self.work / "pip-cache"
+        shutil.rmtree(env, ignore_errors=True)
+        shutil.rmtree(cache, ignore_errors=True)
+        settle()
         began = time.monotonic()
-        sh(sys.executable, "-m", "venv", str(work / "env"))
-        sh(str(work / "env/bin/python"), "-m", "pip", "install", "-q", "--cache-dir", str(work / "pip-cache"),
-           "--index-url", index, "-r", str(req))  # fmt: skip
-        times["venv+pip"].append(time.monotonic() - began)
-        for label, cache in (("uv cold cache", work / f"uv-cache-{rep}"), ("uv warm cache", warm_cache)):
-            shutil.rmtree(work / "env", ignore_errors=True)
-            if label == "uv warm cache" and not warm_cache.exists():
-                sh(uv, "venv", "-q", "--python", sys.executable, str(work / "env"))
-                sh(uv, "pip", "install", "-q", "--python", str(work / "env/bin/python"), "--cache-dir", str(cache),
-                   "--index-url", index, "-r", str(req))  # fmt: skip
-                shutil.rmtree(work / "env")
-            began = time.monotonic()
-            sh(uv, "venv", "-q", "--python", sys.executable, str(work / "env"))
-            sh(uv, "pip", "install", "-q", "--python", str(work / "env/bin/python"), "--cache-dir", str(cache),
-               "--index-url", index, "-r", str(req))  # fmt: skip
-            times[label].append(time.monotonic() - began)
-            if label == "uv cold cache":
-                shutil.rmtree(cache)
-    return times
+        sh(sys.executable, "-m", "venv", str(env))
+        sh(str(env / "bin/python"), "-m", "pip", "install", "-q", "--cache-dir", str(cache),
+           "--index-url", self.index, "-r", self.req)  # fmt: skip
+        return time.monotonic() - began
+
+    def uv_install(self, cold: bool) -> float:
+        env, cache = self.work / "env", self.work / ("uv-cache-cold" if cold else "uv-cache-warm")
+        if cold:
+            shutil.rmtree(cache, ignore_errors=True)
+        shutil.rmtree(env, ignore_errors=True)
+        settle()
+        began = time.monotonic()
+        sh(self.uv, "venv", "-q", "--python", sys.executable, str(env))
+        sh(self.uv, "pip", "install", "-q", "--python", str(env / "bin/python"), "--cache-dir", str(cache),
+           "--index-url", self.index, "-r", self.req)  # fmt: skip
+        return time.monotonic() - began
 
 
 def main(argv: list[str]) -> int:
@@ -177,29 +195,39 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     bench = Bench()
     try:
-        log("baselines: venv+pip, uv (cold and warm cache)")
-        base = baselines(bench.index, args.reps)
+        base = Baselines(bench.index)
+        base.uv_install(cold=False)  # fills the warm cache
         uv_cache = DATA / "cache" / "uv"
-        cold_cold: list[float] = []
-        cold_warm: list[float] = []
-        cold_deploy: list[float] = []
-        redeploy: list[float] = []
-        rollback: list[float] = []
+        times: dict[str, list[float]] = {}
+
+        def note(what: str, seconds: float) -> None:
+            times.setdefault(what, []).append(seconds)
+
+        guid = bench.content("warm-up")
+        bench.deploy(guid, bench.upload(guid, 1))  # fills Packyard's uv cache
         for rep in range(args.reps):
-            log(f"rep {rep + 1}: cold deploys (no environment; uv cache cold, then warm)")
+            # Interleaved, so drift in this noisy machine's speed hits both sides of each comparison alike.
+            log(f"rep {rep + 1}: bare uv and Packyard builds, uv cache cold")
+            note("uv cold", base.uv_install(cold=True))
             bench.clear_environments()
             shutil.rmtree(uv_cache, ignore_errors=True)
             guid = bench.content(f"cold-{rep}")
             bundle = bench.upload(guid, 1)
+            settle()
             began = time.monotonic()
             lines = bench.deploy(guid, bundle)
             bench.serves(guid, 1)
-            cold_deploy.append(time.monotonic() - began)
-            cold_cold.append(environment_seconds(lines))
+            note("cold deploy", time.monotonic() - began)
+            note("packyard cold", environment_seconds(lines))
+            log(f"rep {rep + 1}: bare uv and Packyard builds, uv cache warm")
+            note("uv warm", base.uv_install(cold=False))
             bench.clear_environments()
             guid = bench.content(f"warm-{rep}")
-            lines = bench.deploy(guid, bench.upload(guid, 1))
-            cold_warm.append(environment_seconds(lines))
+            bundle = bench.upload(guid, 1)
+            settle()
+            note("packyard warm", environment_seconds(bench.deploy(guid, bundle)))
+            log(f"rep {rep + 1}: venv + pip")
+            note("venv+pip", base.venv_pip())
             log(f"rep {rep + 1}: cached-environment redeploy and rollback")
             first = bench.upload(guid, 100 + rep)
             bench.deploy(guid, first)
@@ -207,11 +235,11 @@ def main(argv: list[str]) -> int:
             uploaded = time.monotonic()  # the upload has finished: the clock of the 2 s target starts here
             bench.deploy(guid, second)
             bench.serves(guid, 200 + rep)
-            redeploy.append(time.monotonic() - uploaded)
+            note("redeploy", time.monotonic() - uploaded)
             began = time.monotonic()
             bench.deploy(guid, first)
             bench.serves(guid, 100 + rep)
-            rollback.append(time.monotonic() - began)
+            note("rollback", time.monotonic() - began)
     finally:
         bench.close()
 
@@ -219,22 +247,22 @@ def main(argv: list[str]) -> int:
         return f"{statistics.median(values):.2f} s (min {min(values):.2f}, max {max(values):.2f})"
 
     rows = [
-        ("`python -m venv` + `pip install` (fresh pip cache)", med(base["venv+pip"])),
-        ("bare `uv venv` + `uv pip install`, cold uv cache", med(base["uv cold cache"])),
-        ("bare `uv venv` + `uv pip install`, warm uv cache", med(base["uv warm cache"])),
-        ("Packyard environment build, cold uv cache", med(cold_cold)),
-        ("Packyard environment build, warm uv cache", med(cold_warm)),
-        ("Packyard cold deploy (deploy call to first answer), cold uv cache", med(cold_deploy)),
-        ("Packyard cached-environment redeploy (upload finished to new code served)", med(redeploy)),
-        ("Packyard rollback (deploy call to old code served)", med(rollback)),
+        ("`python -m venv` + `pip install` (fresh pip cache)", med(times["venv+pip"])),
+        ("bare `uv venv` + `uv pip install`, cold uv cache", med(times["uv cold"])),
+        ("bare `uv venv` + `uv pip install`, warm uv cache", med(times["uv warm"])),
+        ("Packyard environment build, cold uv cache", med(times["packyard cold"])),
+        ("Packyard environment build, warm uv cache", med(times["packyard warm"])),
+        ("Packyard cold deploy (deploy call to first answer), cold uv cache", med(times["cold deploy"])),
+        ("Packyard cached-environment redeploy (upload finished to new code served)", med(times["redeploy"])),
+        ("Packyard rollback (deploy call to old code served)", med(times["rollback"])),
     ]
-    ratio_cold = statistics.median(cold_cold) / statistics.median(base["uv cold cache"])
-    ratio_warm = statistics.median(cold_warm) / statistics.median(base["uv warm cache"])
+    ratio_cold = statistics.median(times["packyard cold"]) / statistics.median(times["uv cold"])
+    ratio_warm = statistics.median(times["packyard warm"]) / statistics.median(times["uv warm"])
     report = [
         f"# Publishing benchmark ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC, commit {git_commit()})",
         "",
         f"Command: `make bench-deploy BENCH_ARGS='--reps {args.reps}'`. The FastAPI test app (`tests/apps/fastapi-app`:"
-        f" {', '.join(PINS)}, 20 packages installed) from this Packyard's own `pypi` repository on 127.0.0.1;"
+        f" {', '.join(PINS)}, 14 packages installed) from this Packyard's own `pypi` repository on 127.0.0.1;"
         f" median of {args.reps}.",
         "",
         "| what | time |",

@@ -241,8 +241,17 @@ class Environments(EnvironmentAdmin):
                 overrides = "".join(f'{name} ; sys_platform == "never"\n' for name in plan.excluded)
                 (path / OVERRIDES_FILE).write_text(overrides)
                 install += ["--override", str(path / OVERRIDES_FILE)]
+            installed: list[str] = []
+
+            def collect(line: str) -> None:
+                # uv lists what it installed as ` + name==version`: in a fresh venv that is `uv pip freeze`'s
+                # output, without a second uv process on the deploy's critical path.
+                if line.startswith(" + "):
+                    installed.append(line[3:].strip())
+                log(line)
+
             if any(not line.startswith("-") for line in plan.requirements):
-                status, lines = await uvrun.run_streaming(install, log, str(self.root))
+                status, lines = await uvrun.run_streaming(install, collect, str(self.root))
                 if status != 0:
                     raise EnvironmentBuildError(
                         "Installing the bundle's requirements failed: "
@@ -250,7 +259,7 @@ class Environments(EnvironmentAdmin):
                         + "\nFix the requirements (or upload the missing package to Packyard) and deploy again."
                     )
                 timings.update(uvrun.timings(lines))
-            lock = await self._freeze(uv, python, str(self.root))
+            lock = "".join(f"{line}\n" for line in sorted(installed, key=str.lower))
             (path / LOCK_FILE).write_text(lock)
             size = await asyncio.to_thread(size_of, path)
             timings["total"] = round(time.monotonic() - started, 6)
@@ -263,26 +272,6 @@ class Environments(EnvironmentAdmin):
             raise
         await asyncio.to_thread(self._record, key, interpreter, plan, size, timings["total"], built_at)
         return BuiltEnvironment(key, python, path, False, reason, timings, lock)
-
-    async def _freeze(self, uv: str, python: Path, cwd: str) -> str:
-        process = await asyncio.create_subprocess_exec(
-            uv,
-            "pip",
-            "freeze",
-            "--no-config",
-            "--python",
-            str(python),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=uvrun.uv_environ(),
-            cwd=cwd,
-        )
-        stdout, stderr = await process.communicate()
-        if process.returncode != 0:
-            raise EnvironmentBuildError(
-                f"Listing the installed packages failed: {stderr.decode(errors='replace').strip()}"
-            )
-        return stdout.decode()
 
     def _record(
         self, key: str, interpreter: Interpreter, plan: InstallPlan, size: int, seconds: float, built_at: datetime

@@ -95,10 +95,10 @@ class EnvironmentStore:
     def write_ready(self, key: str, marker: dict[str, Any]) -> None:
         path = self.root / key / READY
         staging = path.with_name(f"{READY}.{uuid.uuid4().hex}")
+        # No fsync: uv does not sync the files it installs, so a durable marker would not make them durable.
+        # After a crash the worst case is a marker beside damaged files; `packyard env rm` clears it.
         with staging.open("w") as f:
             json.dump(marker, f, indent=1, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
         os.replace(staging, path)
 
     def delete(self, key: str) -> None:
