@@ -270,3 +270,26 @@ def test_content_starts_again_after_a_server_restart(pub: Publishing, fastapi_ap
     guid = pub.record(fastapi_app)["app_guid"]
     response = pub.get(f"/content/{guid}/")
     assert response.status_code == 200 and response.json()["app"] == "fastapi"
+
+
+def test_runtime_caches_through_rsconnect(pub: Publishing, fastapi_app: Path) -> None:
+    pub.server.cli("user", "create", "ada", "--role", "admin")
+    admin = pub.server.cli("key", "create", "--user", "ada", "-q").stdout.strip()
+    pub.rsconnect("add", "--server", pub.server.url, "--name", "admin", "--api-key", admin)
+    caches = json.loads(pub.rsconnect("system", "caches", "list", "-n", "admin").stdout)
+    version = caches[0]["version"] if isinstance(caches, list) else caches["caches"][0]["version"]
+    dry = pub.rsconnect("system", "caches", "delete", "-n", "admin", "-l", "Python", "-V", version, "-I", "Local",
+                        "--dry-run")  # fmt: skip
+    assert "Dry run finished" in dry.stdout + dry.stderr
+    before = pub.server.cli("env", "list").stdout
+    assert before.count("\n") >= 2  # a header and the environments
+    pub.rsconnect("system", "caches", "delete", "-n", "admin", "-l", "Python", "-V", version, "-I", "Local")
+    assert pub.server.cli("env", "list").stdout.count("\n") <= 1
+    # The content's next deploy builds its environment again.
+    result = pub.deploy("fastapi", fastapi_app)
+    output = result.stdout + result.stderr
+    assert "building it again" in output, output
+    assert pub.get(f"/content/{pub.record(fastapi_app)['app_guid']}/").status_code == 200
+    # A publisher may not clear caches.
+    refused = pub.rsconnect("system", "caches", "list", "-n", "packyard", check=False)
+    assert refused.returncode != 0 and "administrator" in refused.stdout + refused.stderr

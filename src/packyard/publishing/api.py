@@ -477,13 +477,15 @@ async def delete_runtime_cache(request: Request) -> dict[str, Any]:
     publisher = _publisher(request)
     version, dry_run = body.get("version"), bool(body.get("dry_run"))
     removed = await asyncio.to_thread(publisher.environments.clear_runtime_cache, version, dry_run)
+    answer = {"language": "Python", "version": version, "image_name": body.get("image_name", "Local")}
+    if dry_run:  # Connect answers a dry run at once, without a task; rsconnect prints "Dry run finished"
+        return {**answer, "task_id": None, "environments": removed}
     task = publisher.tasks.create("")
-    verb = "Would remove" if dry_run else "Removed"
-    task.log(f"{verb} {len(removed)} Python {version or ''} environment(s).".replace("  ", " "))
+    task.log(f"Removed {len(removed)} Python {version or ''} environment(s); content rebuilds on its next start.")
     for key in removed:
         task.log(f"  {key}")
     task.finish()
-    return {"language": "Python", "version": version, "image_name": "Local", "task_id": task.id}
+    return {**answer, "task_id": task.id}
 
 
 def _require_admin(caller: Caller) -> None:

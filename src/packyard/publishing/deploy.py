@@ -188,7 +188,8 @@ class Publisher:
         environment = await self.environments.prepare(
             interpreter, plan, managed=managed, log=say, previous=previous_key
         )
-        say(environment.reason)
+        if environment.cache_hit or not managed:
+            say(environment.reason)  # a build logged its reason before uv's output
         seconds = environment.timings.get("total", 0.0)
         say(f"Environment {'ready' if environment.cache_hit or not managed else 'built'} in {seconds:.2f} s.")
         await asyncio.to_thread(self._record_build, bundle.id, manifest, interpreter.version, environment.key)

@@ -116,6 +116,7 @@ class Environments(EnvironmentAdmin):
                     if hit is not None:
                         return self._built(key, interpreter, hit, started, waited=True)
                     reason = await asyncio.to_thread(self._why_new, key, inputs, previous)
+                    log(reason)  # before uv's lines, so the log says why it is building before it builds
                     return await self._build(key, inputs, interpreter, plan, log, reason, started)
                 finally:
                     os.close(fd)
