@@ -293,3 +293,28 @@ def test_runtime_caches_through_rsconnect(pub: Publishing, fastapi_app: Path) ->
     # A publisher may not clear caches.
     refused = pub.rsconnect("system", "caches", "list", "-n", "packyard", check=False)
     assert refused.returncode != 0 and "administrator" in refused.stdout + refused.stderr
+
+
+def test_environments_install_from_an_authenticated_repository_with_netrc(pub: Publishing, tmp_path: Path) -> None:
+    """The seed's setup: a repository that needs a token, and a netrc file named by NETRC for the server."""
+    server = pub.server
+    server.cli("repo", "create", "--name", "private", "--authenticated")
+    server.cli("repo", "subscribe", "--repo", "private", "--source", "local-python-src")
+    token = server.token("--scope", "repos:read", "--repos", "private")
+    netrc = tmp_path / "netrc"
+    netrc.write_text(f"machine 127.0.0.1\nlogin __token__\npassword {token}\n")
+    saved = dict(server.env)
+    try:
+        server.env = {**saved, "PACKYARD_PYTHON_INDEX_URL": f"{server.url}/private/latest/simple/"}
+        server.restart()
+        app = copy_app("flask-app", tmp_path)
+        refused = pub.deploy("flask", app, "--new", check=False)
+        assert refused.returncode == 1
+        assert "401" in refused.stdout + refused.stderr  # uv says the index wants credentials
+        server.env = {**server.env, "NETRC": str(netrc)}
+        server.restart()
+        pub.deploy("flask", app, "--new")
+        assert pub.get(f"/content/{pub.record(app)['app_guid']}/").json()["app"] == "flask"
+    finally:
+        server.env = saved
+        server.restart()
