@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -183,13 +184,7 @@ class Settings:
         """The HS256 signing key: the configured one, else a key file created once in the data directory."""
         if self.authentication.secret:
             return self.authentication.secret
-        path = self.data_dir / "token-secret"
-        if not path.exists():
-            self.data_dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(secrets.token_urlsafe(48))
-        return path.read_text().strip()
+        return self._key_file("token-secret", lambda: secrets.token_urlsafe(48))
 
     def encryption_key(self) -> bytes:
         """The 256-bit key for content environment variables: configured (hex), else a key file made once."""
@@ -201,13 +196,17 @@ class Settings:
             if len(key) != 32:
                 raise ConfigError("Config `publishing.encryption_key` must be 64 hex digits (a 256-bit key).")
             return key
-        path = self.data_dir / "encryption-key"
+        return bytes.fromhex(self._key_file("encryption-key", lambda: secrets.token_hex(32)))
+
+    def _key_file(self, name: str, make: Callable[[], str]) -> str:
+        """A secret kept in the data directory, readable by its owner only, created on first use."""
+        path = self.data_dir / name
         if not path.exists():
             self.data_dir.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as f:
-                f.write(secrets.token_hex(32))
-        return bytes.fromhex(path.read_text().strip())
+                f.write(make())
+        return path.read_text().strip()
 
 
 _SIZE_UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "kib": 1024, "mib": 1024**2, "gib": 1024**3}

@@ -403,7 +403,7 @@ async def build(request: Request, guid: str) -> dict[str, Any]:
     caller = await _caller(request)
     body = await _json(request) or {}
     bundle_id = await _in_thread(request, lambda s: _bundle_for(s, caller, guid, body))
-    task = _publisher(request).start_build(guid, bundle_id)
+    task = _publisher(request).start_deploy(guid, bundle_id, activate=False, build_only=True)
     return {"task_id": task.id, "bundle_id": str(bundle_id)}
 
 

@@ -77,19 +77,11 @@ class Publisher:
 
     # -- deploy tasks ---------------------------------------------------------------------------------
 
-    def start_deploy(self, guid: str, bundle_id: int, activate: bool) -> Task:
+    def start_deploy(self, guid: str, bundle_id: int, activate: bool, build_only: bool = False) -> Task:
+        """A task that deploys a bundle; `build_only` is Connect's `content build`: the environment, no start."""
         self.content_dir(guid).mkdir(parents=True, exist_ok=True)
         task = self.tasks.create(guid, self.content_dir(guid) / "deploy.log")
-        job = asyncio.create_task(self._run(task, guid, bundle_id, activate))
-        self._running.add(job)
-        job.add_done_callback(self._running.discard)
-        return task
-
-    def start_build(self, guid: str, bundle_id: int) -> Task:
-        """Connect's `content build`: restore the bundle's environment without starting or activating it."""
-        self.content_dir(guid).mkdir(parents=True, exist_ok=True)
-        task = self.tasks.create(guid, self.content_dir(guid) / "deploy.log")
-        job = asyncio.create_task(self._run(task, guid, bundle_id, activate=False, build_only=True))
+        job = asyncio.create_task(self._run(task, guid, bundle_id, activate and not build_only, build_only))
         self._running.add(job)
         job.add_done_callback(self._running.discard)
         return task

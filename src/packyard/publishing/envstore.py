@@ -50,7 +50,15 @@ class EnvironmentStore:
 
     def try_lock(self, key: str, shared: bool = False) -> int | None:
         """The fd of the key's lock file, locked without waiting, or None when someone else holds it."""
-        mode = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB
+        return self._lock(key, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+
+    def lock(self, key: str) -> int:
+        """The key's lock, exclusively, waiting for it (for removals run outside the event loop)."""
+        fd = self._lock(key, fcntl.LOCK_EX)
+        assert fd is not None
+        return fd
+
+    def _lock(self, key: str, mode: int) -> int | None:
         while True:
             self.locks.mkdir(parents=True, exist_ok=True)
             path = self.locks / f"{key}.lock"
@@ -61,20 +69,6 @@ class EnvironmentStore:
                 os.close(fd)
                 return None
             # A removal unlinks the lock file after deleting; a lock on that old file protects nothing.
-            try:
-                if os.fstat(fd).st_ino == os.stat(path).st_ino:
-                    return fd
-            except FileNotFoundError:
-                pass
-            os.close(fd)
-
-    def lock(self, key: str) -> int:
-        """The key's lock, exclusively, waiting for it (for removals run outside the event loop)."""
-        while True:
-            self.locks.mkdir(parents=True, exist_ok=True)
-            path = self.locks / f"{key}.lock"
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-            fcntl.flock(fd, fcntl.LOCK_EX)
             try:
                 if os.fstat(fd).st_ino == os.stat(path).st_ino:
                     return fd
