@@ -10,9 +10,10 @@ from typing import BinaryIO, Protocol
 class StagedBlob:
     """Bytes being written to a staging file, hashed as they arrive; invisible until committed."""
 
-    def __init__(self, path: Path, handle: BinaryIO) -> None:
+    def __init__(self, path: Path, handle: BinaryIO, anonymous: bool = False) -> None:
         self.path = path
         self.handle = handle
+        self.anonymous = anonymous
         self.size = 0
         self.sha256 = hashlib.sha256()
         self.blake2_256 = hashlib.blake2b(digest_size=32)
@@ -31,8 +32,8 @@ class StagedBlob:
 
 
 class BlobStore(Protocol):
-    def stage(self) -> StagedBlob:
-        """Open a new staging file."""
+    def stage(self, named: bool = True) -> StagedBlob:
+        """Open a new staging file; `named=False` when nothing outside this process needs its path."""
 
     def commit(self, staged: StagedBlob) -> str:
         """Make a staged blob durable and visible under its sha256; returns the digest."""

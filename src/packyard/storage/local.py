@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import os
 import tempfile
@@ -9,18 +10,38 @@ from pathlib import Path
 
 from packyard.storage.interfaces import StagedBlob
 
+_TMPFILE = getattr(os, "O_TMPFILE", 0)
+_AT_FDCWD, _AT_SYMLINK_FOLLOW = -100, 0x400
+_libc = ctypes.CDLL(None, use_errno=True) if _TMPFILE else None
+
+
+def _link_anonymous(proc_path: Path, target: Path) -> None:
+    """linkat(AT_SYMLINK_FOLLOW) on `/proc/self/fd/N`: how an O_TMPFILE file gets a name without privileges.
+    `os.link` cannot do it: CPython calls link(2) there, which links the /proc symlink itself (EXDEV)."""
+    assert _libc is not None
+    if _libc.linkat(_AT_FDCWD, bytes(proc_path), _AT_FDCWD, bytes(target), _AT_SYMLINK_FOLLOW) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, os.strerror(errno), str(target))
+
 
 class LocalBlobStore:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.staging = root / ".staging"
         self.staging.mkdir(parents=True, exist_ok=True)
+        self._anonymous = self._can_link_anonymous()
 
     def path(self, digest: str) -> Path:
         return self.root / digest[:2] / digest[2:4] / digest
 
-    def stage(self) -> StagedBlob:
-        # Staging lives under the same root so the final rename never crosses filesystems.
+    def stage(self, named: bool = True) -> StagedBlob:
+        """A staging file under the same root, so the final rename never crosses filesystems. `named=False`
+        asks for an anonymous one (Linux O_TMPFILE) where the platform has it: nothing to create in a busy
+        directory (the cost of a name grows with the directory's history), nothing left behind by a crash.
+        Its `path` (`/proc/self/fd/N`) is then valid only in this process, while the blob is staged."""
+        if not named and self._anonymous:
+            fd = os.open(self.staging, _TMPFILE | os.O_WRONLY, 0o600)
+            return StagedBlob(Path(f"/proc/self/fd/{fd}"), os.fdopen(fd, "wb"), anonymous=True)
         fd, name = tempfile.mkstemp(dir=self.staging, prefix="upload-")
         return StagedBlob(Path(name), os.fdopen(fd, "wb"))
 
@@ -28,13 +49,20 @@ class LocalBlobStore:
         digest = staged.digest
         staged.handle.flush()
         os.fsync(staged.handle.fileno())
-        staged.handle.close()
         target = self.path(digest)
         if target.exists():
-            staged.path.unlink(missing_ok=True)
+            self.discard(staged)
             return digest
         target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(staged.path, target)
+        if staged.anonymous:
+            try:  # gives the anonymous file its name; the fd must still be open
+                _link_anonymous(staged.path, target)
+            except FileExistsError:  # the same bytes were committed meanwhile
+                pass
+            staged.handle.close()
+        else:
+            staged.handle.close()
+            os.replace(staged.path, target)
         self._fsync_dir(target.parent)
         return digest
 
@@ -46,7 +74,8 @@ class LocalBlobStore:
     def discard(self, staged: StagedBlob) -> None:
         if not staged.handle.closed:
             staged.handle.close()
-        staged.path.unlink(missing_ok=True)
+        if not staged.anonymous:  # an anonymous file is gone once closed
+            staged.path.unlink(missing_ok=True)
 
     def exists(self, digest: str) -> bool:
         return self.path(digest).exists()
@@ -61,6 +90,22 @@ class LocalBlobStore:
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 h.update(chunk)
         return h.hexdigest() == digest
+
+    def _can_link_anonymous(self) -> bool:
+        """Whether this filesystem and kernel give an O_TMPFILE file a name (ext4, xfs, btrfs, tmpfs do)."""
+        if not _TMPFILE:
+            return False
+        probe = self.staging / f"probe-{os.getpid()}"
+        try:
+            fd = os.open(self.staging, _TMPFILE | os.O_WRONLY, 0o600)
+            try:
+                _link_anonymous(Path(f"/proc/self/fd/{fd}"), probe)
+            finally:
+                os.close(fd)
+            probe.unlink()
+            return True
+        except OSError:
+            return False
 
     @staticmethod
     def _fsync_dir(path: Path) -> None:

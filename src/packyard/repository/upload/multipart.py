@@ -89,7 +89,7 @@ class _Reader:
                 raise UploadRejected("The upload has more than one `content` file; send one file per request.")
             self._target = "content"
             self.parts.content_filename = self._filename
-            self.parts.content = self.store.stage()
+            self.parts.content = self.store.stage(named=False)
         elif self._name == "gpg_signature":
             self._target = "signature"
         else:
