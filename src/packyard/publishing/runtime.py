@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import socket
+import subprocess
 import tempfile
 import time
 from collections import deque
@@ -57,10 +58,57 @@ class Closeable(Protocol):
     def close(self) -> None: ...
 
 
+class Child:
+    """The part of asyncio's `Process` the supervisor uses, over a `subprocess.Popen`. Popen starts the child
+    with vfork; uvloop's subprocess support forks, copying the server's page tables on every app start."""
+
+    def __init__(self, popen: subprocess.Popen[bytes], stdout: asyncio.StreamReader) -> None:
+        self.pid = popen.pid
+        self.stdout = stdout
+        self._popen = popen
+        self._exited: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    @classmethod
+    async def attach(cls, popen: subprocess.Popen[bytes]) -> Child:
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=1 << 20)
+        assert popen.stdout is not None
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), popen.stdout)
+        child = cls(popen, reader)
+        try:  # a pidfd becomes readable when the process exits: no thread, no SIGCHLD handler
+            pidfd = os.pidfd_open(popen.pid)
+        except (AttributeError, OSError):
+            waiter = asyncio.ensure_future(asyncio.to_thread(popen.wait))
+            waiter.add_done_callback(lambda _w: child._reaped())
+        else:
+
+            def exited() -> None:
+                loop.remove_reader(pidfd)
+                os.close(pidfd)
+                popen.wait()
+                child._reaped()
+
+            loop.add_reader(pidfd, exited)
+        return child
+
+    def _reaped(self) -> None:
+        if self._popen.stdin is not None:
+            self._popen.stdin.close()
+        if not self._exited.done():
+            self._exited.set_result(self._popen.returncode)
+
+    @property
+    def returncode(self) -> int | None:
+        return self._popen.returncode
+
+    async def wait(self) -> int:
+        return await asyncio.shield(self._exited)
+
+
 class AppProcess:
     """One running app. The proxy counts `in_flight` and keeps idle keep-alive connections in `connections`."""
 
-    def __init__(self, spec: ProcessSpec, proc: asyncio.subprocess.Process, port: int) -> None:
+    def __init__(self, spec: ProcessSpec, proc: Child, port: int) -> None:
         self.spec = spec
         self.guid = spec.guid
         self.bundle_id = spec.bundle_id
@@ -308,14 +356,15 @@ async def _spawn(spec: ProcessSpec) -> AppProcess:
         fd = sock.fileno()
         argv = [str(spec.python), str(HARNESS), "--kind", spec.kind, "--entrypoint", spec.entrypoint, "--fd", str(fd)]
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv,
+            popen = await asyncio.to_thread(
+                subprocess.Popen,
+                argv,
                 cwd=spec.cwd,
                 env=child_env(spec),
                 # Never written: the harness takes end of file as the server being gone, and exits.
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
                 pass_fds=(fd,),
                 # Its own process group: a Ctrl-C at the server's terminal reaches the server, which stops
                 # the apps in order, and stopping an app reaches whatever it spawned.
@@ -326,6 +375,7 @@ async def _spawn(spec: ProcessSpec) -> AppProcess:
                 f"The app did not start: could not run `{spec.python}` in `{spec.cwd}` ({exc.strerror}). "
                 "Rebuild the content's environment, then deploy again."
             ) from exc
+        proc = await Child.attach(popen)
     finally:
         sock.close()  # the child has its own copy
     return AppProcess(spec, proc, port)
