@@ -221,6 +221,13 @@ def test_fastapi_sees_its_prefix(front: Front, fastapi_app: AppProcess) -> None:
     assert httpx.get(f"{base}/openapi.json").json()["paths"].keys() >= {"/hello"}
 
 
+def test_a_fastapi_app_without_a_root_route_opens_on_its_docs(front: Front, fastapi_app: AppProcess) -> None:
+    base = f"{front.url}/content/{fastapi_app.guid}"
+    root = httpx.get(f"{base}/")
+    assert root.status_code == 307 and root.headers["location"] == f"/content/{fastapi_app.guid}/docs"
+    assert httpx.get(f"{base}/", follow_redirects=True).status_code == 200
+
+
 def test_the_app_gets_only_its_own_environment(front: Front, fastapi_app: AppProcess) -> None:
     def env(name: str) -> str | None:
         return httpx.get(f"{front.url}/content/{fastapi_app.guid}/env/{name}").json()["value"]

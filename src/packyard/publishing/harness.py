@@ -120,6 +120,37 @@ class ForwardedPrefix:
         await self.app(scope, receive, send)  # type: ignore[operator]
 
 
+class DocsAtRoot:
+    """Connect's touch for FastAPI: an API with no route at `/` redirects `/` to its interactive docs, so the
+    content URL opens on something useful instead of `{"detail": "Not Found"}`."""
+
+    def __init__(self, app: object, api: object) -> None:
+        self.app = app
+        self.api = api
+
+    async def __call__(self, scope: dict, receive: object, send: object) -> None:
+        if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
+            root = scope.get("root_path", "")
+            docs = getattr(self.api, "docs_url", None)
+            # Routes are looked at per request: an app may add its `/` route after import.
+            if scope["path"] in (root + "/", root or "/") and docs and not self._has_root():
+                location = (root + docs).encode("latin-1")
+                await send({"type": "http.response.start", "status": 307, "headers": [(b"location", location)]})  # type: ignore[operator]
+                await send({"type": "http.response.body", "body": b""})  # type: ignore[operator]
+                return
+        await self.app(scope, receive, send)  # type: ignore[operator]
+
+    def _has_root(self) -> bool:
+        return any(getattr(route, "path", None) in ("/", "") for route in getattr(self.api, "routes", ()))
+
+
+def docs_at_root(app: object, loaded: object) -> object:
+    """Wrap FastAPI apps (anything with `docs_url` and `routes`) in DocsAtRoot; others pass through."""
+    if getattr(loaded, "docs_url", None) and hasattr(loaded, "routes"):
+        return DocsAtRoot(app, loaded)
+    return app
+
+
 def exit_with_parent() -> None:
     """The server holds our stdin pipe and never writes to it; end of file means it is gone, so shut down
     instead of lingering as an orphan holding the port and the content's resources."""
@@ -167,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     except BaseException:  # the app's own import error, shown as Python prints it
         traceback.print_exc()
         return 1
-    app = wsgi(app) if args.kind == "wsgi" else asgi3(app)
+    app = wsgi(app) if args.kind == "wsgi" else docs_at_root(asgi3(app), app)
     exit_with_parent()
     uvicorn.run(
         ForwardedPrefix(app),  # type: ignore[arg-type]
