@@ -30,11 +30,16 @@ class AppContext:
     callers: Callers = field(init=False)
     _roots_rendered_at: float = field(default=0.0, repr=False)
     _root_interval: float = field(default=0.5, repr=False)
+    _last_upload: float = field(default=0.0, repr=False)
 
     # Root pages list every name, so rendering one costs O(projects). Render stale roots at most every half
     # second, and never more than a tenth of the time: a bulk upload stays O(1) per file at any size.
     ROOT_INTERVAL = 0.5
     ROOT_DUTY = 0.1
+    # Installers never read the root, so while uploads keep coming (twine sends one file after another) wait
+    # for a pause before rendering it, or for ROOT_MAX_LAG seconds: the render would slow every upload.
+    ROOT_QUIET = 0.3
+    ROOT_MAX_LAG = 5.0
 
     @classmethod
     def open(cls, settings: Settings) -> AppContext:
@@ -59,6 +64,10 @@ class AppContext:
         context.render_roots()
         return context
 
+    def upload_arrived(self) -> None:
+        """An upload was stored here; root renders wait for uploads to pause (see ROOT_QUIET)."""
+        self._last_upload = time.monotonic()
+
     def render_roots(self) -> None:
         """Re-render root pages that new projects marked stale."""
         from packyard.repository.services import record
@@ -73,10 +82,15 @@ class AppContext:
     def sync(self, render_roots: bool = True) -> None:
         """Catch up with the change log (writes here, by the CLI, or by other server processes). Uploads
         pass `render_roots=False`: a root page at 50,000 names must not hold up the upload that made it stale."""
-        if render_roots and time.monotonic() - self._roots_rendered_at >= self._root_interval:
+        now = time.monotonic()
+        since_render = now - self._roots_rendered_at
+        quiet = now - self._last_upload >= self.ROOT_QUIET or since_render >= self.ROOT_MAX_LAG
+        if render_roots and since_render >= self._root_interval and quiet:
             self.render_roots()
         for event in self.pages.sync():
-            if event.kind == "token-revoke":
+            if event.kind == "upload":
+                self._last_upload = time.monotonic()
+            elif event.kind == "token-revoke":
                 self.auth.forget(event.detail)
             elif event.kind in ("subscribe", "repo-create", "repo-edit", "policy", "curate", "delete"):
                 self.files.clear()

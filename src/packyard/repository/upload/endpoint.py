@@ -81,6 +81,7 @@ class UploadEndpoint:
 
         def store() -> UploadResult:
             result = accept_upload(c.db, c.store, source, parts, grant.description)
+            c.upload_arrived()
             # This process serves the new file at once; roots follow in the background. When the upload's event
             # is the next in the change log, the page cache applies it without reading the log back.
             if result.serial is None or not c.pages.applied(result.serial, "upload", result.project):
