@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from starlette.datastructures import UploadFile
 
 from packyard import __version__
@@ -106,8 +106,8 @@ async def current_user(request: Request) -> dict[str, Any]:
             "first_name": "",
             "last_name": "",
             "user_role": user.role,
-            "created_time": contents._iso(user.created_at),
-            "updated_time": contents._iso(user.created_at),
+            "created_time": contents.iso(user.created_at),
+            "updated_time": contents.iso(user.created_at),
             "active_time": None,
             "confirmed": True,
             "locked": user.locked,
@@ -453,8 +453,6 @@ async def lockfile(request: Request, guid: str) -> Any:
     text = publisher.environments.lock_text(key) if key else None
     if text is None:
         raise PublishingError(f"Content `{guid}` has no built environment to export; deploy it first.")
-    from fastapi.responses import PlainTextResponse
-
     return PlainTextResponse(text, headers={"Generated-By": f"Packyard {__version__} for Python {version}"})
 
 

@@ -43,8 +43,8 @@ def content_json(content: Content, owner_guid: str, address: str) -> dict[str, A
         "description": content.description,
         "access_type": content.access_type,
         "locked": False,
-        "created_time": _iso(content.created_at),
-        "last_deployed_time": _iso(content.last_deployed_at),
+        "created_time": iso(content.created_at),
+        "last_deployed_time": iso(content.last_deployed_at),
         "bundle_id": str(content.bundle_id) if content.bundle_id is not None else None,
         "app_mode": content.app_mode,
         "content_category": "",
@@ -71,7 +71,7 @@ def bundle_json(bundle: Bundle, content: Content) -> dict[str, Any]:
     return {
         "id": str(bundle.id),
         "content_guid": content.guid,
-        "created_time": _iso(bundle.created_at),
+        "created_time": iso(bundle.created_at),
         "cluster_name": "Local",
         "image_name": None,
         "r_version": None,
@@ -83,7 +83,7 @@ def bundle_json(bundle: Bundle, content: Content) -> dict[str, Any]:
     }
 
 
-def _iso(value: Any) -> str | None:
+def iso(value: Any) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value is not None else None
 
 
