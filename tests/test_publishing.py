@@ -147,6 +147,9 @@ def test_content_search_describe_and_download(pub: Publishing, fastapi_app: Path
         data = json.loads(tar.extractfile("manifest.json").read())  # type: ignore[union-attr]
     assert {"manifest.json", "app.py", "requirements.txt"} <= set(names)
     assert data["metadata"]["appmode"] == "python-fastapi"
+    lock = tmp_path / "requirements.txt.lock"
+    pub.rsconnect("content", "get-lockfile", "-n", "packyard", "-g", guid, "-o", str(lock))
+    assert {"fastapi==0.165.0", "uvicorn==0.54.0", "pydantic-core==2.50.4"} <= set(lock.read_text().split())
 
 
 def _upload_and_deploy(pub: Publishing, guid: str, archive: bytes) -> dict:
