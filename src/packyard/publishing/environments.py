@@ -4,6 +4,7 @@ contents, reused by every bundle with the same packages and Python, and reaped w
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -157,10 +158,8 @@ class Environments(EnvironmentAdmin):
             if marker is None:
                 return None
             lock = (self.store.path(key) / LOCK_FILE).read_text()
-            try:
+            with contextlib.suppress(IntegrityError):  # another hit recorded the missing row at the same moment
                 self._touch(key, interpreter, plan, marker)
-            except IntegrityError:
-                pass  # another hit recorded the missing row at the same moment
             return marker, lock
         finally:
             if fd is not None:
