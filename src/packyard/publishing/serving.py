@@ -18,6 +18,7 @@ from packyard.publishing.users import InvalidKey
 if TYPE_CHECKING:
     from packyard.context import AppContext
 
+_CREDENTIALS = (b"authorization", b"x-rsc-authorization")  # ASGI header names are lower-case
 CONTENT_TTL = 2.0  # seconds a content row is reused by the proxy; access changes apply within that
 
 
@@ -29,7 +30,8 @@ def content_resolver(context: AppContext) -> Callable[[Scope, str, int | None], 
             return contents.get(session, guid)
 
     async def resolve(scope: Scope, guid: str, bundle_id: int | None) -> AppProcess:
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        # Only the credential headers: the proxy runs this on every request.
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"] if k in _CREDENTIALS}
         caller = await context.callers.optional(headers)
         hit = rows.get(guid)
         if hit is None or hit[1] < time.monotonic():
