@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import io
 import json
 import os
@@ -26,21 +27,24 @@ WHEELHOUSE = ROOT / ".cache" / "wheelhouse"
 PINS = ["fastapi==0.165.0", "uvicorn==0.54.0", "flask==3.1.3", "a2wsgi==1.10.10"]
 
 
-def wheelhouse() -> Path:
-    """Wheels for the test apps, downloaded once (a lock keeps two pytest workers from racing)."""
-    WHEELHOUSE.parent.mkdir(parents=True, exist_ok=True)
-    done = WHEELHOUSE / ".complete"
-    with open(WHEELHOUSE.parent / "wheelhouse.lock", "w") as lock:
+def wheelhouse(pins: list[str] | None = None) -> Path:
+    """Wheels for these pins (the API apps' by default), downloaded once per pin set into their own folder, so
+    a module's server gets only the packages its apps use. A lock keeps two pytest workers from racing."""
+    pins = sorted(pins or PINS)
+    folder = WHEELHOUSE / hashlib.sha256(" ".join(pins).encode()).hexdigest()[:12]
+    done = folder / ".complete"
+    WHEELHOUSE.mkdir(parents=True, exist_ok=True)
+    with open(WHEELHOUSE / f"{folder.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not done.exists():
-            shutil.rmtree(WHEELHOUSE, ignore_errors=True)
+            shutil.rmtree(folder, ignore_errors=True)
             subprocess.run(
-                [sys.executable, "-m", "pip", "download", "-q", "-d", str(WHEELHOUSE), "--only-binary=:all:", *PINS],
+                [sys.executable, "-m", "pip", "download", "-q", "-d", str(folder), "--only-binary=:all:", *pins],
                 check=True,
                 env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
             )
-            done.write_text(" ".join(PINS))
-    return WHEELHOUSE
+            done.write_text(" ".join(pins))
+    return folder
 
 
 @dataclass
@@ -107,8 +111,9 @@ def publishing_server(database: str, data_dir: Path) -> Iterator[Server]:
             server.stop()
 
 
-def setup_publishing(server: Server, home: Path) -> Publishing:
-    server.cli("add", "--source", "local-python-src", "--path", str(wheelhouse()),
+def setup_publishing(server: Server, home: Path, pins: list[str] | None = None) -> Publishing:
+    """A publisher `alice` with rsconnect pointed at `server`, whose `pypi` repository has the wheels of `pins`."""
+    server.cli("add", "--source", "local-python-src", "--path", str(wheelhouse(pins)),
                "--address", server.url, "--token", server.upload_token)  # fmt: skip
     server.cli("user", "create", "alice", "--role", "publisher")
     key = server.cli("key", "create", "--user", "alice", "-q").stdout.strip()
