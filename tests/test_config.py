@@ -65,3 +65,29 @@ def test_token_secret_is_created_once(tmp_path: Path) -> None:
     secret = settings.token_secret()
     assert len(secret) > 40 and settings.token_secret() == secret
     assert (tmp_path / "token-secret").stat().st_mode & 0o777 == 0o600
+
+
+def test_scheduler_defaults_from_file_and_environment(tmp_path: Path) -> None:
+    # `[publishing] init_timeout` is what earlier versions wrote; it still counts, as `[scheduler] init_timeout`.
+    (tmp_path / "packyard.toml").write_text("[publishing]\ninit_timeout = 90\n[scheduler]\nmax_processes = 5\n")
+    scheduler = load_settings(tmp_path, environ={"PACKYARD_SCHEDULER_LOAD_FACTOR": "0.8"}).scheduler
+    assert (scheduler.init_timeout, scheduler.max_processes, scheduler.load_factor) == (90, 5, 0.8)
+    assert scheduler.idle_timeout == 5 and scheduler.max_conns_per_process == 20
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"PACKYARD_SCHEDULER_MIN_PROCESSES": "4"}, "`min_processes` (4) is over `max_processes` (3)"),
+        ({"PACKYARD_SCHEDULER_MAX_PROCESSES": "30"}, "`max_processes` (30) is over `max_processes_limit` (20)"),
+        ({"PACKYARD_SCHEDULER_LOAD_FACTOR": "2"}, "`load_factor` (2) is not from 0.0 to 1.0"),
+        (
+            {"PACKYARD_SCHEDULER_LOAD_FACTOR": "half"},
+            "Config `scheduler.load_factor` has value 'half'; expected a float.",
+        ),
+    ],
+)
+def test_bad_scheduler_defaults_stop_the_start(tmp_path: Path, override: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_settings(tmp_path, environ=override)
+    assert message in str(error.value)

@@ -31,6 +31,7 @@ from packyard.http_errors import send_error
 from packyard.publishing.errors import AppStartError, NotFound
 from packyard.publishing.proxy import ContentProxy
 from packyard.publishing.runtime import AppProcess, ProcessSpec, Supervisor, read_log_tail
+from packyard.publishing.scheduler import Limits
 
 T = TypeVar("T")
 SECRET = "PACKYARD_RUNTIME_TEST_SECRET"
@@ -123,7 +124,7 @@ class Front:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        self.supervisor = Supervisor(init_timeout=30)
+        self.supervisor = Supervisor(Limits(init_timeout=30))
         self.overrides: dict[str, AppProcess] = {}
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
@@ -347,11 +348,12 @@ def test_an_app_that_fails_to_import_reports_its_traceback(front: Front, tmp_pat
 
 def test_an_app_that_never_answers_times_out(front: Front, tmp_path: Path) -> None:
     spec = make_spec(tmp_path, "import time\nprint('connecting to the database', flush=True)\ntime.sleep(30)\n")
-    supervisor = Supervisor(init_timeout=1.0)
+    supervisor = Supervisor(Limits(init_timeout=1))
     with pytest.raises(AppStartError) as error:
         front.run(supervisor.start(spec))
     assert str(error.value) == (
-        "The app did not start: it did not answer HTTP within 1 s. Its last output:\nconnecting to the database"
+        "The app did not start: it did not answer HTTP within 1 s (`init_timeout`). "
+        "Its last output:\nconnecting to the database"
     )
 
 

@@ -117,5 +117,7 @@ async def _follow_changes(context: AppContext) -> None:
         await asyncio.sleep(SYNC_INTERVAL)
         try:
             await asyncio.to_thread(context.sync)
+            while context.runtime_changes:
+                await context.publisher.reconfigure(context.runtime_changes.pop())
         except Exception:  # keep following; a database hiccup must not stop cache updates for good
             log.exception("Could not read the change log; retrying")

@@ -78,8 +78,27 @@ bundle_max_size = "1GiB"
 bundle_max_entries = 20000
 # Key that encrypts content environment variables at rest; empty means the key file `encryption-key`.
 encryption_key = ""
-# Seconds a new process has to answer HTTP before the deploy fails.
+
+[scheduler]
+# How interactive content runs: the defaults for a content item whose own setting is null (Connect's names;
+# `PATCH /__api__/v1/content/<guid>` or `packyard content runtime` sets them per content).
+min_processes = 0
+max_processes = 3
+max_conns_per_process = 20
+# 0.0 starts another process for almost every new connection; 1.0 fills each process first.
+load_factor = 0.5
+# Seconds: a process with no connection stops after `idle_timeout` (down to `min_processes`); a new one
+# has `init_timeout` to answer; the proxy gives up on an app silent for `connection_timeout` and on a
+# client silent for `read_timeout` (0: never).
+idle_timeout = 5
 init_timeout = 60
+connection_timeout = 3600
+read_timeout = 3600
+# Caps on what publishers may set.
+max_processes_limit = 20
+min_processes_limit = 20
+# Seconds a request waits for a free connection when every process is full, before a 503.
+queue_timeout = 30
 """
 
 
@@ -144,7 +163,23 @@ class PublishingSettings:
     bundle_max_size: str = "1GiB"
     bundle_max_entries: int = 20000
     encryption_key: str = ""
+
+
+@dataclass
+class SchedulerSettings:
+    """Server defaults for content runtime settings, and the caps on what a publisher may set."""
+
+    min_processes: int = 0
+    max_processes: int = 3
+    max_conns_per_process: int = 20
+    load_factor: float = 0.5
+    idle_timeout: int = 5
     init_timeout: int = 60
+    connection_timeout: int = 3600
+    read_timeout: int = 3600
+    max_processes_limit: int = 20
+    min_processes_limit: int = 20
+    queue_timeout: int = 30
 
 
 @dataclass
@@ -158,6 +193,7 @@ class Settings:
     mirror: MirrorSettings = field(default_factory=MirrorSettings)
     python: PythonSettings = field(default_factory=PythonSettings)
     publishing: PublishingSettings = field(default_factory=PublishingSettings)
+    scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
 
     @property
     def database_url(self) -> str:
@@ -238,6 +274,12 @@ def _coerce(section: str, key: str, raw: Any, kind: type) -> Any:
             return int(raw)
         except (TypeError, ValueError):
             pass
+    elif kind is float:
+        if not isinstance(raw, bool):
+            try:
+                return float(raw)
+            except (TypeError, ValueError):
+                pass
     elif kind is list:
         if isinstance(raw, str):  # from an environment variable: comma-separated
             return [item.strip() for item in raw.split(",") if item.strip()]
@@ -261,6 +303,7 @@ def load_settings(data_dir: str | Path | None = None, environ: dict[str, str] | 
             document = tomllib.loads(path.read_text())
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+    document, env = _moved_keys(document, env)
     for section_field in fields(settings):
         section = getattr(settings, section_field.name)
         if not is_dataclass(section):
@@ -281,6 +324,7 @@ def load_settings(data_dir: str | Path | None = None, environ: dict[str, str] | 
                 setattr(section, name, _coerce(section_field.name, name, values[name], kind))
     settings.max_file_size  # noqa: B018 - fail at startup, not at the first upload
     settings.bundle_max_size  # noqa: B018
+    _check_scheduler(settings.scheduler)
     upstream = settings.mirror.upstream
     if upstream and not upstream.startswith(("http://", "https://")):
         raise ConfigError(
@@ -288,6 +332,40 @@ def load_settings(data_dir: str | Path | None = None, environ: dict[str, str] | 
             "e.g. `https://pypi.org/simple/`."
         )
     return settings
+
+
+def _moved_keys(document: dict[str, Any], env: Any) -> tuple[dict[str, Any], Any]:
+    """`[publishing] init_timeout` is `[scheduler] init_timeout` now; files written on first start carry it."""
+    legacy = document.get("publishing", {}).pop("init_timeout", None)
+    if legacy is not None:
+        document.setdefault("scheduler", {}).setdefault("init_timeout", legacy)
+    old, new = "PACKYARD_PUBLISHING_INIT_TIMEOUT", "PACKYARD_SCHEDULER_INIT_TIMEOUT"
+    if old in env and new not in env:
+        env = {**env, new: env[old]}
+    return document, env
+
+
+def _check_scheduler(s: SchedulerSettings) -> None:
+    """The defaults obey the rules a content's own settings do, so every content starts with valid ones."""
+    timeouts = {k: getattr(s, k) for k in ("idle_timeout", "connection_timeout", "read_timeout", "queue_timeout")}
+    rules = [
+        (s.max_processes <= s.max_processes_limit, f"`max_processes` ({s.max_processes}) is over "
+         f"`max_processes_limit` ({s.max_processes_limit})"),
+        (s.min_processes <= s.min_processes_limit, f"`min_processes` ({s.min_processes}) is over "
+         f"`min_processes_limit` ({s.min_processes_limit})"),
+        (s.min_processes <= s.max_processes, f"`min_processes` ({s.min_processes}) is over `max_processes` "
+         f"({s.max_processes})"),
+        (s.max_processes >= 1 and s.max_conns_per_process >= 1, "`max_processes` and `max_conns_per_process` "
+         "must be at least 1"),
+        (0.0 <= s.load_factor <= 1.0, f"`load_factor` ({s.load_factor:g}) is not from 0.0 to 1.0"),
+        (s.init_timeout >= 1, f"`init_timeout` ({s.init_timeout}) must be at least 1 second"),
+        (s.min_processes >= 0 and min(timeouts.values()) >= 0, "counts and timeouts must not be negative"),
+    ]  # fmt: skip
+    for ok, problem in rules:
+        if not ok:
+            raise ConfigError(
+                f"Config `[scheduler]`: {problem}; fix packyard.toml or the PACKYARD_SCHEDULER_* variables."
+            )
 
 
 def write_default_config(data_dir: Path) -> None:

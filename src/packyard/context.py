@@ -31,6 +31,8 @@ class AppContext:
     _roots_rendered_at: float = field(default=0.0, repr=False)
     _root_interval: float = field(default=0.5, repr=False)
     _last_upload: float = field(default=0.0, repr=False)
+    # Content whose runtime settings changed (the change log says so); the event loop applies them.
+    runtime_changes: set[str] = field(default_factory=set, repr=False)
 
     # Root pages list every name, so rendering one costs O(projects). Render stale roots at most every half
     # second, and never more than a tenth of the time: a bulk upload stays O(1) per file at any size.
@@ -94,3 +96,5 @@ class AppContext:
                 self.auth.forget(event.detail)
             elif event.kind in ("subscribe", "repo-create", "repo-edit", "policy", "curate", "delete"):
                 self.files.clear()
+            elif event.kind == "content-runtime":
+                self.runtime_changes.add(event.detail)

@@ -26,5 +26,5 @@ def fail(message: str, hint: str | None = None, cause: BaseException | None = No
 def table(columns: list[str], rows: list[list[str]]) -> None:
     t = Table(*columns, box=None, header_style="bold", pad_edge=False)
     for row in rows:
-        t.add_row(*row)
+        t.add_row(*map(escape, row))  # data, never markup: `[scheduler]` must print as it is
     out.print(t)

@@ -140,6 +140,58 @@ def content_list(data_dir: DataDir = None) -> None:
     table(["GUID", "NAME", "TITLE", "MODE", "OWNER", "BUNDLE", "DEPLOYED"], rows)
 
 
+def _setting(name: str, meaning: str) -> object:
+    flag = "--" + name.replace("_", "-")
+    return typer.Option(flag, metavar="N|default", help=f"{meaning} (`default`: the server's).")
+
+
+@content_app.command("runtime")
+def content_runtime(
+    guid: Annotated[str, typer.Argument(help="Content GUID (`packyard content list`).")],
+    min_processes: Annotated[str | None, _setting("min_processes", "Processes kept running")] = None,
+    max_processes: Annotated[str | None, _setting("max_processes", "Most processes at once")] = None,
+    max_conns_per_process: Annotated[
+        str | None, _setting("max_conns_per_process", "Most connections one process serves")
+    ] = None,
+    load_factor: Annotated[str | None, _setting("load_factor", "0.0-1.0: how early another process starts")] = None,
+    idle_timeout: Annotated[str | None, _setting("idle_timeout", "Seconds an unused process lives")] = None,
+    init_timeout: Annotated[str | None, _setting("init_timeout", "Seconds a new process has to answer")] = None,
+    connection_timeout: Annotated[
+        str | None, _setting("connection_timeout", "Seconds the proxy waits on a silent app, 0: never")
+    ] = None,
+    read_timeout: Annotated[
+        str | None, _setting("read_timeout", "Seconds the proxy waits on a silent client, 0: never")
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Show a content's runtime settings and where each comes from; with options, change them first.
+
+    The running server applies a change within a second, without a redeploy."""
+    from packyard.publishing import content as contents
+    from packyard.publishing import scheduler
+
+    given = {
+        "min_processes": min_processes,
+        "max_processes": max_processes,
+        "max_conns_per_process": max_conns_per_process,
+        "load_factor": load_factor,
+        "idle_timeout": idle_timeout,
+        "init_timeout": init_timeout,
+        "connection_timeout": connection_timeout,
+        "read_timeout": read_timeout,
+    }
+    with local_session(data_dir) as (settings, session):
+        content = contents.get(session, guid)
+        changes = {name: scheduler.parse(name, text) for name, text in given.items() if text is not None}
+        if scheduler.apply(content, changes, settings.scheduler):
+            contents.runtime_changed(session, content)
+            err.print(f"Updated the runtime settings of `{content.name}` ({guid}).")
+        rows = [
+            [name, f"{value:g}", source] for name, value, source in scheduler.described(content, settings.scheduler)
+        ]
+    table(["SETTING", "VALUE", "FROM"], rows)
+
+
 @content_app.command("logs")
 def content_logs(
     guid: Annotated[str, typer.Argument(help="Content GUID (`packyard content list`).")],

@@ -169,12 +169,16 @@ async def patch_content(request: Request, guid: str) -> dict[str, Any]:
     body = await _json(request)
     address = _address(request)
 
-    def work(session: Any) -> dict[str, Any]:
-        content = contents.patch(session, caller, contents.get(session, guid), body)
-        session.flush()
-        return contents.content_json(content, contents.owner_guid(session, content), address)
+    publisher = _publisher(request)
 
-    return await _in_thread(request, work)
+    def work(session: Any) -> tuple[dict[str, Any], Any]:
+        content = contents.patch(session, caller, contents.get(session, guid), body, publisher.settings.scheduler)
+        session.flush()
+        return contents.content_json(content, contents.owner_guid(session, content), address), content
+
+    answer, content = await _in_thread(request, work)
+    publisher.configure(content)  # at once; a change made with the CLI comes through the change log
+    return answer
 
 
 @router.delete("/v1/content/{guid}")

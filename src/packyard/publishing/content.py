@@ -10,7 +10,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from packyard.config import SchedulerSettings
 from packyard.db import utcnow
+from packyard.publishing import scheduler
 from packyard.publishing.bundles import APP_MODES
 from packyard.publishing.errors import Forbidden, NotFound, PublishingError
 from packyard.publishing.models import Bundle, Content, User
@@ -57,6 +59,7 @@ def content_json(content: Content, owner_guid: str, address: str) -> dict[str, A
         "r_environment_management": None,
         "default_py_environment_management": content.py_environment_management,
         "py_environment_management": content.py_environment_management,
+        **{name: getattr(content, name) for name in scheduler.FIELDS},
         "run_as": None,
         "run_as_current_user": False,
         "owner_guid": owner_guid,
@@ -153,10 +156,13 @@ def visible(session: Session, caller: Caller, name: str | None = None) -> list[C
     return list(session.scalars(query))
 
 
-def patch(session: Session, caller: Caller, content: Content, body: Any) -> Content:
+def patch(session: Session, caller: Caller, content: Content, body: Any, defaults: SchedulerSettings) -> Content:
     check_owner(caller, content)
     if not isinstance(body, dict):
         raise PublishingError('Send a JSON object of fields to change, e.g. {"title": "My API"}.')
+    runtime = {key: value for key, value in body.items() if key in scheduler.FIELDS}
+    if scheduler.apply(content, runtime, defaults):
+        runtime_changed(session, content)
     for key, value in body.items():
         kind = EDITABLE.get(key)
         if kind is None:
@@ -175,6 +181,13 @@ def patch(session: Session, caller: Caller, content: Content, body: Any) -> Cont
         else:
             setattr(content, key, value)
     return content
+
+
+def runtime_changed(session: Session, content: Content) -> None:
+    """Tell the server (this process or, for the CLI, the running one) to apply the content's new settings."""
+    from packyard.repository.services import record  # the change log is shared by every domain
+
+    record(session, "content-runtime", detail=content.guid)
 
 
 def add_bundle(

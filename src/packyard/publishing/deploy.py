@@ -21,7 +21,7 @@ from packyard.config import Settings
 from packyard.db import Database
 from packyard.errors import PackyardError
 from packyard.publishing import content as contents
-from packyard.publishing import variables
+from packyard.publishing import scheduler, variables
 from packyard.publishing.bundles import API_APP_MODES, Manifest, extract_bundle, read_requirements
 from packyard.publishing.environments import BuiltEnvironment, Environments, check_externals, plan_install
 from packyard.publishing.errors import BundleError, EnvironmentBuildError, NotFound
@@ -61,7 +61,7 @@ class Publisher:
         self.tasks = Tasks()
         self.vault = Vault(settings.encryption_key())
         self.environments = Environments(settings, db)
-        self.supervisor = Supervisor(float(settings.publishing.init_timeout))
+        self.supervisor = Supervisor(scheduler.defaults(settings.scheduler))
         self.root = settings.data_dir / "apps"
         self._locks: dict[str, asyncio.Lock] = {}
         self._running: set[asyncio.Task[None]] = set()
@@ -120,11 +120,12 @@ class Publisher:
         kind = API_APP_MODES[prepared.manifest.appmode]
         task.log(f"Launching {MODE_NAMES.get(prepared.manifest.appmode, kind)} `{prepared.manifest.entrypoint}` ...")
         start_began = time.monotonic()
-        process = await self.supervisor.start(self._spec(prepared, kind))
+        limits = self.limits(prepared.content)
+        process = await self.supervisor.start(self._spec(prepared, kind), limits.init_timeout)
         start_seconds = time.monotonic() - start_began
         task.log(f"The app answered on 127.0.0.1:{process.port} after {start_seconds:.2f} s (pid {process.pid}).")
         if activate:
-            self.supervisor.activate(process)
+            self.supervisor.activate(process, limits)
             await asyncio.to_thread(self._mark_active, guid, bundle_id)
             task.log(f"Bundle {bundle_id} is active: /content/{guid}/ serves it.")
         else:
@@ -261,9 +262,32 @@ class Publisher:
                 return process
             notes: list[str] = []
             prepared = await self.prepare(content.guid, content.bundle_id, notes.append)
-            process = await self.supervisor.start(self._spec(prepared, API_APP_MODES[prepared.manifest.appmode]))
-            self.supervisor.activate(process)
+            limits = self.limits(content)
+            spec = self._spec(prepared, API_APP_MODES[prepared.manifest.appmode])
+            process = await self.supervisor.start(spec, limits.init_timeout)
+            self.supervisor.activate(process, limits)
             return process
+
+    def limits(self, content: Content) -> scheduler.Limits:
+        return scheduler.effective(content, self.settings.scheduler)
+
+    def configure(self, content: Content) -> None:
+        """Apply the content's runtime settings to its running processes."""
+        self.supervisor.configure(content.guid, self.limits(content))
+
+    async def reconfigure(self, guid: str) -> None:
+        """Read the content's runtime settings again (the change log says they changed) and apply them."""
+
+        def load() -> Content | None:
+            with self.db.session() as session:
+                try:
+                    return contents.get(session, guid)
+                except NotFound:
+                    return None
+
+        content = await asyncio.to_thread(load)
+        if content is not None:
+            self.configure(content)
 
     async def remove(self, guid: str) -> None:
         await self.supervisor.stop_content(guid)

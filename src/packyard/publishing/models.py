@@ -54,6 +54,15 @@ class Content(Base):
     py_version: Mapped[str | None] = mapped_column(String(40), nullable=True)
     # None follows the server's `[python] environment_management`.
     py_environment_management: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    # Runtime settings (scheduler.py); None follows the server's `[scheduler]` default.
+    min_processes: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    max_processes: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    max_conns_per_process: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    load_factor: Mapped[float | None] = mapped_column(Float, nullable=True)
+    idle_timeout: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    init_timeout: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    connection_timeout: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    read_timeout: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_deployed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Protocol
 
 from packyard.publishing.errors import AppStartError
+from packyard.publishing.scheduler import Limits
 
 log = logging.getLogger("packyard.runtime")
 
@@ -206,33 +207,42 @@ class AppProcess:
 
 
 class Supervisor:
-    def __init__(self, init_timeout: float = 60.0) -> None:
-        self.init_timeout = init_timeout
+    def __init__(self, defaults: Limits | None = None) -> None:
+        self.defaults = defaults or Limits()
+        self._limits: dict[str, Limits] = {}
         self._active: dict[str, AppProcess] = {}
         self._drafts: dict[str, AppProcess] = {}
         self._watchers: dict[str, asyncio.Task[None]] = {}
         self._logs: dict[str, Path] = {}
         self._background: set[asyncio.Task[None]] = set()
 
-    async def start(self, spec: ProcessSpec) -> AppProcess:
-        """Start the app and return once it answers HTTP; AppStartError with its last output otherwise."""
+    def limits(self, guid: str) -> Limits:
+        return self._limits.get(guid, self.defaults)
+
+    def configure(self, guid: str, limits: Limits) -> None:
+        """The runtime settings of a content from now on."""
+        self._limits[guid] = limits
+
+    async def start(self, spec: ProcessSpec, init_timeout: float | None = None) -> AppProcess:
+        """Start the app and return once it answers HTTP within `init_timeout` seconds (the content's setting
+        by default); AppStartError with its last output otherwise."""
         if spec.kind not in ("asgi", "wsgi"):
             raise ValueError(f"ProcessSpec.kind is {spec.kind!r}; use 'asgi' or 'wsgi'")
         self._logs[spec.guid] = spec.log_path
         spec.log_path.parent.mkdir(parents=True, exist_ok=True)
         process = await _spawn(spec)
         try:
-            await self._wait_ready(process)
+            await self._wait_ready(process, init_timeout or self.limits(spec.guid).init_timeout)
         except BaseException:
             await asyncio.shield(process.kill())
             raise
         return process
 
-    async def _wait_ready(self, process: AppProcess) -> None:
+    async def _wait_ready(self, process: AppProcess, timeout: float) -> None:
         probe = asyncio.create_task(_probe(process.port))
         exited = asyncio.create_task(process.wait())
         try:
-            await asyncio.wait({probe, exited}, timeout=self.init_timeout, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({probe, exited}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:
             probe.cancel()
             exited.cancel()
@@ -241,14 +251,16 @@ class Supervisor:
         if exited.done() and not exited.cancelled():
             reason = f"it exited with code {exited.result()}"
         else:
-            reason = f"it did not answer HTTP within {self.init_timeout:g} s"
+            reason = f"it did not answer HTTP within {timeout:g} s (`init_timeout`)"
         await process.kill()
         output = "\n".join(process.tail) if process.tail else "(nothing)"
         raise AppStartError(f"The app did not start: {reason}. Its last output:\n{output}")
 
-    def activate(self, process: AppProcess) -> None:
+    def activate(self, process: AppProcess, limits: Limits | None = None) -> None:
         """Route /content/<guid>/ to `process` now; the previous process drains and stops."""
         guid = process.guid
+        if limits is not None:
+            self._limits[guid] = limits
         if self._drafts.get(guid) is process:
             del self._drafts[guid]
         old = self._active.get(guid)
@@ -292,6 +304,7 @@ class Supervisor:
         watcher = self._watchers.pop(guid, None)
         if watcher is not None:
             watcher.cancel()
+        self._limits.pop(guid, None)
         processes = [p for p in (self._active.pop(guid, None), self._drafts.pop(guid, None)) if p is not None]
         await asyncio.gather(*(p.stop(grace) for p in processes))
 

@@ -214,7 +214,7 @@ class PageCache:
                     self._pages.pop(event.project, None)
                     self._pages.pop("", None)
                     self._epoch += 1
-                elif not event.kind.startswith("token-"):
+                elif not event.kind.startswith(("token-", "content-")):  # other domains' events
                     structural = True
             if structural:
                 self.reload()
