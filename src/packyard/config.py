@@ -78,6 +78,8 @@ bundle_max_size = "1GiB"
 bundle_max_entries = 20000
 # Key that encrypts content environment variables at rest; empty means the key file `encryption-key`.
 encryption_key = ""
+# Seconds a notebook or Quarto render may run at deploy time before it is stopped and the deploy fails.
+render_timeout = 1800
 
 [scheduler]
 # How interactive content runs: the defaults for a content item whose own setting is null (Connect's names;
@@ -99,6 +101,11 @@ max_processes_limit = 20
 min_processes_limit = 20
 # Seconds a request waits for a free connection when every process is full, before a 503.
 queue_timeout = 30
+
+[quarto]
+# The `quarto` binary that renders Quarto content; empty means `quarto` on PATH, else the `quarto-cli`
+# package's binary when the content's requirements install it.
+executable = ""
 """
 
 
@@ -163,6 +170,7 @@ class PublishingSettings:
     bundle_max_size: str = "1GiB"
     bundle_max_entries: int = 20000
     encryption_key: str = ""
+    render_timeout: int = 1800
 
 
 @dataclass
@@ -183,6 +191,11 @@ class SchedulerSettings:
 
 
 @dataclass
+class QuartoSettings:
+    executable: str = ""
+
+
+@dataclass
 class Settings:
     data_dir: Path = field(default_factory=lambda: Path(DEFAULT_DATA_DIR))
     server: ServerSettings = field(default_factory=ServerSettings)
@@ -194,6 +207,7 @@ class Settings:
     python: PythonSettings = field(default_factory=PythonSettings)
     publishing: PublishingSettings = field(default_factory=PublishingSettings)
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
+    quarto: QuartoSettings = field(default_factory=QuartoSettings)
 
     @property
     def database_url(self) -> str:

@@ -5,7 +5,8 @@ PublishingError                 400
 ├── Forbidden                   403  the key's user may not do this
 ├── BundleError                 400  a bundle that cannot be deployed: its archive or its manifest.json
 ├── EnvironmentBuildError       400  no matching Python, or the install failed
-└── AppStartError               400  the app did not start or did not answer
+├── AppStartError               400  the app did not start or did not answer
+└── RenderError                 400  a notebook or Quarto render failed, or its renderer is missing
 
 The API renders each as Connect's error body, `{"error": message, "code": n, "payload": null}`.
 """
@@ -38,4 +39,8 @@ class EnvironmentBuildError(PublishingError):
 
 
 class AppStartError(PublishingError):
+    pass
+
+
+class RenderError(PublishingError):
     pass

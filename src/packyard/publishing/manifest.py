@@ -55,6 +55,8 @@ PYTHON_APP_MODES: frozenset[str] = frozenset(
 )
 
 API_APP_MODES: dict[str, str] = {"python-fastapi": "asgi", "python-api": "wsgi"}
+# Served as files with no process: as uploaded (static) or rendered at deploy time (notebooks, Quarto).
+FILE_APP_MODES: frozenset[str] = frozenset({"static", "jupyter-static", "quarto-static"})
 
 PACKAGE_MANAGERS = ("pip", "uv")
 DEFAULT_PACKAGE_FILE = "requirements.txt"
@@ -74,6 +76,8 @@ class Manifest:
     requires_python: str | None  # environment.python.requires, a PEP 440 specifier
     environment_management: bool | None  # environment.environment_management.python; False: run on the host's Python
     raw: dict[str, Any]
+    hide_all_input: bool = False  # jupyter.hide_all_input: render a notebook without its code
+    hide_tagged_input: bool = False  # jupyter.hide_tagged_input: ... without the code of cells tagged `hide_input`
 
     @property
     def needs_python(self) -> bool:
@@ -147,6 +151,7 @@ def parse_manifest(data: bytes) -> Manifest:
                 "`.python-version` or pyproject.toml `requires-python`)."
             ) from exc
     management = _section(environment, "environment.environment_management") if environment is not None else None
+    jupyter = _section(raw, "jupyter")
 
     return Manifest(
         appmode=appmode,
@@ -161,6 +166,8 @@ def parse_manifest(data: bytes) -> Manifest:
             _bool(management, "environment.environment_management.python") if management is not None else None
         ),
         raw=raw,
+        hide_all_input=bool(jupyter is not None and _bool(jupyter, "jupyter.hide_all_input")),
+        hide_tagged_input=bool(jupyter is not None and _bool(jupyter, "jupyter.hide_tagged_input")),
     )
 
 
