@@ -20,7 +20,7 @@ from packyard.http_errors import error_response, send_error
 from packyard.publishing.api import connect_error
 from packyard.publishing.api import router as publishing_router
 from packyard.publishing.proxy import ContentProxy
-from packyard.publishing.serving import content_resolver
+from packyard.publishing.serving import ContentAccess, content_resolver, site_resolver
 from packyard.repository.hot_path import HotPathApp
 from packyard.repository.routes import router as repository_router
 from packyard.repository.upload.endpoint import UploadEndpoint, upload_source
@@ -87,7 +87,8 @@ def create_app(settings: Settings) -> ASGIApp:
 
     app = HotPathApp(context.pages, context.files, context.store, context.auth, context.mirror, api, send_error)
     app.state = api.state  # type: ignore[attr-defined]
-    proxy = ContentProxy(content_resolver(context), send_error)
+    access = ContentAccess(context)
+    proxy = ContentProxy(content_resolver(context, access), send_error, site_resolver(context, access))
     return _with_lifespan(app, UploadEndpoint(context), proxy, api)
 
 

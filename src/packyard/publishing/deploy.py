@@ -21,13 +21,16 @@ from packyard.config import Settings
 from packyard.db import Database
 from packyard.errors import PackyardError
 from packyard.publishing import content as contents
-from packyard.publishing import scheduler, variables
+from packyard.publishing import rendering, scheduler, variables
 from packyard.publishing.bundles import API_APP_MODES, Manifest, extract_bundle, read_requirements
 from packyard.publishing.environments import BuiltEnvironment, Environments, check_externals, plan_install
 from packyard.publishing.errors import BundleError, EnvironmentBuildError, NotFound
 from packyard.publishing.interpreters import choose_interpreter, find_interpreters
+from packyard.publishing.manifest import FILE_APP_MODES
 from packyard.publishing.models import Bundle, Content
 from packyard.publishing.runtime import AppProcess, ProcessSpec, Supervisor
+from packyard.publishing.sites import Sites
+from packyard.publishing.static import Site
 from packyard.publishing.tasks import Task, Tasks
 from packyard.publishing.variables import Vault
 from packyard.storage import LocalBlobStore
@@ -47,7 +50,7 @@ class Prepared:
     bundle: Bundle
     root: Path
     manifest: Manifest
-    environment: BuiltEnvironment
+    environment: BuiltEnvironment | None  # None: content served as files that needs no Python
     variables: dict[str, str]
 
 
@@ -63,6 +66,7 @@ class Publisher:
         self.environments = Environments(settings, db)
         self.supervisor = Supervisor(scheduler.defaults(settings.scheduler))
         self.root = settings.data_dir / "apps"
+        self.sites = Sites(self.root, settings.quarto.executable, float(settings.publishing.render_timeout))
         self._locks: dict[str, asyncio.Lock] = {}
         self._running: set[asyncio.Task[None]] = set()
 
@@ -105,8 +109,14 @@ class Publisher:
         self, task: Task, guid: str, bundle_id: int, activate: bool, build_only: bool, started: float
     ) -> None:
         if activate and not build_only and self.supervisor.promote(guid, bundle_id) is not None:
+            self.sites.retire(guid)
             await asyncio.to_thread(self._mark_active, guid, bundle_id)
             task.log(f"Activating bundle {bundle_id}: its draft is running and answered, so traffic switches to it.")
+            task.log(f"Activated in {time.monotonic() - started:.2f} s.")
+            task.finish()
+            return
+        if activate and not build_only and await self._switch_site(guid, bundle_id):
+            task.log(f"Activating bundle {bundle_id}: its files are ready, so /content/{guid}/ serves them now.")
             task.log(f"Activated in {time.monotonic() - started:.2f} s.")
             task.finish()
             return
@@ -117,6 +127,8 @@ class Publisher:
             task.log(f"Environment ready in {time.monotonic() - started:.2f} s.")
             task.finish()
             return
+        if prepared.manifest.appmode in FILE_APP_MODES:
+            return await self._deploy_site(task, prepared, activate, started)
         kind = API_APP_MODES[prepared.manifest.appmode]
         task.log(f"Launching {MODE_NAMES.get(prepared.manifest.appmode, kind)} `{prepared.manifest.entrypoint}` ...")
         start_began = time.monotonic()
@@ -126,11 +138,13 @@ class Publisher:
         task.log(f"The app answered on 127.0.0.1:{process.port} after {start_seconds:.2f} s (pid {process.pid}).")
         if activate:
             self.supervisor.activate(process, limits)
+            self.sites.retire(guid)
             await asyncio.to_thread(self._mark_active, guid, bundle_id)
             task.log(f"Bundle {bundle_id} is active: /content/{guid}/ serves it.")
         else:
             self.supervisor.add_draft(process)
             task.log(f"Draft running at /content/{guid}/_bundle{bundle_id}/; the active version is unchanged.")
+        assert prepared.environment is not None
         timings = prepared.environment.timings
         stages = [f"upload {prepared.bundle.upload_seconds:.2f} s"]
         stages += [f"{name} {timings[name]:.2f} s" for name in ("resolve", "install") if name in timings]
@@ -138,6 +152,64 @@ class Publisher:
         source = "from the cache" if prepared.environment.cache_hit else "built"
         task.log(f"Deployed in {time.monotonic() - started:.2f} s ({', '.join(stages)}); environment {source}.")
         task.finish()
+
+    # -- content served as files ----------------------------------------------------------------------------
+
+    async def _deploy_site(self, task: Task, prepared: Prepared, activate: bool, started: float) -> None:
+        site = await self._build_site(prepared, task.log)
+        guid, bundle_id = prepared.content.guid, prepared.bundle.id
+        if activate:
+            await self._activate_site(site)
+            task.log(f"Bundle {bundle_id} is active: /content/{guid}/ serves its files.")
+        else:
+            self.sites.add_draft(site)
+            task.log(f"Draft served at /content/{guid}/_bundle{bundle_id}/; the active version is unchanged.")
+        task.log(f"Deployed in {time.monotonic() - started:.2f} s.")
+        task.finish()
+
+    async def _build_site(self, prepared: Prepared, say: Callable[[str], None]) -> Site:
+        environment = prepared.environment
+        return await self.sites.build(
+            prepared.content.guid,
+            prepared.bundle.id,
+            prepared.root,
+            prepared.manifest,
+            environment.python if environment is not None else None,
+            {**prepared.variables, **self._connect_variables(prepared.content.guid)},
+            say,
+        )
+
+    async def _switch_site(self, guid: str, bundle_id: int) -> bool:
+        """Activate a bundle whose files an earlier deploy left ready (a verified draft, a rollback)."""
+        site = self.sites.find(guid, bundle_id) or await asyncio.to_thread(self.sites.load, guid, bundle_id)
+        if site is None:
+            return False
+        await self._activate_site(site)
+        return True
+
+    async def _activate_site(self, site: Site) -> None:
+        self.sites.activate(site)
+        await self.supervisor.stop_content(site.guid)  # it ran a process before: content may change kind
+        await asyncio.to_thread(self._mark_active, site.guid, site.bundle_id)
+
+    async def site(self, content: Content, bundle_id: int | None) -> Site | None:
+        """The files a content (or its draft) serves; None when it runs a process instead."""
+        site = self.sites.find(content.guid, bundle_id)
+        if site is not None:
+            return site
+        if bundle_id is not None and bundle_id != content.bundle_id:
+            return await asyncio.to_thread(self.sites.load, content.guid, bundle_id)
+        if content.app_mode not in FILE_APP_MODES or content.bundle_id is None:
+            return None
+        async with self._lock(content.guid):  # after a restart: find the active bundle's files again
+            site = self.sites.find(content.guid, None)
+            if site is None:
+                site = await asyncio.to_thread(self.sites.load, content.guid, content.bundle_id)
+            if site is None:  # its files are gone (a data directory restored without apps/): build them again
+                prepared = await self.prepare(content.guid, content.bundle_id, log.info)
+                site = await self._build_site(prepared, log.info)
+            self.sites.activate(site)
+            return site
 
     async def prepare(self, guid: str, bundle_id: int, say: Callable[[str], None]) -> Prepared:
         """Extract the bundle and build or reuse its environment; nothing is started or switched."""
@@ -153,11 +225,16 @@ class Publisher:
             max_entries=self.settings.publishing.bundle_max_entries,
         )
         say(f"Extracted in {time.monotonic() - began:.2f} s: app mode `{manifest.appmode}`.")
-        if manifest.appmode not in API_APP_MODES:
+        if manifest.appmode not in API_APP_MODES and manifest.appmode not in FILE_APP_MODES:
             raise BundleError(
                 f"manifest.json: `metadata.appmode` is `{manifest.appmode}`, which this server does not run yet; "
-                f"it runs {' and '.join(sorted(API_APP_MODES))} (`rsconnect deploy fastapi|flask|api`)."
+                f"it runs {', '.join(sorted(API_APP_MODES))} (`rsconnect deploy fastapi|flask|api`) and serves "
+                f"{', '.join(sorted(FILE_APP_MODES))} (`rsconnect deploy html|notebook|quarto|manifest`)."
             )
+        if not manifest.needs_python:
+            say("No Python environment: this content needs none.")
+            await asyncio.to_thread(self._record_build, bundle.id, manifest, None, None)
+            return Prepared(content, bundle, root, manifest, None, values)
         managed = self._managed(manifest, content, say)
         interpreters = await asyncio.to_thread(find_interpreters, self.settings.python.executables)
         interpreter = choose_interpreter(
@@ -167,11 +244,11 @@ class Publisher:
             f"Python {interpreter.version} ({interpreter.path}) for the bundle's {manifest.python_version or 'Python'}."
         )
         requirements = await asyncio.to_thread(read_requirements, root, manifest)
-        kind = API_APP_MODES[manifest.appmode]
+        runtime = rendering.RUNTIME_PACKAGES.get(manifest.appmode) or RUNTIME_PACKAGES[API_APP_MODES[manifest.appmode]]
         plan = plan_install(
             requirements,
             root,
-            RUNTIME_PACKAGES[kind],
+            runtime,
             self.settings.python,
             interpreter,
             filename=manifest.package_file or "requirements.txt",
@@ -198,14 +275,18 @@ class Publisher:
             return content.py_environment_management
         return self.settings.python.environment_management
 
-    def _spec(self, prepared: Prepared, kind: str) -> ProcessSpec:
-        guid = prepared.content.guid
-        env = {
-            **prepared.variables,
+    def _connect_variables(self, guid: str) -> dict[str, str]:
+        """What Connect sets for content code beside its own variables."""
+        return {
             "CONNECT_SERVER": self.settings.server.address.rstrip("/") + "/",
             "CONNECT_CONTENT_GUID": guid,
             "RSTUDIO_PRODUCT": "CONNECT",
         }
+
+    def _spec(self, prepared: Prepared, kind: str) -> ProcessSpec:
+        guid = prepared.content.guid
+        env = {**prepared.variables, **self._connect_variables(guid)}
+        assert prepared.environment is not None
         return ProcessSpec(
             guid=guid,
             bundle_id=prepared.bundle.id,
@@ -229,7 +310,7 @@ class Publisher:
             values = variables.decrypted(session, self.vault, content.id)
             return content, bundle, previous, values
 
-    def _record_build(self, bundle_id: int, manifest: Manifest, py_version: str, key: str | None) -> None:
+    def _record_build(self, bundle_id: int, manifest: Manifest, py_version: str | None, key: str | None) -> None:
         with self.db.session() as session:
             bundle = session.get(Bundle, bundle_id)
             if bundle is not None:
@@ -290,6 +371,7 @@ class Publisher:
             self.configure(content)
 
     async def remove(self, guid: str) -> None:
+        self.sites.retire(guid)
         await self.supervisor.stop_content(guid)
         await asyncio.to_thread(shutil.rmtree, self.content_dir(guid), True)
 

@@ -20,6 +20,7 @@ import httptools
 from starlette.types import Message, Receive, Scope, Send
 
 from packyard.errors import PackyardError
+from packyard.publishing import static
 from packyard.publishing.errors import NotFound, PublishingError
 from packyard.publishing.runtime import AppProcess
 
@@ -70,12 +71,14 @@ class ErrorSender(Protocol):
 
 
 Resolver = Callable[[Scope, str, int | None], Awaitable[AppProcess]]
+SiteResolver = Callable[[Scope, str, int | None], Awaitable[static.Site | None]]
 
 
 class ContentProxy:
-    def __init__(self, resolve: Resolver, send_error: ErrorSender) -> None:
+    def __init__(self, resolve: Resolver, send_error: ErrorSender, resolve_site: SiteResolver | None = None) -> None:
         self.resolve = resolve
         self.send_error = send_error
+        self.resolve_site = resolve_site
 
     def matches(self, path: str) -> bool:
         return path.startswith(PREFIX) or path == "/content"
@@ -93,6 +96,13 @@ class ContentProxy:
             return await self.send_error(scope, receive, send, NotFound(message))
         if target.redirect is not None:
             return await _send_redirect(send, target.redirect)
+        if self.resolve_site is not None:  # content served as files: no process behind it
+            try:
+                site = await self.resolve_site(scope, target.guid, target.bundle_id)
+            except PackyardError as exc:
+                return await self.send_error(scope, receive, send, exc)
+            if site is not None:
+                return await static.serve(scope, receive, send, site, target.path)
         try:
             process = await self._acquire_process(scope, target)
         except PackyardError as exc:
