@@ -83,8 +83,8 @@ class Publishing:
         saved = json.loads((app / "rsconnect-python" / f"{app.name}.json").read_text())
         return saved[self.server.url]
 
-    def get(self, path: str, **kwargs: Any) -> httpx.Response:
-        return httpx.get(f"{self.server.url}{path}", headers=self.headers, timeout=60, **kwargs)
+    def get(self, path: str, headers: dict[str, str] | None = None, **kwargs: Any) -> httpx.Response:
+        return httpx.get(f"{self.server.url}{path}", headers={**self.headers, **(headers or {})}, timeout=60, **kwargs)
 
     def api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         return httpx.request(method, f"{self.server.url}/__api__{path}", headers=self.headers, timeout=60, **kwargs)
@@ -101,10 +101,10 @@ class Publishing:
 
 
 @contextmanager
-def publishing_server(database: str, data_dir: Path) -> Iterator[Server]:
-    """A server whose upload limit admits the test apps' wheels (pydantic-core is 2 MB)."""
+def publishing_server(database: str, data_dir: Path, env: dict[str, str] | None = None) -> Iterator[Server]:
+    """A server whose upload limit admits the test apps' wheels (pydantic-core is 2 MB); `env` adds overrides."""
     with fresh_database(database) as url:
-        server = _start(data_dir, url, {"PACKYARD_UPLOAD_MAX_FILE_SIZE": "50MiB"})
+        server = _start(data_dir, url, {"PACKYARD_UPLOAD_MAX_FILE_SIZE": "50MiB", **(env or {})})
         try:
             yield server
         finally:
@@ -112,9 +112,11 @@ def publishing_server(database: str, data_dir: Path) -> Iterator[Server]:
 
 
 def setup_publishing(server: Server, home: Path, pins: list[str] | None = None) -> Publishing:
-    """A publisher `alice` with rsconnect pointed at `server`, whose `pypi` repository has the wheels of `pins`."""
-    server.cli("add", "--source", "local-python-src", "--path", str(wheelhouse(pins)),
-               "--address", server.url, "--token", server.upload_token)  # fmt: skip
+    """A publisher `alice` with rsconnect pointed at `server`, whose `pypi` repository has the wheels of `pins`
+    (the API apps' by default; none for `[]`)."""
+    if pins != []:
+        server.cli("add", "--source", "local-python-src", "--path", str(wheelhouse(pins)),
+                   "--address", server.url, "--token", server.upload_token)  # fmt: skip
     server.cli("user", "create", "alice", "--role", "publisher")
     key = server.cli("key", "create", "--user", "alice", "-q").stdout.strip()
     home.mkdir(parents=True, exist_ok=True)
