@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import select
 
@@ -22,10 +23,11 @@ from packyard.db import Database
 from packyard.errors import PackyardError
 from packyard.publishing import content as contents
 from packyard.publishing import rendering, scheduler, variables
-from packyard.publishing.bundles import API_APP_MODES, Manifest, extract_bundle, read_requirements
+from packyard.publishing.bundles import Manifest, extract_bundle, read_requirements
 from packyard.publishing.environments import BuiltEnvironment, Environments, check_externals, plan_install
 from packyard.publishing.errors import BundleError, EnvironmentBuildError, NotFound
 from packyard.publishing.interpreters import choose_interpreter, find_interpreters
+from packyard.publishing.launchers import LAUNCHERS, Launcher
 from packyard.publishing.manifest import FILE_APP_MODES
 from packyard.publishing.models import Bundle, Content
 from packyard.publishing.runtime import AppProcess, ProcessSpec, Supervisor
@@ -36,10 +38,6 @@ from packyard.publishing.variables import Vault
 from packyard.storage import LocalBlobStore
 
 log = logging.getLogger("packyard.publishing")
-
-# What Packyard installs beside the bundle's requirements to run each kind of app.
-RUNTIME_PACKAGES = {"asgi": ["uvicorn"], "wsgi": ["uvicorn", "a2wsgi"]}
-MODE_NAMES = {"python-fastapi": "FastAPI (ASGI) API", "python-api": "WSGI API"}
 
 
 @dataclass
@@ -108,7 +106,7 @@ class Publisher:
     async def _deploy(
         self, task: Task, guid: str, bundle_id: int, activate: bool, build_only: bool, started: float
     ) -> None:
-        if activate and not build_only and self.supervisor.promote(guid, bundle_id) is not None:
+        if activate and not build_only and self._promote(guid, bundle_id, task.log) is not None:
             self.sites.retire(guid)
             await asyncio.to_thread(self._mark_active, guid, bundle_id)
             task.log(f"Activating bundle {bundle_id}: its draft is running and answered, so traffic switches to it.")
@@ -129,11 +127,11 @@ class Publisher:
             return
         if prepared.manifest.appmode in FILE_APP_MODES:
             return await self._deploy_site(task, prepared, activate, started)
-        kind = API_APP_MODES[prepared.manifest.appmode]
-        task.log(f"Launching {MODE_NAMES.get(prepared.manifest.appmode, kind)} `{prepared.manifest.entrypoint}` ...")
+        launcher = LAUNCHERS[prepared.manifest.appmode]
+        task.log(f"Launching {launcher.name} `{prepared.manifest.entrypoint}` ...")
         start_began = time.monotonic()
         limits = self.limits(prepared.content)
-        process = await self.supervisor.start(self._spec(prepared, kind), limits.init_timeout)
+        process = await self.supervisor.start(self._spec(prepared, launcher, draft=not activate), limits.init_timeout)
         start_seconds = time.monotonic() - start_began
         task.log(f"The app answered on 127.0.0.1:{process.port} after {start_seconds:.2f} s (pid {process.pid}).")
         if activate:
@@ -225,11 +223,11 @@ class Publisher:
             max_entries=self.settings.publishing.bundle_max_entries,
         )
         say(f"Extracted in {time.monotonic() - began:.2f} s: app mode `{manifest.appmode}`.")
-        if manifest.appmode not in API_APP_MODES and manifest.appmode not in FILE_APP_MODES:
+        if manifest.appmode not in LAUNCHERS and manifest.appmode not in FILE_APP_MODES:
             raise BundleError(
                 f"manifest.json: `metadata.appmode` is `{manifest.appmode}`, which this server does not run yet; "
-                f"it runs {', '.join(sorted(API_APP_MODES))} (`rsconnect deploy fastapi|flask|api`) and serves "
-                f"{', '.join(sorted(FILE_APP_MODES))} (`rsconnect deploy html|notebook|quarto|manifest`)."
+                f"it runs {', '.join(LAUNCHERS)} (`rsconnect deploy fastapi|flask|api|dash|shiny|streamlit|bokeh`) "
+                f"and serves {', '.join(sorted(FILE_APP_MODES))} (`rsconnect deploy html|notebook|quarto|manifest`)."
             )
         if not manifest.needs_python:
             say("No Python environment: this content needs none.")
@@ -244,7 +242,7 @@ class Publisher:
             f"Python {interpreter.version} ({interpreter.path}) for the bundle's {manifest.python_version or 'Python'}."
         )
         requirements = await asyncio.to_thread(read_requirements, root, manifest)
-        runtime = rendering.RUNTIME_PACKAGES.get(manifest.appmode) or RUNTIME_PACKAGES[API_APP_MODES[manifest.appmode]]
+        runtime = rendering.RUNTIME_PACKAGES.get(manifest.appmode) or list(LAUNCHERS[manifest.appmode].packages)
         plan = plan_install(
             requirements,
             root,
@@ -283,19 +281,41 @@ class Publisher:
             "RSTUDIO_PRODUCT": "CONNECT",
         }
 
-    def _spec(self, prepared: Prepared, kind: str) -> ProcessSpec:
+    def url_prefix(self, guid: str, bundle_id: int | None = None) -> str:
+        """The path a browser reaches a content at (a draft's with `bundle_id`), below the server's address."""
+        base = urlsplit(self.settings.server.address).path.rstrip("/")
+        return f"{base}/content/{guid}/" + (f"_bundle{bundle_id}/" if bundle_id is not None else "")
+
+    def _promote(self, guid: str, bundle_id: int, say: Callable[[str], None]) -> AppProcess | None:
+        """Switch traffic to the running draft of `bundle_id`, unless it learnt the draft's URL when it started."""
+        running = self.supervisor.find(guid, bundle_id)
+        if running is None or running.spec.prefix in ("", self.url_prefix(guid)):
+            return self.supervisor.promote(guid, bundle_id)
+        say(
+            f"Bundle {bundle_id}'s draft was told its URL {running.spec.prefix} when it started, so the bundle "
+            f"starts again for {self.url_prefix(guid)}."
+        )
+        return None
+
+    def _spec(self, prepared: Prepared, launcher: Launcher, draft: bool = False) -> ProcessSpec:
         guid = prepared.content.guid
         env = {**prepared.variables, **self._connect_variables(guid)}
         assert prepared.environment is not None
+        prefix = ""
+        if launcher.prefix_at_start:
+            prefix = self.url_prefix(guid, prepared.bundle.id if draft else None)
         return ProcessSpec(
             guid=guid,
             bundle_id=prepared.bundle.id,
-            kind=kind,
+            kind=launcher.kind,
             entrypoint=prepared.manifest.entrypoint or "app",
             python=prepared.environment.python,
             cwd=prepared.root,
             env=env,
             log_path=self.log_path(guid),
+            prefix=prefix,
+            full_path=launcher.full_path,
+            own_port=launcher.own_port,
         )
 
     # -- database steps, run in worker threads ------------------------------------------------------------
@@ -344,7 +364,7 @@ class Publisher:
             notes: list[str] = []
             prepared = await self.prepare(content.guid, content.bundle_id, notes.append)
             limits = self.limits(content)
-            spec = self._spec(prepared, API_APP_MODES[prepared.manifest.appmode])
+            spec = self._spec(prepared, LAUNCHERS[prepared.manifest.appmode])
             process = await self.supervisor.start(spec, limits.init_timeout)
             self.supervisor.activate(process, limits)
             return process

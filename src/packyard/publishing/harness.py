@@ -1,24 +1,32 @@
-"""Serve a deployed Python API with uvicorn on a listening socket the Packyard server hands over.
+"""Serve a deployed app on a listening socket the Packyard server hands over (or, for Streamlit, on a port).
 
-    <python> harness.py --kind asgi|wsgi --entrypoint ENTRY --fd N
+    <python> harness.py --kind asgi|wsgi|dash|bokeh --entrypoint ENTRY --fd N [--prefix /content/<guid>/]
+    <python> harness.py --kind streamlit --entrypoint ENTRY --port P
 
-Run by the content's own Python (never imported by the server), with the extracted bundle as the working
-directory, so it may only use the standard library, uvicorn and, when installed, a2wsgi. It keeps to syntax
-that Python 3.8 accepts, since a content environment may be older than the server's.
+ASGI apps (FastAPI, Shiny), WSGI apps and Dash's Flask server run under uvicorn; a Bokeh app runs on Bokeh's
+own Tornado server, and a Streamlit script under `streamlit run`. Run by the content's own Python (never
+imported by the server), with the extracted bundle as the working directory, so it may only use the standard
+library and what the content's environment holds. It keeps to syntax that Python 3.8 accepts, since a content
+environment may be older than the server's.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib
 import inspect
 import os
+import signal
+import socket
 import stat
 import sys
 import threading
 import traceback
 import warnings
 
+# What this harness runs (the server's launchers.py maps app modes to these).
+KINDS = ("asgi", "wsgi", "dash", "streamlit", "bokeh")
 # The names Connect looks for when an entry point names only a module: objects first, then factories.
 APP_NAMES = ("app", "application")
 FACTORY_NAMES = ("create_app", "make_app")
@@ -171,25 +179,41 @@ def exit_with_parent() -> None:
     threading.Thread(target=watch, name="packyard-parent-watch", daemon=True).start()
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Run a Packyard content API on a socket passed by the server.")
-    parser.add_argument("--kind", choices=("asgi", "wsgi"), required=True)
-    parser.add_argument("--entrypoint", required=True)
-    parser.add_argument("--fd", type=int, required=True)
-    args = parser.parse_args(argv)
+def script_path(entrypoint: str, kind: str) -> str:
+    """The file (or, for Bokeh, directory) an entry point names: rsconnect writes `app` for `app.py`."""
+    name = entrypoint.partition(":")[0]
+    candidates = [name, name + ".py", name.replace(".", os.sep) + ".py"]
+    if kind == "bokeh" and name == "main" and os.path.isfile("main.py"):
+        candidates.insert(0, ".")  # a directory-style Bokeh app: main.py with its static/ and templates/
+    for candidate in candidates:
+        if os.path.isfile(candidate) or (kind == "bokeh" and os.path.isdir(candidate)):
+            return candidate
+    raise EntrypointError(
+        f"Entry point `{entrypoint}`: the bundle has no file `{candidates[-2]}`; deploy the folder that holds "
+        f"it, or name it with `--entrypoint`."
+    )
 
-    # sys.path[0] is this script's directory, which holds Packyard's own modules (models.py, errors.py...);
-    # the bundle takes its place so they can never shadow the app's.
-    sys.path[0] = os.getcwd()
+
+def missing(package: str) -> int:
+    print(
+        f"{package} is not installed in the content's environment ({sys.prefix}); add `{package}` to "
+        "requirements.txt and deploy again.",
+        file=sys.stderr,
+    )
+    return 1
+
+
+def run_uvicorn(args: argparse.Namespace) -> int:
+    """ASGI and WSGI apps, and Dash's Flask server, under uvicorn on the passed socket."""
     try:
         import uvicorn
     except ImportError:
-        print(
-            f"uvicorn is not installed in the content's environment ({sys.prefix}); add `uvicorn` to "
-            "requirements.txt and deploy again.",
-            file=sys.stderr,
-        )
-        return 1
+        return missing("uvicorn")
+    if args.kind == "dash":
+        # Read by Dash() when the app module builds it: the browser asks for everything under the prefix, while
+        # Flask's routes stay at / because the proxy strips the prefix.
+        os.environ["DASH_REQUESTS_PATHNAME_PREFIX"] = args.prefix
+        os.environ["DASH_ROUTES_PATHNAME_PREFIX"] = "/"
     try:
         app = load(args.entrypoint)
     except EntrypointError as exc:
@@ -198,7 +222,12 @@ def main(argv: list[str] | None = None) -> int:
     except BaseException:  # the app's own import error, shown as Python prints it
         traceback.print_exc()
         return 1
-    app = wsgi(app) if args.kind == "wsgi" else docs_at_root(asgi3(app), app)
+    if args.kind == "dash":
+        app = wsgi(getattr(app, "server", app))  # a Dash object serves through its Flask app
+    elif args.kind == "wsgi":
+        app = wsgi(app)
+    else:
+        app = docs_at_root(asgi3(app), app)
     exit_with_parent()
     uvicorn.run(
         ForwardedPrefix(app),  # type: ignore[arg-type]
@@ -216,6 +245,91 @@ def main(argv: list[str] | None = None) -> int:
         timeout_keep_alive=KEEP_ALIVE,
     )
     return 0
+
+
+def run_streamlit(args: argparse.Namespace) -> int:
+    """`streamlit run` on the given port. Its page finds its base path from the browser's URL, so it runs at /
+    behind the prefix-stripping proxy; the proxy refuses cross-origin websockets before Streamlit sees them."""
+    try:
+        from streamlit.web import cli as streamlit_cli
+    except ImportError:
+        return missing("streamlit")
+    try:
+        script = script_path(args.entrypoint, "streamlit")
+    except EntrypointError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    options = {
+        "server.port": str(args.port),
+        "server.address": "127.0.0.1",
+        "server.headless": "true",
+        "server.baseUrlPath": "",  # a bundle's .streamlit/config.toml must not move it off /
+        "server.fileWatcherType": "none",  # bundles never change in place
+        "server.runOnSave": "false",
+        "browser.gatherUsageStats": "false",
+    }
+    exit_with_parent()
+    sys.argv = ["streamlit", "run", script] + [item for key, value in options.items() for item in (f"--{key}", value)]
+    return streamlit_cli.main(prog_name="streamlit")
+
+
+def run_bokeh(args: argparse.Namespace) -> int:
+    """A Bokeh app on Bokeh's Tornado server, on the passed socket. Its routes, page and websocket URL carry the
+    prefix, so the proxy forwards full paths; any websocket origin is allowed because the proxy checks it."""
+    try:
+        from bokeh.command.util import build_single_handler_application
+        from bokeh.server.server import BaseServer
+        from bokeh.server.tornado import BokehTornado
+        from tornado.httpserver import HTTPServer
+        from tornado.ioloop import IOLoop
+    except ImportError:
+        return missing("bokeh")
+    try:
+        application = build_single_handler_application(script_path(args.entrypoint, "bokeh"))
+    except EntrypointError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    except BaseException:  # the app's own error (Bokeh runs the script per session, but checks it now)
+        traceback.print_exc()
+        return 1
+    sock = socket.socket(fileno=args.fd)
+    sock.setblocking(False)
+
+    async def serve() -> None:
+        # "*" directly: Bokeh's own helper logs a warning about it at every start.
+        tornado_app = BokehTornado({"/": application}, prefix=args.prefix.rstrip("/"), extra_websocket_origins=["*"])
+        http_server = HTTPServer(tornado_app, xheaders=True)
+        http_server.add_sockets([sock])
+        server = BaseServer(IOLoop.current(), tornado_app, http_server)
+        server.start()
+        print(f"Bokeh app at {args.prefix or '/'} ready.", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        server.stop(wait=False)
+        await http_server.close_all_connections()
+
+    exit_with_parent()
+    asyncio.run(serve())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run a Packyard content app on a socket passed by the server.")
+    parser.add_argument("--kind", choices=KINDS, required=True)
+    parser.add_argument("--entrypoint", required=True)
+    parser.add_argument("--fd", type=int, help="a listening socket to serve")
+    parser.add_argument("--port", type=int, help="a loopback port to bind (streamlit)")
+    parser.add_argument("--prefix", default="", help="the URL prefix, for apps told it when they start")
+    args = parser.parse_args(argv)
+
+    # sys.path[0] is this script's directory, which holds Packyard's own modules (models.py, errors.py...);
+    # the bundle takes its place so they can never shadow the app's.
+    sys.path[0] = os.getcwd()
+    runners = {"streamlit": run_streamlit, "bokeh": run_bokeh}
+    return runners.get(args.kind, run_uvicorn)(args)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
-"""Deployed Python APIs as supervised processes on loopback.
+"""Deployed Python apps as supervised processes on loopback.
 
 Each process is the content's own Python running `harness.py` on a socket this server bound and listens on,
-so the port is known before the child starts and no other process can take it. The child's output goes to
+so the port is known before the child starts and no other process can take it. Streamlit binds a port itself:
+it gets one that was free a moment ago, is only believed ready once that port's listener is its own, and
+starts again on another port when it lost the race. The child's output goes to
 the content's log, line by line with a timestamp and the bundle id. The supervisor routes each content item
 to one active process and at most one draft; replacing a process lets its in-flight requests finish first,
 and an active process that exits on its own is started again after a backoff.
@@ -16,6 +18,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections import deque
@@ -25,6 +28,7 @@ from pathlib import Path
 from typing import Protocol
 
 from packyard.publishing.errors import AppStartError
+from packyard.publishing.launchers import KINDS
 from packyard.publishing.scheduler import Limits
 
 log = logging.getLogger("packyard.runtime")
@@ -41,18 +45,23 @@ STABLE_UPTIME = 60.0
 TAIL_LINES = 20
 # Connections queue here while the app imports, so the first probe is answered the moment it is ready.
 LISTEN_BACKLOG = 1024
+# Starts of an app that binds its own port, when another process takes the port first.
+PORT_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
 class ProcessSpec:
     guid: str
     bundle_id: int
-    kind: str  # "asgi" | "wsgi"
+    kind: str  # what harness.py runs: launchers.KINDS
     entrypoint: str
     python: Path  # the content environment's python
     cwd: Path  # the extracted bundle
     env: dict[str, str]  # the content's variables plus what Packyard sets; nothing else of the server's
     log_path: Path  # the content's log file, appended to
+    prefix: str = ""  # the URL prefix the app is told when it starts, if its kind needs one (Dash, Bokeh)
+    full_path: bool = False  # its routes include the prefix: the proxy forwards the full path
+    own_port: bool = False  # it binds a port itself (`streamlit run`), so a port race is possible
 
 
 class Closeable(Protocol):
@@ -226,20 +235,30 @@ class Supervisor:
     async def start(self, spec: ProcessSpec, init_timeout: float | None = None) -> AppProcess:
         """Start the app and return once it answers HTTP within `init_timeout` seconds (the content's setting
         by default); AppStartError with its last output otherwise."""
-        if spec.kind not in ("asgi", "wsgi"):
-            raise ValueError(f"ProcessSpec.kind is {spec.kind!r}; use 'asgi' or 'wsgi'")
+        if spec.kind not in KINDS:
+            raise ValueError(f"ProcessSpec.kind is {spec.kind!r}; use one of {sorted(KINDS)}")
         self._logs[spec.guid] = spec.log_path
         spec.log_path.parent.mkdir(parents=True, exist_ok=True)
-        process = await _spawn(spec)
-        try:
-            await self._wait_ready(process, init_timeout or self.limits(spec.guid).init_timeout)
-        except BaseException:
-            await asyncio.shield(process.kill())
-            raise
-        return process
+        attempt = 1
+        while True:
+            process = await _spawn(spec)
+            try:
+                await self._wait_ready(process, init_timeout or self.limits(spec.guid).init_timeout)
+                return process
+            except AppStartError:
+                # An app binding its own port may lose it to another process between our pick and its bind.
+                if not (spec.own_port and attempt < PORT_ATTEMPTS and _taken(process.port)):
+                    raise
+            except BaseException:
+                await asyncio.shield(process.kill())
+                raise
+            append_log(spec.log_path, spec.bundle_id, [f"Port {process.port} was taken; trying another."])
+            attempt += 1
 
     async def _wait_ready(self, process: AppProcess, timeout: float) -> None:
-        probe = asyncio.create_task(_probe(process.port))
+        # A port the app binds itself may be another process's after a lost race: check who answers.
+        owner = process.pid if process.spec.own_port else None
+        probe = asyncio.create_task(_probe(process.port, owner))
         exited = asyncio.create_task(process.wait())
         try:
             await asyncio.wait({probe, exited}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
@@ -261,8 +280,13 @@ class Supervisor:
         guid = process.guid
         if limits is not None:
             self._limits[guid] = limits
-        if self._drafts.get(guid) is process:
+        draft = self._drafts.get(guid)
+        if draft is process:
             del self._drafts[guid]
+        elif draft is not None and draft.bundle_id == process.bundle_id:
+            # A draft told its own URL at start (Dash, Bokeh) is replaced by a fresh process for the active URL.
+            del self._drafts[guid]
+            self._stop_later(draft, DRAIN_GRACE)
         old = self._active.get(guid)
         self._active[guid] = process
         watcher = self._watchers.pop(guid, None)
@@ -364,10 +388,20 @@ async def _spawn(spec: ProcessSpec) -> AppProcess:
     try:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.bind(("127.0.0.1", 0))
-        sock.listen(LISTEN_BACKLOG)
         port = sock.getsockname()[1]
-        fd = sock.fileno()
-        argv = [str(spec.python), str(HARNESS), "--kind", spec.kind, "--entrypoint", spec.entrypoint, "--fd", str(fd)]
+        argv = [str(spec.python), str(HARNESS), "--kind", spec.kind, "--entrypoint", spec.entrypoint]
+        if spec.prefix:
+            argv += ["--prefix", spec.prefix]
+        if spec.own_port:
+            # The app binds the port itself: ours is closed just before it starts (Supervisor.start retries
+            # when another process takes it first).
+            fd = None
+            sock.close()
+            argv += ["--port", str(port)]
+        else:
+            sock.listen(LISTEN_BACKLOG)
+            fd = sock.fileno()
+            argv += ["--fd", str(fd)]
         try:
             popen = await asyncio.to_thread(
                 subprocess.Popen,
@@ -378,7 +412,7 @@ async def _spawn(spec: ProcessSpec) -> AppProcess:
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
-                pass_fds=(fd,),
+                pass_fds=() if fd is None else (fd,),
                 # Its own process group: a Ctrl-C at the server's terminal reaches the server, which stops
                 # the apps in order, and stopping an app reaches whatever it spawned.
                 start_new_session=True,
@@ -394,8 +428,35 @@ async def _spawn(spec: ProcessSpec) -> AppProcess:
     return AppProcess(spec, proc, port)
 
 
-async def _probe(port: int) -> None:
-    """Return once the app answers `GET /` with any HTTP response."""
+def _taken(port: int) -> bool:
+    """Whether another process listens on this loopback port (our app, which never got it, has exited)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # the app's closed connections don't count
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def _listens(pid: int, port: int) -> bool:
+    """Whether process `pid` holds the socket listening on 127.0.0.1:`port` (True where /proc cannot tell)."""
+    address = f"{int.from_bytes(socket.inet_aton('127.0.0.1'), sys.byteorder):08X}:{port:04X}"
+    try:
+        with open("/proc/net/tcp") as table:
+            inodes = {f"socket:[{f[9]}]" for f in map(str.split, table) if f[1] == address and f[3] == "0A"}
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return True
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/{pid}/fd/{fd}") in inodes:
+                return True
+    return False
+
+
+async def _probe(port: int, owner: int | None = None) -> None:
+    """Return once the app answers `GET /` with any HTTP response (and, with `owner`, it is that process's)."""
     request = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
     while True:
         try:
@@ -405,7 +466,7 @@ async def _probe(port: int) -> None:
             continue
         try:
             writer.write(request)
-            if (await reader.read(5)).startswith(b"HTTP/"):
+            if (await reader.read(5)).startswith(b"HTTP/") and (owner is None or _listens(owner, port)):
                 return
         except OSError:
             pass
