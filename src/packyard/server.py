@@ -28,4 +28,5 @@ def serve(settings: Settings) -> None:
         server_header=False,
         http="httptools",
         loop="uvloop",
+        ws="wsproto",  # see pyproject.toml: its refusals of websocket handshakes log no false error
     )

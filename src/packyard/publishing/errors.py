@@ -6,6 +6,7 @@ PublishingError                 400
 ├── BundleError                 400  a bundle that cannot be deployed: its archive or its manifest.json
 ├── EnvironmentBuildError       400  no matching Python, or the install failed
 ├── AppStartError               400  the app did not start or did not answer
+├── AppUnavailable              502  the proxy could not reach a running app process
 └── RenderError                 400  a notebook or Quarto render failed, or its renderer is missing
 
 The API renders each as Connect's error body, `{"error": message, "code": n, "payload": null}`.
@@ -40,6 +41,12 @@ class EnvironmentBuildError(PublishingError):
 
 class AppStartError(PublishingError):
     pass
+
+
+class AppUnavailable(PublishingError):
+    """The app process did not answer."""
+
+    status_code = 502
 
 
 class RenderError(PublishingError):

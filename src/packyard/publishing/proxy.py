@@ -3,8 +3,9 @@
 A small HTTP/1.1 client over asyncio streams, with keep-alive connections kept on each AppProcess: the app is
 always uvicorn behind our own harness, so httptools parses its responses and nothing else is needed. It costs
 the server ~40 us of CPU per proxied request; httpx.AsyncClient measured ~2 ms here. Bodies stream both ways
-without buffering. The app sees the path without the prefix plus `X-Forwarded-Prefix`,
-which the harness turns into its root_path.
+without buffering. The app sees the path without the prefix plus `X-Forwarded-Prefix`, which the harness turns
+into its root_path; an app whose routes carry the prefix (Bokeh) gets the full path. Websockets are carried by
+websocket_proxy.py, counted against the process like a request in flight.
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ import httptools
 from starlette.types import Message, Receive, Scope, Send
 
 from packyard.errors import PackyardError
-from packyard.publishing import static
-from packyard.publishing.errors import NotFound, PublishingError
+from packyard.publishing import static, websocket_proxy
+from packyard.publishing.errors import AppUnavailable, Forbidden, NotFound
 from packyard.publishing.runtime import AppProcess
 
 log = logging.getLogger("packyard.proxy")
 
 PREFIX = "/content/"
+_NO_CONTENT = "Content is served at `/content/<guid>/`; this URL names no content."
 # Shorter than the harness's keep-alive timeout (75 s), so the app never closes a connection we reuse.
 IDLE_EXPIRY = 30.0
 MAX_IDLE = 32
@@ -58,12 +60,6 @@ _DROP_RESPONSE = frozenset(
 )
 
 
-class AppUnavailable(PublishingError):
-    """The app process did not answer."""
-
-    status_code = 502
-
-
 class ErrorSender(Protocol):
     async def __call__(
         self, scope: Scope, receive: Receive, send: Send, exc: PackyardError, status: int | None = None
@@ -84,16 +80,13 @@ class ContentProxy:
         return path.startswith(PREFIX) or path == "/content"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket":  # not proxied yet: refuse the handshake
-            await receive()
-            await send({"type": "websocket.close", "code": 1000})
-            return
+        if scope["type"] == "websocket":
+            return await self._websocket(scope, receive, send)
         if scope["type"] != "http":
             return
         target = _Target.parse(scope)
         if target is None:
-            message = "Content is served at `/content/<guid>/`; this URL names no content."
-            return await self.send_error(scope, receive, send, NotFound(message))
+            return await self.send_error(scope, receive, send, NotFound(_NO_CONTENT))
         if target.redirect is not None:
             return await _send_redirect(send, target.redirect)
         if self.resolve_site is not None:  # content served as files: no process behind it
@@ -114,6 +107,39 @@ class ContentProxy:
         finally:
             process.in_flight -= 1
 
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The same checks as a request (target, access, a running process), then the session is relayed."""
+        if (await receive())["type"] != "websocket.connect":
+            return
+        target = _Target.parse(scope)
+        if target is None or target.redirect is not None:
+            message = _NO_CONTENT if target is None else "A content's websocket URL has a path below its guid."
+            return await self._refuse(scope, receive, send, NotFound(message))
+        refusal = websocket_proxy.cross_origin(scope)
+        if refusal is not None:
+            return await self._refuse(scope, receive, send, Forbidden(refusal))
+        try:
+            if self.resolve_site is not None and await self.resolve_site(scope, target.guid, target.bundle_id):
+                message = f"Content `{target.guid}` is served as files; it has no websockets."
+                return await self._refuse(scope, receive, send, NotFound(message))
+            process = await self._acquire_process(scope, target)
+        except PackyardError as exc:
+            return await self._refuse(scope, receive, send, exc)
+        try:
+            headers = websocket_proxy.handshake_headers(scope, target.prefix)
+            path = target.prefix + target.path if process.spec.full_path else target.path
+            await websocket_proxy.relay(scope, receive, send, process.port, path, headers)
+        except PackyardError as exc:
+            await self._refuse(scope, receive, send, exc)
+        finally:
+            process.in_flight -= 1
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, exc: PackyardError) -> None:
+        """Answer a websocket handshake with the error's HTTP response, where the front server can send one."""
+        if "websocket.http.response" in scope.get("extensions", {}):
+            return await self.send_error(scope, receive, send, exc)
+        await send({"type": "websocket.close", "code": 1008})
+
     async def _acquire_process(self, scope: Scope, target: _Target) -> AppProcess:
         """The process to use, counted in flight. One replaced a moment ago is stopping: ask again."""
         for _ in range(3):
@@ -126,7 +152,7 @@ class ContentProxy:
         raise AppUnavailable(f"Content `{target.guid}` is restarting; try again in a few seconds.")
 
     async def _forward(self, scope: Scope, receive: Receive, send: Send, target: _Target, process: AppProcess) -> None:
-        head, framing = _request_head(scope, target)
+        head, framing = _request_head(scope, target, process.spec.full_path)
         conn = _pooled(process)
         reused = conn is not None
         try:
@@ -237,9 +263,10 @@ async def _connect(process: AppProcess) -> _Connection:
     return _Connection(reader, writer)
 
 
-def _request_head(scope: Scope, target: _Target) -> tuple[bytes, str]:
+def _request_head(scope: Scope, target: _Target, full_path: bool = False) -> tuple[bytes, str]:
     """The request line and headers for the app, and how the body is framed: "none", "length" or "chunked"."""
-    out = [scope["method"].encode(), b" ", target.path, b" HTTP/1.1\r\n"]
+    path = target.prefix + target.path if full_path else target.path
+    out = [scope["method"].encode(), b" ", path, b" HTTP/1.1\r\n"]
     host = None
     framing = "none"
     for name, value in scope["headers"]:
