@@ -1,0 +1,12 @@
+"""The Shiny Express app the apps tests deploy with `rsconnect deploy shiny` (entry point
+`shiny.express.app:app_2e_py`): its output answers an input over the websocket."""
+
+from shiny import render
+from shiny.express import input, ui
+
+ui.input_text("name", "Name", "packyard")
+
+
+@render.text
+def greeting() -> str:
+    return f"Hello, {input.name()}!"

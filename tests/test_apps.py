@@ -1,0 +1,256 @@
+"""Dash, Shiny, Streamlit and Bokeh apps deployed with the real rsconnect and used through the proxy.
+
+Each websocket session speaks what the framework's own page speaks, at the protocol level: Shiny's `init`
+message, Bokeh's ACK and PULL-DOC exchange, Streamlit's `rerun_script` BackMsg.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from tests.publishing import Publishing, copy_app, publishing_server, setup_publishing
+
+# The apps' packages and every dependency, pinned (`uv pip compile` for Python 3.11 on manylinux).
+PINS = """
+a2wsgi==1.10.10 altair==6.3.0 annotated-types==0.8.0 anyio==4.16.0 asgiref==3.13.0 attrs==26.1.0 blinker==1.9.0
+bokeh==3.9.2 certifi==2026.10.18 charset-normalizer==3.5.2 click==8.5.1 comm==0.2.3 contourpy==1.3.3 dash==4.4.1
+flask==3.1.3 h11==0.16.0 htmltools==0.7.0 idna==3.20 importlib-metadata==10.2.0 itsdangerous==2.2.0 janus==2.0.0
+jinja2==3.1.6 jsonschema==4.26.0 jsonschema-specifications==2025.9.1 lazy-importer==0.1.0 libsass==0.23.0
+linkify-it-py==2.2.0 markdown-it-py==4.3.0 markupsafe==3.0.4 mdit-py-plugins==0.7.0 mdurl==0.1.2 narwhals==2.29.0
+nest-asyncio==1.6.0 numpy==2.4.6 opentelemetry-api==1.45.2 orjson==3.13.0 packaging==26.3 pandas==3.1.1
+pillow==13.0.0 platformdirs==4.14.7 plotly==7.1.0 prompt-toolkit==3.0.53 protobuf==7.36.2 pyarrow==26.0.1
+pydantic==2.14.3 pydantic-core==2.50.4 pydeck==0.9.3 python-dateutil==4.0.0 python-multipart==0.0.34 pyyaml==6.0.3
+questionary==2.1.1 referencing==0.37.0 requests==2.34.2 retrying==1.4.2 rpds-py==2026.9.1 setuptools==84.2.1
+shiny==1.8.0 shinychat==0.7.2 starlette==1.10.0 streamlit==1.67.0 tornado==6.6.1 typing-extensions==4.16.0
+typing-inspection==0.4.5 tzdata==2026.6 urllib3==2.8.0 uvicorn==0.54.0 watchdog==7.1.0 watchfiles==1.3.0
+wcwidth==0.9.4 websockets==17.4 werkzeug==3.1.9 xyzservices==2026.9.1 zipp==4.1.2
+""".split()
+
+
+@pytest.fixture(scope="module")
+def pub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Publishing]:
+    # pyarrow's wheel (Streamlit's) is 53 MB.
+    limit = {"PACKYARD_UPLOAD_MAX_FILE_SIZE": "100MiB"}
+    with publishing_server("sqlite", tmp_path_factory.mktemp("packyard-apps"), limit) as server:
+        yield setup_publishing(server, tmp_path_factory.mktemp("publisher-home"), pins=PINS)
+
+
+@pytest.fixture(scope="module")
+def apps(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("apps")
+
+
+def deployed(pub: Publishing, kind: str, name: str, apps: Path) -> Deployed:
+    app = copy_app(name, apps)
+    result = pub.deploy(kind, app)
+    output = result.stdout + result.stderr
+    assert "Deployment completed successfully." in output, output
+    return Deployed(pub, pub.record(app)["app_guid"], output)
+
+
+class Deployed:
+    def __init__(self, pub: Publishing, guid: str, output: str) -> None:
+        self.pub = pub
+        self.guid = guid
+        self.output = output  # rsconnect's output, with both deploy tasks' logs
+        self.prefix = f"/content/{guid}/"
+
+    def get(self, path: str = "", **kwargs: Any) -> httpx.Response:
+        return self.pub.get(self.prefix + path, **kwargs)
+
+    @property
+    def pid(self) -> int:
+        """The process serving now: the last one a deploy task started."""
+        return int(re.findall(r"\(pid (\d+)\)", self.output)[-1])
+
+    def websocket(self, path: str, **kwargs: Any) -> connect:
+        """A browser's websocket: this server's Origin, the publisher's key, no size limit."""
+        url = self.pub.server.url.replace("http://", "ws://") + self.prefix + path
+        headers = {"Authorization": f"Key {self.pub.key}", **kwargs.pop("headers", {})}
+        kwargs.setdefault("origin", self.pub.server.url)
+        return connect(url, additional_headers=headers, max_size=None, open_timeout=30, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def dash_app(pub: Publishing, apps: Path) -> Deployed:
+    return deployed(pub, "dash", "dash-app", apps)
+
+
+@pytest.fixture(scope="module")
+def shiny_app(pub: Publishing, apps: Path) -> Deployed:
+    return deployed(pub, "shiny", "shiny-app", apps)
+
+
+@pytest.fixture(scope="module")
+def streamlit_app(pub: Publishing, apps: Path) -> Deployed:
+    return deployed(pub, "streamlit", "streamlit-app", apps)
+
+
+@pytest.fixture(scope="module")
+def bokeh_app(pub: Publishing, apps: Path) -> Deployed:
+    return deployed(pub, "bokeh", "bokeh-app", apps)
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(asyncio.wait_for(coro, 60))
+
+
+async def until(ws: ClientConnection, found: Any) -> Any:
+    """Messages from the app until `found(message)` is truthy; its value."""
+    while True:
+        value = found(await ws.recv())
+        if value:
+            return value
+
+
+def test_dash_answers_a_callback_under_the_prefix(dash_app: Deployed) -> None:
+    # Dash learns its prefix when it starts, so activating its draft started a fresh process for /content/<guid>/.
+    assert f"starts again for {dash_app.prefix}" in dash_app.output
+    page = dash_app.get()
+    assert page.status_code == 200
+    config = json.loads(re.search(r'<script id="_dash-config" type="application/json">(.*?)</script>', page.text)[1])
+    assert config["requests_pathname_prefix"] == dash_app.prefix
+    script = re.search(r'<script src="([^"]+_dash-component-suites/[^"]+\.js[^"]*)"', page.text)[1]
+    assert script.startswith(dash_app.prefix)
+    asset = dash_app.pub.get(script)
+    assert asset.status_code == 200 and "javascript" in asset.headers["content-type"]
+    layout = dash_app.get("_dash-layout").json()
+    assert "greeting" in json.dumps(layout)
+    update = {
+        "output": "greeting.children",
+        "outputs": {"id": "greeting", "property": "children"},
+        "inputs": [{"id": "name", "property": "value", "value": "Connect"}],
+        "changedPropIds": ["name.value"],
+    }
+    response = httpx.post(
+        f"{dash_app.pub.server.url}{dash_app.prefix}_dash-update-component",
+        json=update,
+        headers=dash_app.pub.headers,
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["response"]["greeting"]["children"] == "Hello, Connect!"
+
+
+def test_shiny_session_answers_an_input_over_the_websocket(shiny_app: Deployed) -> None:
+    page = shiny_app.get()
+    assert page.status_code == 200
+    script = re.search(r'<script src="(lib/shiny-[^"]+/shiny\.js)"', page.text)[1]
+    assert shiny_app.get(script).status_code == 200  # relative asset URLs resolve under the prefix
+
+    async def session() -> str:
+        async with shiny_app.websocket("websocket/") as ws:
+            init = {"name": "Connect", ".clientdata_output_greeting_hidden": False}
+            await ws.send(json.dumps({"method": "init", "data": init}))
+            return await until(ws, lambda m: json.loads(m).get("values", {}).get("greeting"))
+
+    assert run(session()) == "Hello, Connect!"
+
+
+def test_streamlit_session_runs_the_script_over_the_websocket(streamlit_app: Deployed) -> None:
+    page = streamlit_app.get()
+    assert page.status_code == 200 and "<title>Streamlit</title>" in page.text
+    script = re.search(r'<script type="module" crossorigin src="\./(static/js/[^"]+\.js)"', page.text)[1]
+    assert streamlit_app.get(script).status_code == 200
+    assert streamlit_app.get("_stcore/health").text == "ok"
+
+    async def session() -> tuple[str | None, bytes]:
+        # The page offers "streamlit" plus a token slot; Streamlit picks the first.
+        async with streamlit_app.websocket("_stcore/stream", subprotocols=["streamlit", "PLACEHOLDER"]) as ws:
+            await ws.send(b"Z\x00")  # BackMsg{rerun_script: ClientState{}} (field 11, empty)
+            text = b"Hello from Streamlit, run by Packyard."
+            return ws.subprotocol, await until(ws, lambda m: m if text in m else None)
+
+    subprotocol, message = run(session())
+    assert subprotocol == "streamlit" and isinstance(message, bytes)
+
+
+def test_bokeh_session_pulls_its_document_over_the_websocket(bokeh_app: Deployed) -> None:
+    assert f"starts again for {bokeh_app.prefix}" in bokeh_app.output
+    page = bokeh_app.get()
+    assert page.status_code == 200
+    script = re.search(r'<script src="([^"]+/static/js/bokeh\.min\.js[^"]*)"', page.text)[1]
+    assert script.startswith(bokeh_app.prefix) and bokeh_app.pub.get(script).status_code == 200
+    token = re.search(r'"token":"([^"]+)"', page.text)[1]
+
+    async def session() -> dict[str, Any]:
+        async with bokeh_app.websocket("ws", subprotocols=["bokeh", token]) as ws:
+            ack = json.loads(await ws.recv())
+            assert ack["msgtype"] == "ACK", ack
+            await ws.recv(), await ws.recv()  # its metadata and content
+            for part in ({"msgid": "1", "msgtype": "PULL-DOC-REQ"}, {}, {}):
+                await ws.send(json.dumps(part))
+            header = await until(ws, lambda m: json.loads(m) if "PULL-DOC-REPLY" in m else None)
+            await ws.recv()  # metadata
+            return {"header": header, "content": json.loads(await ws.recv())}
+
+    reply = run(session())
+    assert reply["header"]["reqid"] == "1"
+    assert "Hello from Bokeh, run by Packyard." in json.dumps(reply["content"])
+
+
+def test_cross_origin_handshakes_are_refused(shiny_app: Deployed) -> None:
+    async def handshake() -> InvalidStatus:
+        with pytest.raises(InvalidStatus) as refused:
+            async with shiny_app.websocket("websocket/", origin="http://evil.example"):
+                pass
+        return refused.value
+
+    refusal = run(handshake())
+    assert refusal.response.status_code == 403
+    assert b"origin `http://evil.example` refused" in refusal.response.body
+
+
+def test_a_websocket_to_content_the_caller_may_not_see_is_refused(shiny_app: Deployed) -> None:
+    url = shiny_app.pub.server.url.replace("http://", "ws://") + shiny_app.prefix + "websocket/"
+
+    async def handshake(headers: dict[str, str]) -> InvalidStatus:
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(url, origin=shiny_app.pub.server.url, additional_headers=headers):
+                pass
+        return refused.value
+
+    assert run(handshake({})).response.status_code == 401
+    shiny_app.pub.server.cli("user", "create", "wendy", "--role", "viewer")
+    viewer = shiny_app.pub.server.cli("key", "create", "--user", "wendy", "-q").stdout.strip()
+    refused = run(handshake({"Authorization": f"Key {viewer}"}))
+    assert refused.response.status_code == 403 and b"may not see content" in refused.response.body
+
+
+def test_an_app_that_refuses_the_handshake_refuses_the_browser(shiny_app: Deployed) -> None:
+    async def handshake() -> InvalidStatus:
+        with pytest.raises(InvalidStatus) as refused:
+            async with shiny_app.websocket("no-such-socket"):
+                pass
+        return refused.value
+
+    assert run(handshake()).response.status_code == 403  # Starlette's answer to an unrouted websocket
+
+
+def test_a_session_whose_app_dies_is_closed_not_left_hanging(shiny_app: Deployed) -> None:
+    async def session() -> tuple[int, float]:
+        async with shiny_app.websocket("websocket/") as ws:
+            await ws.send(json.dumps({"method": "init", "data": {"name": "x"}}))
+            await ws.recv()  # the session is up
+            os.kill(shiny_app.pid, signal.SIGKILL)
+            began = time.monotonic()
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    await ws.recv()
+            return closed.value.rcvd.code, time.monotonic() - began
+
+    code, seconds = run(session())
+    assert code == 1011 and seconds < 5
