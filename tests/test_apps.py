@@ -254,3 +254,17 @@ def test_a_session_whose_app_dies_is_closed_not_left_hanging(shiny_app: Deployed
 
     code, seconds = run(session())
     assert code == 1011 and seconds < 5
+
+
+def test_an_app_mode_that_does_not_run_yet_fails_its_deploy(pub: Publishing, apps: Path) -> None:
+    app = apps / "gradio-app"
+    app.mkdir()
+    (app / "app.py").write_text("import gradio\n")
+    (app / "requirements.txt").write_text("gradio\n")
+    result = pub.deploy("gradio", app, check=False)
+    assert result.returncode == 1
+    assert (
+        "manifest.json: `metadata.appmode` is `python-gradio`, which this server does not run yet; it runs "
+        "python-fastapi, python-api, python-dash, python-shiny, python-streamlit, python-bokeh "
+        "(`rsconnect deploy fastapi|flask|api|dash|shiny|streamlit|bokeh`)"
+    ) in result.stdout + result.stderr
