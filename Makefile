@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: run test lint format bench bench-deploy clean
+.PHONY: run test lint format bench bench-deploy bench-apps clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ bench: $(STAMP)
 # Deploy, redeploy and rollback times, against venv+pip and bare uv for the same requirements.
 bench-deploy: $(STAMP)
 	$(BIN)/python bench/deploy.py $(BENCH_ARGS)
+
+# Cold start to first byte for each app type (FastAPI, Flask, Dash, Shiny, Streamlit, Bokeh).
+bench-apps: $(STAMP)
+	$(BIN)/python bench/apps.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -21,23 +21,10 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.publishing import Publishing, copy_app, publishing_server, setup_publishing
+from tests.publishing import APPS, Publishing, copy_app, publishing_server, setup_publishing
 
-# The apps' packages and every dependency, pinned (`uv pip compile` for Python 3.11 on manylinux).
-PINS = """
-a2wsgi==1.10.10 altair==6.3.0 annotated-types==0.8.0 anyio==4.16.0 asgiref==3.13.0 attrs==26.1.0 blinker==1.9.0
-bokeh==3.9.2 certifi==2026.10.18 charset-normalizer==3.5.2 click==8.5.1 comm==0.2.3 contourpy==1.3.3 dash==4.4.1
-flask==3.1.3 h11==0.16.0 htmltools==0.7.0 idna==3.20 importlib-metadata==10.2.0 itsdangerous==2.2.0 janus==2.0.0
-jinja2==3.1.6 jsonschema==4.26.0 jsonschema-specifications==2025.9.1 lazy-importer==0.1.0 libsass==0.23.0
-linkify-it-py==2.2.0 markdown-it-py==4.3.0 markupsafe==3.0.4 mdit-py-plugins==0.7.0 mdurl==0.1.2 narwhals==2.29.0
-nest-asyncio==1.6.0 numpy==2.4.6 opentelemetry-api==1.45.2 orjson==3.13.0 packaging==26.3 pandas==3.1.1
-pillow==13.0.0 platformdirs==4.14.7 plotly==7.1.0 prompt-toolkit==3.0.53 protobuf==7.36.2 pyarrow==26.0.1
-pydantic==2.14.3 pydantic-core==2.50.4 pydeck==0.9.3 python-dateutil==4.0.0 python-multipart==0.0.34 pyyaml==6.0.3
-questionary==2.1.1 referencing==0.37.0 requests==2.34.2 retrying==1.4.2 rpds-py==2026.9.1 setuptools==84.2.1
-shiny==1.8.0 shinychat==0.7.2 starlette==1.10.0 streamlit==1.67.0 tornado==6.6.1 typing-extensions==4.16.0
-typing-inspection==0.4.5 tzdata==2026.6 urllib3==2.8.0 uvicorn==0.54.0 watchdog==7.1.0 watchfiles==1.3.0
-wcwidth==0.9.4 websockets==17.4 werkzeug==3.1.9 xyzservices==2026.9.1 zipp==4.1.2
-""".split()
+# The apps' packages and every dependency, pinned; bench/apps.py uses them too.
+PINS = [line for line in (APPS / "pins.txt").read_text().splitlines() if line and not line.startswith("#")]
 
 
 @pytest.fixture(scope="module")
