@@ -149,29 +149,32 @@ async def relay(
         raise PublishingError(f"The Host header `{header(scope, b'host')}` is not a valid host name.") from exc
     except (OSError, TimeoutError, InvalidHandshake) as exc:
         raise AppUnavailable(f"The app did not open the websocket: {_describe(exc)}. Its log may say why.") from exc
-    await send(
-        {
-            "type": "websocket.accept",
-            "subprotocol": upstream.subprotocol,
-            "headers": [
-                (k.lower().encode("latin-1"), v.encode("latin-1"))
-                for k, v in upstream.response.headers.raw_items()
-                if k.lower().encode("latin-1") not in _DROP_RESPONSE
-            ],
-        }
-    )
-    to_browser = asyncio.ensure_future(_app_to_browser(upstream, send))
-    to_app = asyncio.ensure_future(_browser_to_app(receive, upstream))
+    accept = {
+        "type": "websocket.accept",
+        "subprotocol": upstream.subprotocol,
+        "headers": [
+            (k.lower().encode("latin-1"), v.encode("latin-1"))
+            for k, v in upstream.response.headers.raw_items()
+            if k.lower().encode("latin-1") not in _DROP_RESPONSE
+        ],
+    }
+    to_browser = to_app = None
     try:
+        await send(accept)
+        to_browser = asyncio.ensure_future(_app_to_browser(upstream, send))
+        to_app = asyncio.ensure_future(_browser_to_app(receive, upstream))
         await asyncio.wait({to_browser, to_app}, return_when=asyncio.FIRST_COMPLETED)
         if to_app.done():
             # The browser left (its close went to the app), or the app closed while a message was on its way:
             # either way the app's close arrives next and `to_browser` finishes with it.
             await asyncio.wait({to_browser}, timeout=CLOSE_TIMEOUT)
+    except OSError:
+        pass  # the browser left during the handshake
     finally:
-        to_browser.cancel()
-        to_app.cancel()
-        await asyncio.gather(to_browser, to_app, return_exceptions=True)
+        tasks = [task for task in (to_browser, to_app) if task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await upstream.close()
 
 
