@@ -30,8 +30,9 @@ from starlette.types import Scope
 from packyard.http_errors import send_error
 from packyard.publishing.errors import AppStartError, NotFound
 from packyard.publishing.proxy import ContentProxy
-from packyard.publishing.runtime import AppProcess, ProcessSpec, Supervisor, read_log_tail
+from packyard.publishing.runtime import AppProcess, ProcessSpec, read_log_tail
 from packyard.publishing.scheduler import Limits
+from packyard.publishing.supervisor import Supervisor
 
 T = TypeVar("T")
 SECRET = "PACKYARD_RUNTIME_TEST_SECRET"
@@ -95,6 +96,9 @@ async def app(scope, receive, send):
         return
     if DELAY:
         await asyncio.sleep(DELAY)
+    query = dict(p.split("=", 1) for p in scope["query_string"].decode().split("&") if "=" in p)
+    if "sleep" in query:  # a slow request; the readiness probe is not one
+        await asyncio.sleep(float(query["sleep"]))
     body = json.dumps({
         "version": VERSION, "pid": os.getpid(), "root_path": scope["root_path"], "path": scope["path"],
         "raw_path": scope["raw_path"].decode(), "query": scope["query_string"].decode(),
@@ -124,9 +128,12 @@ class Front:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        self.supervisor = Supervisor(Limits(init_timeout=30))
+        # Processes stay until a test stops them, unless it activates them with its own limits.
+        self.supervisor = Supervisor(Limits(init_timeout=30, idle_timeout=3600))
         self.overrides: dict[str, AppProcess] = {}
-        sock = socket.socket()
+        # Named TCP, or asyncio leaves Nagle on for accepted connections: a body written after the headers
+        # would wait 40 ms for the client's delayed ACK.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.bind(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
         proxy = ContentProxy(self._resolve, send_error)
@@ -138,9 +145,11 @@ class Front:
             time.sleep(0.01)
 
     async def _resolve(self, scope: Scope, guid: str, bundle_id: int | None) -> AppProcess:
+        """What Publisher.running does once the content is known: a process counted in flight."""
         if guid in self.overrides:
+            self.overrides[guid].in_flight += 1
             return self.overrides[guid]
-        process = self.supervisor.find(guid, bundle_id)
+        process = self.supervisor.acquire(guid, bundle_id) or await self.supervisor.wait_for(guid, bundle_id)
         if process is None:
             raise NotFound(f"No running content `{guid}`.")
         return process
@@ -443,12 +452,11 @@ def test_a_draft_is_served_beside_the_active_bundle_and_promoted_in_place(front:
     assert httpx.get(f"{base}/_bundle2").headers["location"] == "./_bundle2/"
     assert httpx.get(f"{base}/_bundle9/").status_code == 404
 
-    promoted = front.call(front.supervisor.promote, active.guid, 2)
-    assert promoted is draft
+    assert front.call(front.supervisor.promote, active.guid, 2) is True
     seen = httpx.get(f"{base}/").json()
     assert (seen["version"], seen["pid"], seen["root_path"]) == ("2", draft.pid, f"/content/{active.guid}")
     assert_stopped_cleanly(front, active)
-    assert front.call(front.supervisor.promote, active.guid, 3) is None
+    assert front.call(front.supervisor.promote, active.guid, 3) is False
 
 
 def test_an_unreachable_app_answers_502_naming_the_content(front: Front, tmp_path: Path) -> None:
@@ -470,3 +478,84 @@ def test_an_unreachable_app_answers_502_naming_the_content(front: Front, tmp_pat
     while process.in_flight and time.monotonic() < deadline:
         time.sleep(0.01)
     assert process.in_flight == 0
+
+
+def test_a_full_pool_makes_requests_wait_then_answers_503(front: Front, tmp_path: Path) -> None:
+    spec = make_spec(tmp_path, ECHO_APP)
+    limits = Limits(max_processes=1, max_conns_per_process=1, idle_timeout=3600, init_timeout=30)
+    front.supervisor.queue_timeout = 0.5  # read when the pool opens
+    try:
+        front.call(front.supervisor.activate, front.start(spec), limits)
+    finally:
+        front.supervisor.queue_timeout = 30.0
+    url = f"{front.url}/content/{spec.guid}/"
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(httpx.get, f"{url}?sleep=1.5", timeout=30)
+        time.sleep(0.3)  # the first holds the only connection
+        refused = httpx.get(url, headers={"Accept": "application/json"}, timeout=30)
+        assert first.result().status_code == 200
+    assert (refused.status_code, refused.headers["retry-after"]) == (503, "5")
+    assert json.loads(refused.text)["detail"] == (
+        f"Content `{spec.guid}` is busy: its 1 processes (`max_processes` is 1) each serve 1 connections "
+        "(`max_conns_per_process`), and none had room within 0.5 s. Try again in a few seconds; its owner can "
+        "raise those settings."
+    )
+    front.run(front.supervisor.stop_content(spec.guid))
+
+
+def test_idle_processes_stop_and_the_next_request_starts_one(front: Front, tmp_path: Path) -> None:
+    spec = make_spec(tmp_path, ECHO_APP)
+    first = front.start(spec)
+    front.call(front.supervisor.activate, first, Limits(idle_timeout=1, init_timeout=30))
+    url = f"{front.url}/content/{spec.guid}/"
+    assert httpx.get(url).json()["pid"] == first.pid
+    assert_stopped_cleanly(front, first)  # about a second after its last request
+    assert front.call(front.supervisor.processes, spec.guid) == []
+    started = time.monotonic()
+    second = httpx.get(url, timeout=30).json()["pid"]
+    assert second != first.pid and time.monotonic() - started < 5
+    assert "Stopping process" in "\n".join(read_log_tail(spec.log_path, 50))
+
+    # Kept warm: `min_processes` start without a request, and outlive the idle timeout.
+    front.call(front.supervisor.configure, spec.guid, Limits(min_processes=2, idle_timeout=1, init_timeout=30))
+    deadline = time.monotonic() + 20
+    while len(front.call(front.supervisor.processes, spec.guid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    warm = {p.pid for p in front.call(front.supervisor.processes, spec.guid)}
+    time.sleep(1.5)
+    assert len(warm) == 2 and {p.pid for p in front.call(front.supervisor.processes, spec.guid)} == warm
+    front.run(front.supervisor.stop_content(spec.guid))
+
+
+def test_a_silent_app_answers_504_after_its_connection_timeout(front: Front, tmp_path: Path) -> None:
+    spec = make_spec(tmp_path, ECHO_APP)
+    process = front.start(spec)
+    front.call(front.supervisor.activate, process, Limits(connection_timeout=1, idle_timeout=3600, init_timeout=30))
+    started = time.monotonic()
+    response = httpx.get(
+        f"{front.url}/content/{spec.guid}/?sleep=2.5", headers={"Accept": "application/json"}, timeout=30
+    )
+    assert response.status_code == 504 and 1 <= time.monotonic() - started < 3
+    assert json.loads(response.text)["detail"] == (
+        f"Content `{spec.guid}` (bundle 1) sent nothing for 1 s (its `connection_timeout`); its log may say why, "
+        "or its owner can raise the timeout."
+    )
+    assert front.call(front.supervisor.find, spec.guid) is process  # the app is slow, not dead
+    front.run(front.supervisor.stop_content(spec.guid))
+
+
+def test_a_silent_client_gets_408_after_the_read_timeout(front: Front, tmp_path: Path) -> None:
+    spec = make_spec(tmp_path, ECHO_APP)
+    front.call(front.supervisor.activate, front.start(spec), Limits(read_timeout=1, idle_timeout=3600))
+    host, port = front.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as client:
+        started = time.monotonic()
+        client.sendall(
+            f"POST /content/{spec.guid}/ HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789".encode()
+        )
+        answer = ""
+        while "read_timeout" not in answer and (chunk := client.recv(65536)):
+            answer += chunk.decode()
+    assert answer.startswith("HTTP/1.1 408 ") and 1 <= time.monotonic() - started < 3
+    assert "nothing came for 1 s (the content's `read_timeout`)" in answer
+    front.run(front.supervisor.stop_content(spec.guid))

@@ -4,12 +4,16 @@ they drive: scale to zero and back, a second process under load, warm processes,
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import os
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import httpx
 import pytest
 
-from tests.publishing import Publishing, publishing_server, setup_publishing
+from tests.publishing import Publishing, copy_app, publishing_server, setup_publishing
 
 RUNTIME_FIELDS = (
     "min_processes",
@@ -128,3 +132,77 @@ def test_runtime_settings_through_the_cli(pub: Publishing) -> None:
 def test_a_missing_content_is_named(pub: Publishing) -> None:
     result = pub.server.cli("content", "runtime", "no-such-guid", check=False)
     assert result.returncode == 1 and "There is no content `no-such-guid`" in result.stderr
+
+
+# -- the pool, with the FastAPI test app deployed by rsconnect ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def guid(pub: Publishing, tmp_path_factory: pytest.TempPathFactory) -> str:
+    app = copy_app("fastapi-app", tmp_path_factory.mktemp("apps"))
+    pub.deploy("fastapi", app)
+    return pub.record(app)["app_guid"]
+
+
+def pids(pub: Publishing, guid: str) -> set[int]:
+    """The app's running processes, as the server lists them."""
+    jobs = pub.api("GET", f"/v1/content/{guid}/jobs")
+    assert jobs.status_code == 200, jobs.text
+    return {job["pid"] for job in jobs.json()}
+
+
+def wait_for(condition: Callable[[], bool], seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def settle(pub: Publishing, guid: str, **settings: Any) -> None:
+    response = pub.api("PATCH", f"/v1/content/{guid}", json=dict.fromkeys(RUNTIME_FIELDS) | settings)
+    assert response.status_code == 200, response.text
+
+
+def test_scale_to_zero_and_back(pub: Publishing, guid: str) -> None:
+    settle(pub, guid, idle_timeout=1)
+    first = pub.get(f"/content/{guid}/slow", params={"seconds": 0}).json()["pid"]
+    assert first in pids(pub, guid)
+    wait_for(lambda: not pids(pub, guid) and gone(first))  # stopped after a second unused
+    answer = pub.get(f"/content/{guid}/slow", params={"seconds": 0})
+    assert answer.status_code == 200 and answer.json()["pid"] != first
+    app_log = pub.api("GET", f"/v1/content/{guid}/log").json()["app"]
+    assert any(f"Stopping process {first}: no connection for 1 s (`idle_timeout`)." in line for line in app_log)
+
+
+def test_load_above_one_process_starts_a_second_and_no_request_fails(pub: Publishing, guid: str) -> None:
+    settle(pub, guid, max_conns_per_process=2, max_processes=3, idle_timeout=30)
+    with httpx.Client(headers=pub.headers, timeout=60) as client, ThreadPoolExecutor(12) as pool:
+        url = f"{pub.server.url}/content/{guid}/slow"
+        answers = list(pool.map(lambda _: client.get(url, params={"seconds": 1.5}), range(12)))
+    assert [a.status_code for a in answers] == [200] * 12
+    served_by = {a.json()["pid"] for a in answers}
+    assert len(served_by) >= 2
+    assert served_by <= pids(pub, guid)
+
+
+def test_min_processes_keep_warm_and_changes_apply_without_a_redeploy(pub: Publishing, guid: str) -> None:
+    settle(pub, guid, idle_timeout=1)
+    wait_for(lambda: not pids(pub, guid))
+    # The CLI writes the database; the server follows its change log, and no request comes.
+    pub.server.cli("content", "runtime", guid, "--min-processes", "2")
+    wait_for(lambda: len(pids(pub, guid)) == 2)
+    warm = pids(pub, guid)
+    time.sleep(2)  # twice the idle timeout
+    assert pids(pub, guid) == warm
+    assert pub.get(f"/content/{guid}/slow", params={"seconds": 0}).json()["pid"] in warm
+    # Back to none kept: both stop once idle.
+    settle(pub, guid, idle_timeout=1, min_processes=0)
+    wait_for(lambda: not pids(pub, guid) and all(gone(pid) for pid in warm))

@@ -39,6 +39,7 @@ def create_app(settings: Settings) -> ASGIApp:
         reaper = asyncio.create_task(context.publisher.environments.reap_forever())
         # Finding the host's interpreters takes a second; do it now rather than in the first deploy.
         interpreters = asyncio.create_task(asyncio.to_thread(context.publisher.check_host))
+        warm = asyncio.create_task(context.publisher.warm_up())  # content with `min_processes` starts now
         try:
             yield
         finally:
@@ -46,6 +47,7 @@ def create_app(settings: Settings) -> ASGIApp:
             preload.cancel()
             reaper.cancel()
             interpreters.cancel()
+            warm.cancel()
             await context.publisher.close()
             await context.mirror.close()
             context.db.dispose()

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import socket
 import time
 from typing import Any
 
@@ -432,6 +434,32 @@ async def content_log(request: Request, guid: str, lines: int = 200) -> dict[str
         "app": _tail(publisher.log_path(guid), lines),
         "deploy": _tail(publisher.content_dir(guid) / "deploy.log", lines),
     }
+
+
+@router.get("/v1/content/{guid}/jobs")
+async def content_jobs(request: Request, guid: str) -> list[dict[str, Any]]:
+    """The content's running processes, in the shape of Connect's jobs (no history of finished ones is kept)."""
+    caller = await _caller(request)
+    content = await _in_thread(request, lambda s: _owned(s, caller, guid))
+    hostname = socket.gethostname()
+    return [
+        {
+            "id": str(process.pid),
+            "key": f"{process.bundle_id}-{process.pid}",
+            "ppid": os.getpid(),
+            "pid": process.pid,
+            "app_id": str(content.id),
+            "bundle_id": str(process.bundle_id),
+            "tag": "run_app",
+            "status": 0,  # running
+            "start_time": contents.iso(process.started_at),
+            "end_time": None,
+            "exit_code": None,
+            "hostname": hostname,
+            "connections": process.in_flight,  # Packyard's: requests and websockets in flight
+        }
+        for process in _publisher(request).supervisor.processes(guid)
+    ]
 
 
 def _tail(path: Any, lines: int) -> list[str]:

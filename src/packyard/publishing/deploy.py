@@ -25,14 +25,15 @@ from packyard.publishing import content as contents
 from packyard.publishing import rendering, scheduler, variables
 from packyard.publishing.bundles import Manifest, extract_bundle, read_requirements
 from packyard.publishing.environments import BuiltEnvironment, Environments, check_externals, plan_install
-from packyard.publishing.errors import BundleError, EnvironmentBuildError, NotFound
+from packyard.publishing.errors import BundleError, Busy, EnvironmentBuildError, NotFound
 from packyard.publishing.interpreters import choose_interpreter, find_interpreters
 from packyard.publishing.launchers import LAUNCHERS, Launcher
 from packyard.publishing.manifest import FILE_APP_MODES
 from packyard.publishing.models import Bundle, Content
-from packyard.publishing.runtime import AppProcess, ProcessSpec, Supervisor
+from packyard.publishing.runtime import AppProcess, ProcessSpec
 from packyard.publishing.sites import Sites
 from packyard.publishing.static import Site
+from packyard.publishing.supervisor import Supervisor
 from packyard.publishing.tasks import Task, Tasks
 from packyard.publishing.variables import Vault
 from packyard.storage import LocalBlobStore
@@ -62,7 +63,7 @@ class Publisher:
         self.tasks = Tasks()
         self.vault = Vault(settings.encryption_key())
         self.environments = Environments(settings, db)
-        self.supervisor = Supervisor(scheduler.defaults(settings.scheduler))
+        self.supervisor = Supervisor(scheduler.defaults(settings.scheduler), float(settings.scheduler.queue_timeout))
         self.root = settings.data_dir / "apps"
         self.sites = Sites(self.root, settings.quarto.executable, float(settings.publishing.render_timeout))
         self._locks: dict[str, asyncio.Lock] = {}
@@ -106,7 +107,7 @@ class Publisher:
     async def _deploy(
         self, task: Task, guid: str, bundle_id: int, activate: bool, build_only: bool, started: float
     ) -> None:
-        if activate and not build_only and self._promote(guid, bundle_id, task.log) is not None:
+        if activate and not build_only and self._promote(guid, bundle_id, task.log):
             self.sites.retire(guid)
             await asyncio.to_thread(self._mark_active, guid, bundle_id)
             task.log(f"Activating bundle {bundle_id}: its draft is running and answered, so traffic switches to it.")
@@ -140,7 +141,7 @@ class Publisher:
             await asyncio.to_thread(self._mark_active, guid, bundle_id)
             task.log(f"Bundle {bundle_id} is active: /content/{guid}/ serves it.")
         else:
-            self.supervisor.add_draft(process)
+            self.supervisor.add_draft(process, limits)
             task.log(f"Draft running at /content/{guid}/_bundle{bundle_id}/; the active version is unchanged.")
         assert prepared.environment is not None
         timings = prepared.environment.timings
@@ -286,8 +287,9 @@ class Publisher:
         base = urlsplit(self.settings.server.address).path.rstrip("/")
         return f"{base}/content/{guid}/" + (f"_bundle{bundle_id}/" if bundle_id is not None else "")
 
-    def _promote(self, guid: str, bundle_id: int, say: Callable[[str], None]) -> AppProcess | None:
-        """Switch traffic to the running draft of `bundle_id`, unless it learnt the draft's URL when it started."""
+    def _promote(self, guid: str, bundle_id: int, say: Callable[[str], None]) -> bool:
+        """Switch traffic to the running draft of `bundle_id`, unless it learnt the draft's URL when it started;
+        True when that bundle serves now without a new start."""
         running = self.supervisor.find(guid, bundle_id)
         if running is None or running.spec.prefix in ("", self.url_prefix(guid)):
             return self.supervisor.promote(guid, bundle_id)
@@ -295,7 +297,7 @@ class Publisher:
             f"Bundle {bundle_id}'s draft was told its URL {running.spec.prefix} when it started, so the bundle "
             f"starts again for {self.url_prefix(guid)}."
         )
-        return None
+        return False
 
     def _spec(self, prepared: Prepared, launcher: Launcher, draft: bool = False) -> ProcessSpec:
         guid = prepared.content.guid
@@ -346,28 +348,52 @@ class Publisher:
     # -- serving ------------------------------------------------------------------------------------------
 
     async def running(self, content: Content, bundle_id: int | None) -> AppProcess:
-        """The process serving a content (or one of its drafts), started on first use after a restart."""
-        process = self.supervisor.find(content.guid, bundle_id)
+        """A process of the content (or of its draft `bundle_id`) with room for one more connection, counted in
+        flight: give it back with `process.release()`. Waits while every process is full, and starts the active
+        bundle when none runs (after a scale to zero or a server restart)."""
+        guid = content.guid
+        process = self.supervisor.acquire(guid, bundle_id)  # the common case: no await, no lock
+        if process is None:
+            process = await self.supervisor.wait_for(guid, bundle_id)
         if process is not None:
             return process
         if bundle_id is not None and bundle_id != content.bundle_id:
             raise NotFound(
-                f"Bundle {bundle_id} of content {content.guid} is not running as a draft; "
+                f"Bundle {bundle_id} of content {guid} is not running as a draft; "
                 "deploy it with rsconnect (it verifies a draft before activating it)."
             )
+        await self._open(content)
+        process = await self.supervisor.wait_for(guid)
+        if process is None:
+            raise Busy(f"Content `{guid}` was replaced or removed while this request waited; try again.", 1)
+        return process
+
+    async def _open(self, content: Content) -> None:
+        """Give the content a pool for its active bundle, whose environment is checked (or built) first."""
         if content.bundle_id is None:
             raise NotFound(f"Content {content.guid} has no active bundle yet; deploy one with `rsconnect deploy`.")
         async with self._lock(content.guid):
-            process = self.supervisor.find(content.guid, None)
-            if process is not None:
-                return process
-            notes: list[str] = []
-            prepared = await self.prepare(content.guid, content.bundle_id, notes.append)
-            limits = self.limits(content)
-            spec = self._spec(prepared, LAUNCHERS[prepared.manifest.appmode])
-            process = await self.supervisor.start(spec, limits.init_timeout)
-            self.supervisor.activate(process, limits)
-            return process
+            if self.supervisor.pool(content.guid) is not None:
+                return
+            prepared = await self.prepare(content.guid, content.bundle_id, [].append)
+            self.supervisor.configure(content.guid, self.limits(content))
+            self.supervisor.open(self._spec(prepared, LAUNCHERS[prepared.manifest.appmode]))
+
+    async def warm_up(self) -> None:
+        """At server start: open the pools of content that keeps processes running (`min_processes`)."""
+
+        def load() -> list[Content]:
+            with self.db.session() as session:
+                query = select(Content).where(Content.bundle_id.is_not(None), Content.app_mode.in_(list(LAUNCHERS)))
+                return list(session.scalars(query))
+
+        for content in await asyncio.to_thread(load):
+            if self.limits(content).min_processes > 0:
+                try:
+                    await self._open(content)
+                except PackyardError as exc:
+                    log.warning("Content %s keeps %s processes, but could not start: %s", content.guid,
+                                self.limits(content).min_processes, exc)  # fmt: skip
 
     def limits(self, content: Content) -> scheduler.Limits:
         return scheduler.effective(content, self.settings.scheduler)

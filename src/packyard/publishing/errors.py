@@ -7,7 +7,8 @@ PublishingError                 400
 ├── EnvironmentBuildError       400  no matching Python, or the install failed
 ├── AppStartError               400  the app did not start or did not answer
 ├── AppUnavailable              502  the proxy could not reach a running app process
-└── RenderError                 400  a notebook or Quarto render failed, or its renderer is missing
+├── RenderError                 400  a notebook or Quarto render failed, or its renderer is missing
+└── Busy                        503  every process of the content is full and no other may start
 
 The API renders each as Connect's error body, `{"error": message, "code": n, "payload": null}`.
 """
@@ -51,3 +52,11 @@ class AppUnavailable(PublishingError):
 
 class RenderError(PublishingError):
     pass
+
+
+class Busy(PublishingError):
+    status_code = 503
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.headers = {"retry-after": str(retry_after)}

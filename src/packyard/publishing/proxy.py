@@ -6,6 +6,11 @@ the server ~40 us of CPU per proxied request; httpx.AsyncClient measured ~2 ms h
 without buffering. The app sees the path without the prefix plus `X-Forwarded-Prefix`, which the harness turns
 into its root_path; an app whose routes carry the prefix (Bokeh) gets the full path. Websockets are carried by
 websocket_proxy.py, counted against the process like a request in flight.
+
+The resolver hands over a process already counted in flight; `release()` gives the connection back to its
+pool. The timeouts cost no timer per request: a connection in use sits in `process.busy` with the time data
+last moved, and the supervisor's tending cuts one silent past `connection_timeout`. Only a request body,
+waited for from the client, runs under a timer (`read_timeout`).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from packyard.errors import PackyardError
 from packyard.publishing import static, websocket_proxy
-from packyard.publishing.errors import AppUnavailable, Forbidden, NotFound
+from packyard.publishing.errors import AppUnavailable, Forbidden, NotFound, PublishingError
 from packyard.publishing.runtime import AppProcess
 
 log = logging.getLogger("packyard.proxy")
@@ -60,12 +65,25 @@ _DROP_RESPONSE = frozenset(
 )
 
 
+class AppSilent(AppUnavailable):
+    """The app sent nothing for `connection_timeout` seconds."""
+
+    status_code = 504
+
+
+class ClientSilent(PublishingError):
+    """The client sent none of its request body for `read_timeout` seconds."""
+
+    status_code = 408
+
+
 class ErrorSender(Protocol):
     async def __call__(
         self, scope: Scope, receive: Receive, send: Send, exc: PackyardError, status: int | None = None
     ) -> None: ...
 
 
+# (scope, guid, draft bundle id or None) -> a process counted in flight, which the proxy releases.
 Resolver = Callable[[Scope, str, int | None], Awaitable[AppProcess]]
 SiteResolver = Callable[[Scope, str, int | None], Awaitable[static.Site | None]]
 
@@ -102,10 +120,10 @@ class ContentProxy:
             return await self.send_error(scope, receive, send, exc)
         try:
             await self._forward(scope, receive, send, target, process)
-        except AppUnavailable as exc:
+        except (AppUnavailable, ClientSilent) as exc:
             await self.send_error(scope, receive, send, exc)
         finally:
-            process.in_flight -= 1
+            process.release()
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The same checks as a request (target, access, a running process), then the session is relayed."""
@@ -132,7 +150,7 @@ class ContentProxy:
         except PackyardError as exc:
             await self._refuse(scope, receive, send, exc)
         finally:
-            process.in_flight -= 1
+            process.release()
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, exc: PackyardError) -> None:
         """Answer a websocket handshake with the error's HTTP response, where the front server can send one."""
@@ -141,35 +159,37 @@ class ContentProxy:
         await send({"type": "websocket.close", "code": 1008})
 
     async def _acquire_process(self, scope: Scope, target: _Target) -> AppProcess:
-        """The process to use, counted in flight. One replaced a moment ago is stopping: ask again."""
-        for _ in range(3):
-            process = await self.resolve(scope, target.guid, target.bundle_id)
-            # No await between counting and the check: AppProcess.stop sets `closed` only when none are in flight.
-            process.in_flight += 1
-            if not process.closed:
-                return process
-            process.in_flight -= 1
-        raise AppUnavailable(f"Content `{target.guid}` is restarting; try again in a few seconds.")
+        """The process to use, counted in flight (a websocket counts as one connection for its whole life):
+        the least-loaded with room, or one the resolver waited for. Give it back with `process.release()`."""
+        return await self.resolve(scope, target.guid, target.bundle_id)
 
     async def _forward(self, scope: Scope, receive: Receive, send: Send, target: _Target, process: AppProcess) -> None:
         head, framing = _request_head(scope, target, process.spec.full_path)
         conn = _pooled(process)
         reused = conn is not None
+        busy = process.busy
         try:
             if conn is None:
                 conn = await _connect(process)
-            replay = await _send_request(conn, head, framing, receive)
+            busy.add(conn)
+            replay = await _send_request(conn, head, framing, receive, process.limits.read_timeout)
             if replay is None:  # the client went away while sending its body
                 conn.close()
                 return
             try:
                 reusable = await _relay(conn, scope["method"] == "HEAD", send, receive)
             except (_NoResponse, ConnectionError) as exc:
-                if isinstance(exc, _ResponseStarted) or not (reused and replay and scope["method"] in _IDEMPOTENT):
+                if (
+                    isinstance(exc, _ResponseStarted)
+                    or conn.expired
+                    or not (reused and replay and scope["method"] in _IDEMPOTENT)
+                ):
                     raise
                 # A pooled connection that closed under us, and a request safe to repeat: send it once more.
                 conn.close()
+                busy.discard(conn)
                 conn = await _connect(process)
+                busy.add(conn)
                 conn.writer.write(replay)
                 reusable = await _relay(conn, scope["method"] == "HEAD", send, receive)
         except (OSError, _NoResponse, httptools.HttpParserError) as exc:
@@ -178,10 +198,22 @@ class ContentProxy:
             if isinstance(exc, _ResponseStarted):
                 log.warning("Content %s (bundle %s): the response broke off: %s", process.guid, process.bundle_id, exc)
                 return
+            if conn is not None and conn.expired:
+                seconds = process.limits.connection_timeout
+                raise AppSilent(
+                    f"Content `{process.guid}` (bundle {process.bundle_id}) sent nothing for {seconds:g} s "
+                    "(its `connection_timeout`); its log may say why, or its owner can raise the timeout."
+                ) from exc
             raise AppUnavailable(
                 f"Content `{process.guid}` (bundle {process.bundle_id}) did not answer: {_describe(exc)}. "
                 "Its log may say why."
             ) from exc
+        except BaseException:  # the client left, or was too slow: the request is half sent, the connection useless
+            if conn is not None:
+                conn.close()
+            raise
+        finally:
+            busy.discard(conn)  # type: ignore[arg-type]
         if reusable and not process.closed and len(process.connections) < MAX_IDLE:
             conn.released = time.monotonic()
             process.connections.append(conn)
@@ -229,15 +261,22 @@ class _Target:
 
 
 class _Connection:
-    __slots__ = ("reader", "writer", "released")
+    __slots__ = ("reader", "writer", "released", "last_io", "expired")
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
         self.released = 0.0
+        self.last_io = time.monotonic()  # while in use: when data last moved either way
+        self.expired = False
 
     def close(self) -> None:
         self.writer.close()
+
+    def expire(self) -> None:
+        """Cut it off (nothing moved for `connection_timeout`): the read waiting on it ends at once."""
+        self.expired = True
+        self.writer.transport.abort()
 
 
 class _NoResponse(Exception):
@@ -253,6 +292,7 @@ def _pooled(process: AppProcess) -> _Connection | None:
     while process.connections:
         conn = cast(_Connection, process.connections.pop())  # the most recent is the least likely to be stale
         if now - conn.released < IDLE_EXPIRY and not conn.reader.at_eof() and not conn.writer.is_closing():
+            conn.last_io = now
             return conn
         conn.close()
     return None
@@ -299,30 +339,43 @@ def _request_head(scope: Scope, target: _Target, full_path: bool = False) -> tup
     return b"".join(out), framing
 
 
-async def _send_request(conn: _Connection, head: bytes, framing: str, receive: Receive) -> bytes | None:
+async def _send_request(
+    conn: _Connection, head: bytes, framing: str, receive: Receive, read_timeout: float
+) -> bytes | None:
     """Send the request, streaming its body. Returns what was sent when it went in one write (so it can be
     sent again on a fresh connection), b"" when it was streamed, None when the client disconnected."""
     writer = conn.writer
     if framing == "none":
         writer.write(head)
         return head
-    message = await receive()
-    if message["type"] == "http.disconnect":
-        return None
-    body, more = message.get("body", b""), message.get("more_body", False)
-    if not more:
-        payload = head + _frame(body, framing, last=True)
-        writer.write(payload)
-        return payload
-    writer.write(head + _frame(body, framing, last=False))
-    while more:
-        await writer.drain()
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return None
-        body, more = message.get("body", b""), message.get("more_body", False)
-        writer.write(_frame(body, framing, last=not more))
-    return b""
+    loop = asyncio.get_running_loop()
+    try:
+        # Only the waits for the client count: a slow app reading the body is `connection_timeout`'s business.
+        async with asyncio.timeout(read_timeout or None) as deadline:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            body, more = message.get("body", b""), message.get("more_body", False)
+            if not more:
+                payload = head + _frame(body, framing, last=True)
+                writer.write(payload)
+                return payload
+            writer.write(head + _frame(body, framing, last=False))
+            while more:
+                await writer.drain()
+                conn.last_io = time.monotonic()
+                if read_timeout:
+                    deadline.reschedule(loop.time() + read_timeout)
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return None
+                body, more = message.get("body", b""), message.get("more_body", False)
+                writer.write(_frame(body, framing, last=not more))
+            return b""
+    except TimeoutError:
+        raise ClientSilent(
+            f"The request body stopped: nothing came for {read_timeout:g} s (the content's `read_timeout`)."
+        ) from None
 
 
 def _frame(body: bytes, framing: str, last: bool) -> bytes:
@@ -370,6 +423,7 @@ async def _relay(conn: _Connection, head_request: bool, send: Send, receive: Rec
     try:
         while True:
             data = await reader.read(READ_SIZE)
+            conn.last_io = time.monotonic()
             if data:
                 parser.feed_data(data)
             elif state.headers_done and not _framed(state.headers):

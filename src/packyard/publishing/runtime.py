@@ -1,12 +1,11 @@
-"""Deployed Python apps as supervised processes on loopback.
+"""One app process: the content's own Python on a loopback socket, its output copied to the content's log.
 
-Each process is the content's own Python running `harness.py` on a socket this server bound and listens on,
-so the port is known before the child starts and no other process can take it. Streamlit binds a port itself:
-it gets one that was free a moment ago, is only believed ready once that port's listener is its own, and
-starts again on another port when it lost the race. The child's output goes to
-the content's log, line by line with a timestamp and the bundle id. The supervisor routes each content item
-to one active process and at most one draft; replacing a process lets its in-flight requests finish first,
-and an active process that exits on its own is started again after a backoff.
+Each process runs `harness.py` on a socket this server bound and listens on, so the port is known before the
+child starts and no other process can take it. Streamlit binds a port itself: it gets one that was free a
+moment ago, is only believed ready once that port's listener is its own, and starts again on another port when
+it lost the race. The child's output goes to the content's log, line by line with a timestamp and the bundle
+id. Which processes serve a content is the supervisor's business (supervisor.py, pool.py); stopping one lets
+its requests in flight finish first.
 """
 
 from __future__ import annotations
@@ -68,6 +67,14 @@ class Closeable(Protocol):
     def close(self) -> None: ...
 
 
+class Exchange(Protocol):
+    """A proxy connection in use: when data last moved on it, and how to cut it off."""
+
+    last_io: float
+
+    def expire(self) -> None: ...
+
+
 class Child:
     """The part of asyncio's `Process` the supervisor uses, over a `subprocess.Popen`. Popen starts the child
     with vfork; uvloop's subprocess support forks, copying the server's page tables on every app start."""
@@ -116,7 +123,8 @@ class Child:
 
 
 class AppProcess:
-    """One running app. The proxy counts `in_flight` and keeps idle keep-alive connections in `connections`."""
+    """One running app. The proxy counts `in_flight` (a request or a websocket: one connection) until it calls
+    `release()`, keeps idle keep-alive connections in `connections` and those in use in `busy`."""
 
     def __init__(self, spec: ProcessSpec, proc: Child, port: int) -> None:
         self.spec = spec
@@ -127,7 +135,12 @@ class AppProcess:
         self.started_at = datetime.now(UTC)
         self.started = time.monotonic()
         self.in_flight = 0
+        self.last_used = self.started  # when in_flight last went down; the idle timeout counts from it
+        self.limits = Limits()  # the content's runtime settings; its pool keeps them current
+        # Requests waiting for room in this process's pool (shared with it); a release wakes one.
+        self.waiters: deque[asyncio.Future[None]] = deque()
         self.connections: deque[Closeable] = deque()
+        self.busy: set[Exchange] = set()
         self.tail: deque[str] = deque(maxlen=TAIL_LINES)
         # Set once the process is being signalled: the proxy must not send it new requests.
         self.closed = False
@@ -148,6 +161,13 @@ class AppProcess:
 
     async def wait(self) -> int:
         return await self._proc.wait()
+
+    def release(self) -> None:
+        """The proxy is done with one connection counted in `in_flight`."""
+        self.in_flight -= 1
+        self.last_used = time.monotonic()
+        if self.waiters:
+            wake(self.waiters, 1)
 
     async def stop(self, grace: float = DRAIN_GRACE) -> None:
         """Let in-flight requests finish (up to `grace` seconds), then SIGTERM, then SIGKILL. Idempotent."""
@@ -215,172 +235,48 @@ class AppProcess:
         append_log(self.spec.log_path, self.bundle_id, text)
 
 
-class Supervisor:
-    def __init__(self, defaults: Limits | None = None) -> None:
-        self.defaults = defaults or Limits()
-        self._limits: dict[str, Limits] = {}
-        self._active: dict[str, AppProcess] = {}
-        self._drafts: dict[str, AppProcess] = {}
-        self._watchers: dict[str, asyncio.Task[None]] = {}
-        self._logs: dict[str, Path] = {}
-        self._background: set[asyncio.Task[None]] = set()
-
-    def limits(self, guid: str) -> Limits:
-        return self._limits.get(guid, self.defaults)
-
-    def configure(self, guid: str, limits: Limits) -> None:
-        """The runtime settings of a content from now on."""
-        self._limits[guid] = limits
-
-    async def start(self, spec: ProcessSpec, init_timeout: float | None = None) -> AppProcess:
-        """Start the app and return once it answers HTTP within `init_timeout` seconds (the content's setting
-        by default); AppStartError with its last output otherwise."""
-        if spec.kind not in KINDS:
-            raise ValueError(f"ProcessSpec.kind is {spec.kind!r}; use one of {sorted(KINDS)}")
-        self._logs[spec.guid] = spec.log_path
-        spec.log_path.parent.mkdir(parents=True, exist_ok=True)
-        attempt = 1
-        while True:
-            process = await _spawn(spec)
-            try:
-                await self._wait_ready(process, init_timeout or self.limits(spec.guid).init_timeout)
-                return process
-            except AppStartError:
-                # An app binding its own port may lose it to another process between our pick and its bind.
-                if not (spec.own_port and attempt < PORT_ATTEMPTS and _taken(process.port)):
-                    raise
-            except BaseException:
-                await asyncio.shield(process.kill())
-                raise
-            append_log(spec.log_path, spec.bundle_id, [f"Port {process.port} was taken; trying another."])
-            attempt += 1
-
-    async def _wait_ready(self, process: AppProcess, timeout: float) -> None:
-        # A port the app binds itself may be another process's after a lost race: check who answers.
-        owner = process.pid if process.spec.own_port else None
-        probe = asyncio.create_task(_probe(process.port, owner))
-        exited = asyncio.create_task(process.wait())
+async def start(spec: ProcessSpec, init_timeout: float) -> AppProcess:
+    """Start the app and return once it answers HTTP within `init_timeout` seconds; AppStartError with its
+    last output otherwise."""
+    if spec.kind not in KINDS:
+        raise ValueError(f"ProcessSpec.kind is {spec.kind!r}; use one of {sorted(KINDS)}")
+    spec.log_path.parent.mkdir(parents=True, exist_ok=True)
+    attempt = 1
+    while True:
+        process = await _spawn(spec)
         try:
-            await asyncio.wait({probe, exited}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            probe.cancel()
-            exited.cancel()
-        if probe.done() and not probe.cancelled() and probe.exception() is None:
-            return
-        if exited.done() and not exited.cancelled():
-            reason = f"it exited with code {exited.result()}"
-        else:
-            reason = f"it did not answer HTTP within {timeout:g} s (`init_timeout`)"
-        await process.kill()
-        output = "\n".join(process.tail) if process.tail else "(nothing)"
-        raise AppStartError(f"The app did not start: {reason}. Its last output:\n{output}")
+            await _wait_ready(process, init_timeout)
+            return process
+        except AppStartError:
+            # An app binding its own port may lose it to another process between our pick and its bind.
+            if not (spec.own_port and attempt < PORT_ATTEMPTS and _taken(process.port)):
+                raise
+        except BaseException:
+            await asyncio.shield(process.kill())
+            raise
+        append_log(spec.log_path, spec.bundle_id, [f"Port {process.port} was taken; trying another."])
+        attempt += 1
 
-    def activate(self, process: AppProcess, limits: Limits | None = None) -> None:
-        """Route /content/<guid>/ to `process` now; the previous process drains and stops."""
-        guid = process.guid
-        if limits is not None:
-            self._limits[guid] = limits
-        draft = self._drafts.get(guid)
-        if draft is process:
-            del self._drafts[guid]
-        elif draft is not None and draft.bundle_id == process.bundle_id:
-            # A draft told its own URL at start (Dash, Bokeh) is replaced by a fresh process for the active URL.
-            del self._drafts[guid]
-            self._stop_later(draft, DRAIN_GRACE)
-        old = self._active.get(guid)
-        self._active[guid] = process
-        watcher = self._watchers.pop(guid, None)
-        if watcher is not None:
-            watcher.cancel()
-        self._watchers[guid] = asyncio.create_task(self._supervise(process))
-        if old is not None and old is not process:
-            self._stop_later(old, DRAIN_GRACE)
 
-    def add_draft(self, process: AppProcess) -> None:
-        """Serve `process` at /content/<guid>/_bundle<id>/, replacing an older draft of the same content."""
-        old = self._drafts.get(process.guid)
-        self._drafts[process.guid] = process
-        if old is not None and old is not process and self._active.get(old.guid) is not old:
-            self._stop_later(old, DRAIN_GRACE)
-
-    def find(self, guid: str, bundle_id: int | None = None) -> AppProcess | None:
-        """The running active process, or with `bundle_id` the running draft (or active) of that bundle.
-        None while a crashed process waits for its restart."""
-        if bundle_id is not None:
-            draft = self._drafts.get(guid)
-            if draft is not None and draft.bundle_id == bundle_id and draft.alive:
-                return draft
-        active = self._active.get(guid)
-        if active is not None and active.alive and (bundle_id is None or active.bundle_id == bundle_id):
-            return active
-        return None
-
-    def promote(self, guid: str, bundle_id: int) -> AppProcess | None:
-        """Make the running draft of `bundle_id` the active process, without starting a new one."""
-        draft = self._drafts.get(guid)
-        if draft is not None and draft.bundle_id == bundle_id and draft.alive:
-            self.activate(draft)
-            return draft
-        active = self._active.get(guid)
-        return active if active is not None and active.bundle_id == bundle_id and active.alive else None
-
-    async def stop_content(self, guid: str, grace: float = TERM_GRACE) -> None:
-        watcher = self._watchers.pop(guid, None)
-        if watcher is not None:
-            watcher.cancel()
-        self._limits.pop(guid, None)
-        processes = [p for p in (self._active.pop(guid, None), self._drafts.pop(guid, None)) if p is not None]
-        await asyncio.gather(*(p.stop(grace) for p in processes))
-
-    async def close(self) -> None:
-        """Stop every process (server shutdown: the front server has already finished its requests)."""
-        for watcher in self._watchers.values():
-            watcher.cancel()
-        self._watchers.clear()
-        processes = [*self._active.values(), *self._drafts.values()]
-        self._active.clear()
-        self._drafts.clear()
-        await asyncio.gather(*(p.stop(TERM_GRACE) for p in processes), *self._background, return_exceptions=True)
-
-    def log_tail(self, guid: str, lines: int) -> list[str]:
-        path = self._logs.get(guid)
-        return read_log_tail(path, lines) if path is not None else []
-
-    def _stop_later(self, process: AppProcess, grace: float) -> None:
-        task = asyncio.create_task(process.stop(grace))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    async def _supervise(self, process: AppProcess) -> None:
-        """Restart the active process when it exits on its own: 1, 2, 4 ... 60 s apart, 1 s again after a
-        process that ran for a minute."""
-        guid, spec = process.guid, process.spec
-        delay = 0.0
-        while True:
-            code = await process.wait()
-            if process.closed or self._active.get(guid) is not process:
-                return  # stopped or replaced on purpose
-            ran = time.monotonic() - process.started
-            delay = 1.0 if ran >= STABLE_UPTIME else min(max(delay * 2, 1.0), MAX_BACKOFF)
-            what = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
-            append_log(spec.log_path, spec.bundle_id, [f"Process {what}; restarting in {delay:g} s."])
-            await asyncio.sleep(delay)
-            try:
-                new = await self.start(spec)
-            except Exception as exc:
-                # The app's own output is in the log already. The dead process stays active, so the loop comes
-                # round again at once and waits longer next time.
-                if not isinstance(exc, AppStartError):
-                    log.exception("Could not restart %r", process)
-                reason = str(exc).partition("\n")[0] or type(exc).__name__
-                append_log(spec.log_path, spec.bundle_id, [f"The restart failed: {reason}"])
-                process.started = time.monotonic()
-                continue
-            if self._active.get(guid) is not process:  # replaced while starting
-                await new.stop(0)
-                return
-            self._active[guid] = new
-            process = new
+async def _wait_ready(process: AppProcess, timeout: float) -> None:
+    # A port the app binds itself may be another process's after a lost race: check who answers.
+    owner = process.pid if process.spec.own_port else None
+    probe = asyncio.create_task(_probe(process.port, owner))
+    exited = asyncio.create_task(process.wait())
+    try:
+        await asyncio.wait({probe, exited}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        probe.cancel()
+        exited.cancel()
+    if probe.done() and not probe.cancelled() and probe.exception() is None:
+        return
+    if exited.done() and not exited.cancelled():
+        reason = f"it exited with code {exited.result()}"
+    else:
+        reason = f"it did not answer HTTP within {timeout:g} s (`init_timeout`)"
+    await process.kill()
+    output = "\n".join(process.tail) if process.tail else "(nothing)"
+    raise AppStartError(f"The app did not start: {reason}. Its last output:\n{output}")
 
 
 async def _spawn(spec: ProcessSpec) -> AppProcess:
@@ -453,6 +349,15 @@ def _listens(pid: int, port: int) -> bool:
             if os.readlink(f"/proc/{pid}/fd/{fd}") in inodes:
                 return True
     return False
+
+
+def wake(waiters: deque[asyncio.Future[None]], count: int | None = None) -> None:
+    """Wake `count` (default: all) waiting requests; each looks for room again."""
+    while waiters and count != 0:
+        waiter = waiters.popleft()
+        if not waiter.done():
+            waiter.set_result(None)
+            count = None if count is None else count - 1
 
 
 async def _probe(port: int, owner: int | None = None) -> None:

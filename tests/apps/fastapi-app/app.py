@@ -1,5 +1,6 @@
 """The FastAPI app the publishing tests deploy with `rsconnect deploy fastapi`."""
 
+import asyncio
 import os
 
 from fastapi import FastAPI, Request
@@ -27,3 +28,10 @@ def links(request: Request) -> dict:
 async def echo(request: Request) -> dict:
     body = await request.body()
     return {"size": len(body)}
+
+
+@app.get("/slow")
+async def slow(seconds: float = 1.0) -> dict:
+    """Holds its connection for a while, so the scaling tests can fill a process."""
+    await asyncio.sleep(seconds)
+    return {"pid": os.getpid()}
