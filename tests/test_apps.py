@@ -60,8 +60,9 @@ class Deployed:
 
     @property
     def pid(self) -> int:
-        """The process serving now: the last one a deploy task started."""
-        return int(re.findall(r"\(pid (\d+)\)", self.output)[-1])
+        """The process serving now, as the server lists it (the deploy's may have stopped once idle)."""
+        jobs = self.pub.api("GET", f"/v1/content/{self.guid}/jobs").json()
+        return max(jobs, key=lambda job: job["connections"])["pid"]
 
     def websocket(self, path: str, **kwargs: Any) -> connect:
         """A browser's websocket: this server's Origin, the publisher's key, no size limit."""

@@ -23,6 +23,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from packyard.publishing.runtime import AppProcess, ProcessSpec, read_log_tail
+from packyard.publishing.scheduler import Limits
 from packyard.publishing.websocket_proxy import cross_origin
 from tests.test_runtime import Front, make_spec
 
@@ -317,3 +318,25 @@ def test_an_app_that_loses_its_port_starts_again_on_another(front: Front, tmp_pa
             os.kill(int((tmp_path / "race").read_text().split()[1]), signal.SIGKILL)
     with socket.socket() as probe:  # the rival is gone with its port
         assert until(lambda: probe.connect_ex(("127.0.0.1", lost)) != 0)
+
+
+def test_a_session_silent_past_the_read_timeout_is_closed(front: Front, tmp_path: Path) -> None:
+    guid = "50c1e700-0000-4000-8000-00000000beef"
+    spec = make_spec(tmp_path, WS_APP, guid=guid, CLOSES=str(tmp_path / "closes"), SENT=str(tmp_path / "sent"))
+    process = front.start(spec)
+    front.call(front.supervisor.activate, process, Limits(read_timeout=1, idle_timeout=3600))
+
+    async def session() -> tuple[int, str, float]:
+        async with connect(url(front, "socket", guid), origin=front.url) as ws:
+            await ws.recv()  # the app's hello; the browser says nothing from here on
+            started = time.monotonic()
+            with pytest.raises(ConnectionClosed) as closed:
+                await ws.recv()
+            assert closed.value.rcvd is not None
+            return closed.value.rcvd.code, closed.value.rcvd.reason, time.monotonic() - started
+
+    code, reason, seconds = run(session())
+    assert (code, reason) == (1001, "Nothing from the browser for 1 s (read_timeout).")
+    assert 0.9 <= seconds < 3
+    assert until(lambda: process.in_flight == 0)
+    front.run(front.supervisor.stop_content(guid))

@@ -146,7 +146,10 @@ class ContentProxy:
         try:
             headers = websocket_proxy.handshake_headers(scope, target.prefix)
             path = target.prefix + target.path if process.spec.full_path else target.path
-            await websocket_proxy.relay(scope, receive, send, process.port, path, headers)
+            limits = process.limits
+            await websocket_proxy.relay(
+                scope, receive, send, process.port, path, headers, limits.read_timeout, limits.connection_timeout
+            )
         except PackyardError as exc:
             await self._refuse(scope, receive, send, exc)
         finally:

@@ -1,7 +1,8 @@
 """Websocket sessions through `/content/<guid>/...`: the browser's side is the front server's ASGI websocket, the
 app's side a `websockets` client on loopback. Messages, subprotocols, close codes and reasons pass both ways, and
 each side waits for the other to take what it sent (back-pressure), so a slow browser slows the app down instead
-of filling the server's memory.
+of filling the server's memory. A session silent past the content's `read_timeout` (nothing from the browser)
+or `connection_timeout` (nothing either way) is closed with 1001.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from typing import Any
 from urllib.parse import urlsplit
 
 from starlette.types import Receive, Scope, Send
@@ -118,11 +121,26 @@ def handshake_headers(scope: Scope, prefix: bytes) -> list[tuple[str, str]]:
     return headers
 
 
+class _Silence:
+    """When a message last came from the browser, and from either side."""
+
+    def __init__(self) -> None:
+        self.browser = self.any = time.monotonic()
+
+
 async def relay(
-    scope: Scope, receive: Receive, send: Send, port: int, path: bytes, headers: list[tuple[str, str]]
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    port: int,
+    path: bytes,
+    headers: list[tuple[str, str]],
+    read_timeout: float = 0,
+    connection_timeout: float = 0,
 ) -> None:
     """Open the app's websocket at `path` on loopback `port`, then carry messages both ways until either side
-    closes. An app that refuses the handshake has its HTTP answer passed on; one that does not answer raises
+    closes, or nothing came from the browser for `read_timeout` seconds, or either way for `connection_timeout`
+    (0: never). An app that refuses the handshake has its HTTP answer passed on; one that does not answer raises
     AppUnavailable (the handshake with the browser is still open, so the caller can answer it)."""
     # The browser's Host goes in the URI so that the app sees it (frameworks compare it with Origin); the TCP
     # connection goes to the app's port.
@@ -158,12 +176,22 @@ async def relay(
             if k.lower().encode("latin-1") not in _DROP_RESPONSE
         ],
     }
-    to_browser = to_app = None
+    silence = _Silence()
+    tasks: set[asyncio.Future[Any]] = set()
     try:
         await send(accept)
-        to_browser = asyncio.ensure_future(_app_to_browser(upstream, send))
-        to_app = asyncio.ensure_future(_browser_to_app(receive, upstream))
-        await asyncio.wait({to_browser, to_app}, return_when=asyncio.FIRST_COMPLETED)
+        to_browser = asyncio.ensure_future(_app_to_browser(upstream, send, silence))
+        to_app = asyncio.ensure_future(_browser_to_app(receive, upstream, silence))
+        tasks = {to_browser, to_app}
+        if read_timeout or connection_timeout:
+            tasks.add(asyncio.ensure_future(_until_silent(silence, read_timeout, connection_timeout)))
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for finished in done - {to_browser, to_app}:
+            reason = finished.result()
+            with contextlib.suppress(OSError):
+                await send({"type": "websocket.close", "code": 1001, "reason": reason})
+            await upstream.close(1001, reason)
+            return
         if to_app.done():
             # The browser left (its close went to the app), or the app closed while a message was on its way:
             # either way the app's close arrives next and `to_browser` finishes with it.
@@ -171,16 +199,28 @@ async def relay(
     except OSError:
         pass  # the browser left during the handshake
     finally:
-        tasks = [task for task in (to_browser, to_app) if task is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await upstream.close()
 
 
-async def _app_to_browser(upstream: ClientConnection, send: Send) -> None:
+async def _until_silent(silence: _Silence, read_timeout: float, connection_timeout: float) -> str:
+    """Return the close reason once a timeout passes without a message, noticed within a tenth of it."""
+    shortest = min(t for t in (read_timeout, connection_timeout) if t)
+    while True:
+        await asyncio.sleep(min(max(shortest / 10, 0.25), 30.0))
+        now = time.monotonic()
+        if read_timeout and now - silence.browser >= read_timeout:
+            return f"Nothing from the browser for {read_timeout:g} s (read_timeout)."
+        if connection_timeout and now - silence.any >= connection_timeout:
+            return f"No message either way for {connection_timeout:g} s (connection_timeout)."
+
+
+async def _app_to_browser(upstream: ClientConnection, send: Send, silence: _Silence) -> None:
     with contextlib.suppress(ConnectionClosed):
         async for message in upstream:
+            silence.any = time.monotonic()
             if isinstance(message, str):
                 await send({"type": "websocket.send", "text": message})
             else:
@@ -195,10 +235,11 @@ async def _app_to_browser(upstream: ClientConnection, send: Send) -> None:
         await send({"type": "websocket.close", "code": code, "reason": reason})
 
 
-async def _browser_to_app(receive: Receive, upstream: ClientConnection) -> None:
+async def _browser_to_app(receive: Receive, upstream: ClientConnection, silence: _Silence) -> None:
     with contextlib.suppress(ConnectionClosed):
         while True:
             message = await receive()
+            silence.browser = silence.any = time.monotonic()
             if message["type"] == "websocket.receive":
                 text = message.get("text")
                 await upstream.send(text if text is not None else message.get("bytes") or b"")
