@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: run test lint format bench bench-deploy bench-apps clean
+.PHONY: run test lint format bench bench-deploy bench-apps bench-scaling clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ bench-deploy: $(STAMP)
 # Cold start to first byte for each app type (FastAPI, Flask, Dash, Shiny, Streamlit, Bokeh).
 bench-apps: $(STAMP)
 	$(BIN)/python bench/apps.py $(BENCH_ARGS)
+
+# Scale to zero and back, and requests/s through the proxy against the app on its own port (needs wrk).
+bench-scaling: $(STAMP)
+	$(BIN)/python bench/scaling.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,168 @@
+"""Scale to zero and the proxy's cost, for the FastAPI test app: the first request after its last process stopped
+for `idle_timeout`, and requests per second through `/content/<guid>/` against the same process hit on its own
+port. Run with `make bench-scaling`; see bench/README.md."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+from util import BENCH, HOST, VENV_BIN, WORK, free_port, git_commit, log
+from wrk import parse
+
+from apps import bundle, deploy, first_byte, wheels
+
+DATA = WORK / "scaling"
+
+
+class Server:
+    """A Packyard server on SQLite in bench/.work/scaling/. Not pinned: on two cores, the server and its app on
+    one core would weigh the front server's own cost per request (uvicorn's, ~90 us here) against the app's."""
+
+    def __init__(self) -> None:
+        shutil.rmtree(DATA, ignore_errors=True)
+        DATA.mkdir(parents=True)
+        self.port = free_port()
+        self.url = f"http://{HOST}:{self.port}"
+        (DATA / "packyard.toml").write_text(
+            f'[server]\naddress = "{self.url}"\nport = {self.port}\naccess_log = false\n\n'
+            '[authentication]\napi_token_auth = true\n\n[upload]\nmax_file_size = "100MiB"\n'
+        )
+        command = [str(VENV_BIN / "packyard"), "run", "--data-dir", str(DATA)]
+        self.process = subprocess.Popen(command, stdout=(DATA / "server.log").open("ab"), stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/__ping__").status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        raise RuntimeError(f"the server did not start; see {DATA / 'server.log'}")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(60)
+
+    def cli(self, *args: str) -> str:
+        env = {**os.environ, "PACKYARD_DATA_DIR": str(DATA)}
+        command = [str(VENV_BIN / "packyard"), *args]
+        return subprocess.run(command, capture_output=True, text=True, check=True, env=env).stdout.strip()
+
+
+def pids(http: httpx.Client, guid: str) -> list[int]:
+    return [job["pid"] for job in http.get(f"/__api__/v1/content/{guid}/jobs").raise_for_status().json()]
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def listening_port(pid: int) -> int:
+    """The loopback port process `pid` listens on (the socket the server bound and passed to it)."""
+    sockets = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+    with open("/proc/net/tcp") as table:
+        for fields in map(str.split, list(table)[1:]):
+            if fields[3] == "0A" and f"socket:[{fields[9]}]" in sockets:  # 0A: LISTEN
+                return int(fields[1].split(":")[1], 16)
+    raise RuntimeError(f"process {pid} listens on no TCP port")
+
+
+def wrk(url: str, key: str, connections: int, seconds: int) -> tuple[float, float]:
+    """Requests per second and median latency (ms); a failed request fails the run."""
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-H", f"Authorization: Key {key}", url]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    rps, p50, _, errors = parse(output)
+    if errors:
+        raise RuntimeError(f"{errors} requests to {url} failed:\n{output}")
+    return rps, p50
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--reps", type=int, default=5, help="cold starts after a scale to zero, and wrk rounds")
+    parser.add_argument("--connections", type=int, default=8, help="wrk's keep-alive connections")
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk round")
+    parser.add_argument("--out", type=Path, default=BENCH / "scaling-results.md")
+    args = parser.parse_args(argv)
+    if shutil.which("wrk") is None:
+        raise SystemExit("`wrk` is not installed; `make bench` installs it (apt-get install wrk).")
+    folder = wheels()
+    server = Server()
+    cold: list[float] = []
+    rounds: dict[str, list[tuple[float, float]]] = {"direct": [], "proxy": []}
+    try:
+        token = server.cli("token", "create", "-q", "--description", "bench", "--scope", "sources:write",
+                           "--sources", "local-python-src")  # fmt: skip
+        server.cli("add", "--source", "local-python-src", "--path", str(folder),
+                   "--address", server.url, "--token", token)  # fmt: skip
+        server.cli("user", "create", "bench", "--role", "admin")
+        key = server.cli("key", "create", "--user", "bench", "-q")
+        with httpx.Client(base_url=server.url, headers={"Authorization": f"Key {key}"}, timeout=300) as http:
+            log("deploying the FastAPI app")
+            guid = deploy(http, "fastapi-app", bundle("python-fastapi", "fastapi-app", "app"))
+            http.patch(f"/__api__/v1/content/{guid}", json={"idle_timeout": 1}).raise_for_status()
+            for rep in range(args.reps):
+                first_byte(http, guid)
+                running = pids(http, guid)
+                deadline = time.monotonic() + 30
+                while pids(http, guid) or not all(map(gone, running)):
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("the app did not stop after its idle timeout")
+                    time.sleep(0.05)
+                cold.append(first_byte(http, guid))
+                log(f"rep {rep + 1}: first byte {cold[-1]:.3f} s after a scale to zero")
+            # One process, kept: the direct figure is that same process on its own port.
+            http.patch(f"/__api__/v1/content/{guid}", json={"idle_timeout": 3600, "max_processes": 1})
+            first_byte(http, guid)
+            port = listening_port(pids(http, guid)[0])
+            urls = {"direct": f"http://{HOST}:{port}/", "proxy": f"{server.url}/content/{guid}/"}
+            wrk(urls["proxy"], key, args.connections, 2)  # warm-up
+            for rep in range(args.reps):
+                for name in ("direct", "proxy") if rep % 2 == 0 else ("proxy", "direct"):
+                    rounds[name].append(wrk(urls[name], key, args.connections, args.duration))
+                    log(f"rep {rep + 1}: {name} {rounds[name][-1][0]:,.0f} req/s, p50 {rounds[name][-1][1]:.2f} ms")
+    finally:
+        server.stop()
+
+    rps = {name: statistics.median(r for r, _ in rounds[name]) for name in rounds}
+    p50 = {name: statistics.median(p for _, p in rounds[name]) for name in rounds}
+    report = [
+        f"# Scale to zero and the proxy's cost ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC, commit {git_commit()})",
+        "",
+        f"Command: `make bench-scaling BENCH_ARGS='--reps {args.reps} --connections {args.connections} --duration "
+        f"{args.duration}'`, on a machine with {os.cpu_count()} cores ({socket.gethostname()}). The FastAPI test app"
+        " (`tests/apps/fastapi-app`) deployed through the API, one process (`max_processes` 1); the server, the app"
+        " and wrk share the cores, unpinned, for both figures.",
+        "",
+        "| figure | result | target (issue 5) |",
+        "|---|---|---|",
+        f"| first byte of `GET /content/<guid>/` after a scale to zero (`idle_timeout` 1 s; median, min, max of "
+        f"{args.reps}) | {statistics.median(cold):.2f} s ({min(cold):.2f}, {max(cold):.2f}) | under 3 s |",
+        f"| requests/s, app on its own port | {rps['direct']:,.0f} (p50 {p50['direct']:.2f} ms) | |",
+        f"| requests/s through the proxy, with the key checked | {rps['proxy']:,.0f} (p50 {p50['proxy']:.2f} ms) | |",
+        f"| proxy / direct | {rps['proxy'] / rps['direct']:.0%}, median +{p50['proxy'] - p50['direct']:.2f} ms |"
+        " at least 85%, under +2 ms |",
+        "",
+        f"Requests/s and p50 are medians of {args.reps} wrk rounds of {args.duration} s each, {args.connections}"
+        " keep-alive connections, direct and proxy alternating.",
+    ]
+    args.out.write_text("\n".join(report) + "\n")
+    print("\n".join(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
