@@ -37,14 +37,17 @@ DATA = WORK / "apps"
 
 
 class Server:
-    """A Packyard server on SQLite in bench/.work/apps/, restartable on the same port and data."""
+    """A Packyard server on SQLite in its own folder under bench/.work/, restartable on the same port and data.
+    Not pinned: on two cores, the server and an app on one core would weigh the front server's own cost per
+    request (uvicorn's, ~90 us here) against the app's."""
 
-    def __init__(self) -> None:
-        shutil.rmtree(DATA, ignore_errors=True)
-        DATA.mkdir(parents=True)
+    def __init__(self, data: Path = DATA) -> None:
+        self.data = data
+        shutil.rmtree(data, ignore_errors=True)
+        data.mkdir(parents=True)
         self.port = free_port()
         self.url = f"http://{HOST}:{self.port}"
-        (DATA / "packyard.toml").write_text(
+        (data / "packyard.toml").write_text(
             f'[server]\naddress = "{self.url}"\nport = {self.port}\naccess_log = false\n\n'
             '[authentication]\napi_token_auth = true\n\n[upload]\nmax_file_size = "100MiB"\n'
         )
@@ -53,8 +56,8 @@ class Server:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            [str(VENV_BIN / "packyard"), "run", "--data-dir", str(DATA)],
-            stdout=(DATA / "server.log").open("ab"),
+            [str(VENV_BIN / "packyard"), "run", "--data-dir", str(self.data)],
+            stdout=(self.data / "server.log").open("ab"),
             stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 60
@@ -64,7 +67,7 @@ class Server:
                     return
             except httpx.HTTPError:
                 time.sleep(0.05)
-        raise RuntimeError(f"the server did not start; see {DATA / 'server.log'}")
+        raise RuntimeError(f"the server did not start; see {self.data / 'server.log'}")
 
     def stop(self) -> None:
         if self.process is not None:
@@ -72,9 +75,17 @@ class Server:
             self.process.wait(60)
 
     def cli(self, *args: str) -> str:
-        env = {**os.environ, "PACKYARD_DATA_DIR": str(DATA)}
+        env = {**os.environ, "PACKYARD_DATA_DIR": str(self.data)}
         command = [str(VENV_BIN / "packyard"), *args]
         return subprocess.run(command, capture_output=True, text=True, check=True, env=env).stdout.strip()
+
+    def load(self, folder: Path) -> str:
+        """Upload the wheels in `folder` to `local-python-src` and create an admin; its API key."""
+        token = self.cli("token", "create", "-q", "--description", "bench", "--scope", "sources:write",
+                         "--sources", "local-python-src")  # fmt: skip
+        self.cli("add", "--source", "local-python-src", "--path", str(folder), "--address", self.url, "--token", token)
+        self.cli("user", "create", "bench", "--role", "admin")
+        return self.cli("key", "create", "--user", "bench", "-q")
 
 
 def wheels() -> Path:
@@ -145,12 +156,7 @@ def main(argv: list[str]) -> int:
     cold: dict[str, list[float]] = {label: [] for label, *_ in CONTENT}
     warm: dict[str, list[float]] = {label: [] for label, *_ in CONTENT}
     try:
-        token = server.cli("token", "create", "-q", "--description", "bench", "--scope", "sources:write",
-                           "--sources", "local-python-src")  # fmt: skip
-        server.cli("add", "--source", "local-python-src", "--path", str(folder),
-                   "--address", server.url, "--token", token)  # fmt: skip
-        server.cli("user", "create", "bench", "--role", "admin")
-        key = server.cli("key", "create", "--user", "bench", "-q")
+        key = server.load(folder)
         headers = {"Authorization": f"Key {key}"}
         with httpx.Client(base_url=server.url, headers=headers, timeout=300) as http:
             guids = {}

@@ -16,46 +16,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-from util import BENCH, HOST, VENV_BIN, WORK, free_port, git_commit, log
+from util import BENCH, HOST, WORK, git_commit, log
 from wrk import parse
 
-from apps import bundle, deploy, first_byte, wheels
+from apps import Server, bundle, deploy, first_byte, wheels
 
 DATA = WORK / "scaling"
-
-
-class Server:
-    """A Packyard server on SQLite in bench/.work/scaling/. Not pinned: on two cores, the server and its app on
-    one core would weigh the front server's own cost per request (uvicorn's, ~90 us here) against the app's."""
-
-    def __init__(self) -> None:
-        shutil.rmtree(DATA, ignore_errors=True)
-        DATA.mkdir(parents=True)
-        self.port = free_port()
-        self.url = f"http://{HOST}:{self.port}"
-        (DATA / "packyard.toml").write_text(
-            f'[server]\naddress = "{self.url}"\nport = {self.port}\naccess_log = false\n\n'
-            '[authentication]\napi_token_auth = true\n\n[upload]\nmax_file_size = "100MiB"\n'
-        )
-        command = [str(VENV_BIN / "packyard"), "run", "--data-dir", str(DATA)]
-        self.process = subprocess.Popen(command, stdout=(DATA / "server.log").open("ab"), stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/__ping__").status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.05)
-        raise RuntimeError(f"the server did not start; see {DATA / 'server.log'}")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(60)
-
-    def cli(self, *args: str) -> str:
-        env = {**os.environ, "PACKYARD_DATA_DIR": str(DATA)}
-        command = [str(VENV_BIN / "packyard"), *args]
-        return subprocess.run(command, capture_output=True, text=True, check=True, env=env).stdout.strip()
 
 
 def pids(http: httpx.Client, guid: str) -> list[int]:
@@ -100,16 +66,11 @@ def main(argv: list[str]) -> int:
     if shutil.which("wrk") is None:
         raise SystemExit("`wrk` is not installed; `make bench` installs it (apt-get install wrk).")
     folder = wheels()
-    server = Server()
+    server = Server(DATA)
     cold: list[float] = []
     rounds: dict[str, list[tuple[float, float]]] = {"direct": [], "proxy": []}
     try:
-        token = server.cli("token", "create", "-q", "--description", "bench", "--scope", "sources:write",
-                           "--sources", "local-python-src")  # fmt: skip
-        server.cli("add", "--source", "local-python-src", "--path", str(folder),
-                   "--address", server.url, "--token", token)  # fmt: skip
-        server.cli("user", "create", "bench", "--role", "admin")
-        key = server.cli("key", "create", "--user", "bench", "-q")
+        key = server.load(folder)
         with httpx.Client(base_url=server.url, headers={"Authorization": f"Key {key}"}, timeout=300) as http:
             log("deploying the FastAPI app")
             guid = deploy(http, "fastapi-app", bundle("python-fastapi", "fastapi-app", "app"))
