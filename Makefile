@@ -17,6 +17,7 @@ run: $(STAMP)
 
 test: $(STAMP)
 	@command -v gpg >/dev/null || (apt-get update -qq && apt-get install -y -qq gnupg)  # signing tests
+	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium)  # page tests (tests/browser.py)
 	$(BIN)/ruff check
 	$(BIN)/ruff format --check
 	$(BIN)/pytest -n 2 --dist loadfile $(PYTEST_ARGS)

@@ -20,6 +20,8 @@ import psycopg
 import pytest
 
 if TYPE_CHECKING:
+    from playwright.sync_api import Browser
+
     from tests.upstreams import Peers
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -180,6 +182,15 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
             yield srv
         finally:
             srv.stop()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    """One headless Chromium per test worker (tests/browser.py); each `sign_in` opens its own context."""
+    from tests.browser import chromium
+
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Annotated
 
@@ -21,15 +22,78 @@ def user_create(
     username: Annotated[str, typer.Argument(help="Login name.")],
     role: Annotated[str, typer.Option(help="admin, publisher or viewer.")] = "publisher",
     email: Annotated[str, typer.Option(help="Contact address.")] = "",
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read a web sign-in password from the first line of stdin.")
+    ] = False,
     data_dir: DataDir = None,
 ) -> None:
     """Create a user."""
+    from packyard.publishing.signin import set_password
     from packyard.publishing.users import create_user
 
+    password = _read_password() if password_stdin else None
     with local_session(data_dir) as (_, session):
         user = create_user(session, username, role, email)
+        if password is not None:
+            set_password(session, username, password)
         out.print(f"Created {user.role} `{user.username}` ({user.guid}).")
     out.print(f"hint: `packyard key create --user {username}` gives them an API key for rsconnect.")
+    if password is None:
+        out.print(f"hint: `packyard user set-password {username}` lets them sign in to the web pages.")
+
+
+def _read_password() -> str:
+    line = sys.stdin.readline()
+    password = line.removesuffix("\n").removesuffix("\r")
+    if not password:
+        fail("No password on stdin.", hint="Pipe it in: `printf '%s\\n' \"$PASSWORD\" | packyard user ...`.")
+    return password
+
+
+@user_app.command("set-password")
+def user_set_password(
+    username: Annotated[str, typer.Argument(help="Login name.")],
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from the first line of stdin.")
+    ] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Set the password a user signs in to the web pages with; their open sessions end."""
+    from packyard.publishing.signin import set_password
+
+    if password_stdin:
+        password = _read_password()
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    with local_session(data_dir) as (_, session):
+        set_password(session, username, password)
+    out.print(f"Set the password of `{username}`.")
+
+
+@user_app.command("lock")
+def user_lock(
+    username: Annotated[str, typer.Argument(help="Login name.")],
+    data_dir: DataDir = None,
+) -> None:
+    """Lock a user: their keys stop working within 30 seconds and their web sessions end now."""
+    from packyard.publishing.signin import set_locked
+
+    with local_session(data_dir) as (_, session):
+        set_locked(session, username, True)
+    out.print(f"Locked `{username}`.")
+
+
+@user_app.command("unlock")
+def user_unlock(
+    username: Annotated[str, typer.Argument(help="Login name.")],
+    data_dir: DataDir = None,
+) -> None:
+    """Unlock a user."""
+    from packyard.publishing.signin import set_locked
+
+    with local_session(data_dir) as (_, session):
+        set_locked(session, username, False)
+    out.print(f"Unlocked `{username}`.")
 
 
 @user_app.command("list")

@@ -22,6 +22,21 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(20))
     locked: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # argon2id (signin.py); None: the user cannot sign in to the web pages, only use API keys.
+    password_hash: Mapped[str | None] = mapped_column(String(200), nullable=True)
+
+
+class WebSession(Base):
+    """A signed-in browser. Only the sha256 of the cookie's token is kept, as for API keys."""
+
+    __tablename__ = "web_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class ApiKey(Base):

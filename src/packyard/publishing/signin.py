@@ -1,0 +1,125 @@
+"""Passwords (argon2id) and signed-in browser sessions: what the web pages' sign-in rests on."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import cache
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from packyard.db import utcnow
+from packyard.publishing.errors import Forbidden, PublishingError
+from packyard.publishing.models import User, WebSession
+from packyard.publishing.users import Caller, get_user
+
+MIN_PASSWORD = 8
+SESSION_LIFETIME = timedelta(hours=12)  # a working day; then the browser signs in again
+SEEN_EVERY = timedelta(minutes=1)  # `last_seen_at` is written at most this often per session
+_hasher = PasswordHasher()  # argon2id with the library's current parameters (RFC 9106 low-memory)
+
+
+class BadCredentials(PublishingError):
+    """Unknown user and wrong password read the same, so the page does not tell which names exist."""
+
+    status_code = 401
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    """A live session: who it is, and the CSRF token its forms carry."""
+
+    caller: Caller
+    csrf_token: str
+    expires_at: datetime
+
+
+def set_password(session: Session, username: str, password: str) -> User:
+    if len(password) < MIN_PASSWORD:
+        raise PublishingError(f"The password has {len(password)} characters; use at least {MIN_PASSWORD}.")
+    user = get_user(session, username)
+    user.password_hash = _hasher.hash(password)
+    # A new password ends every browser signed in with the old one.
+    session.execute(delete(WebSession).where(WebSession.user_id == user.id))
+    return user
+
+
+def set_locked(session: Session, username: str, locked: bool) -> User:
+    user = get_user(session, username)
+    user.locked = locked
+    if locked:
+        session.execute(delete(WebSession).where(WebSession.user_id == user.id))
+    return user
+
+
+@cache
+def _dummy_hash() -> str:
+    return _hasher.hash(secrets.token_urlsafe(16))
+
+
+def check_password(session: Session, username: str, password: str) -> User:
+    """The user these credentials name; BadCredentials otherwise, after the same argon2 work either way."""
+    user = session.scalar(select(User).where(User.username == username))
+    stored = user.password_hash if user is not None and user.password_hash else _dummy_hash()
+    try:
+        _hasher.verify(stored, password)
+    except (VerificationError, InvalidHashError):
+        user = None
+    if user is None or not user.password_hash:
+        raise BadCredentials("The user name or password is not right; check both and sign in again.")
+    if user.locked:
+        raise Forbidden(f"User `{user.username}` is locked; an administrator can unlock the account.")
+    if _hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = _hasher.hash(password)
+    return user
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def start_session(session: Session, user: User) -> str:
+    """A new session for the user; returns the cookie's token, which is never stored."""
+    now = utcnow()
+    session.execute(delete(WebSession).where(WebSession.expires_at < now))
+    token = secrets.token_urlsafe(32)
+    session.add(
+        WebSession(
+            token_hash=_token_hash(token),
+            user_id=user.id,
+            csrf_token=secrets.token_urlsafe(32),
+            created_at=now,
+            expires_at=now + SESSION_LIFETIME,
+            last_seen_at=now,
+        )
+    )
+    session.flush()
+    return token
+
+
+def find_session(session: Session, token: str) -> SignedIn | None:
+    """The live session of a cookie token; None when unknown, expired or its user is locked."""
+    row = session.execute(
+        select(WebSession, User)
+        .join(User, User.id == WebSession.user_id)
+        .where(WebSession.token_hash == _token_hash(token))
+    ).first()
+    if row is None:
+        return None
+    web, user = row
+    now = utcnow()
+    if web.expires_at <= now or user.locked:
+        session.delete(web)
+        return None
+    if now - web.last_seen_at >= SEEN_EVERY:
+        web.last_seen_at = now
+    return SignedIn(Caller(user.id, user.guid, user.username, user.role), web.csrf_token, web.expires_at)
+
+
+def end_session(session: Session, token: str) -> None:
+    session.execute(delete(WebSession).where(WebSession.token_hash == _token_hash(token)))

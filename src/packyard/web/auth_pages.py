@@ -1,0 +1,97 @@
+"""Sign in, sign out, and the home page."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import RedirectResponse, Response
+from sqlalchemy import func, select
+
+from packyard.errors import PackyardError
+from packyard.publishing import content as contents
+from packyard.publishing import signin
+from packyard.repository.models import Project, Repository, Subscription
+from packyard.web.render import render
+from packyard.web.session import COOKIE, WebUser, check_csrf, context, current_user, set_session_cookie, signed_in
+
+router = APIRouter(include_in_schema=False)
+
+
+def safe_next(target: str | None) -> str:
+    """`next` only ever leads to a path on this server: no scheme, host, `//` or backslash tricks."""
+    if not target or not target.startswith("/") or target.startswith(("//", "/\\")):
+        return "/"
+    if any(ord(ch) < 0x20 or ch == "\\" for ch in target):
+        return "/"
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or target.startswith(("/login", "/logout")):
+        return "/"
+    return target
+
+
+@router.get("/login")
+def login_page(request: Request, next: str = "/") -> Response:
+    if current_user(request) is not None:
+        return RedirectResponse(safe_next(next), status_code=303)
+    return render(request, "login.html", section="home", next=safe_next(next), username="", error="")
+
+
+@router.post("/login", dependencies=[Depends(check_csrf)])
+async def login(
+    request: Request,
+    username: Annotated[str, Form()] = "",
+    password: Annotated[str, Form()] = "",
+    next: Annotated[str, Form()] = "/",
+) -> Response:
+    target = safe_next(next)
+    try:
+        token = await asyncio.to_thread(_sign_in, request, username.strip(), password)
+    except PackyardError as exc:
+        return render(
+            request,
+            "login.html",
+            section="home",
+            status=exc.status_code,
+            next=target,
+            username=username,
+            error=exc.message,
+        )
+    response = RedirectResponse(target, status_code=303)
+    set_session_cookie(request, response, token)
+    return response
+
+
+def _sign_in(request: Request, username: str, password: str) -> str:
+    with context(request).db.session() as session:
+        user = signin.check_password(session, username, password)
+        return signin.start_session(session, user)
+
+
+@router.post("/logout", dependencies=[Depends(check_csrf)])
+def logout(request: Request) -> Response:
+    token = request.cookies.get(COOKIE)
+    if token:
+        with context(request).db.session() as session:
+            signin.end_session(session, token)
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(COOKIE, path="/")
+    return response
+
+
+@router.get("/")
+def home(request: Request, user: Annotated[WebUser, Depends(signed_in)]) -> Response:
+    with context(request).db.session() as session:
+        repositories = session.scalar(select(func.count()).select_from(Repository)) or 0
+        projects = (
+            session.scalar(
+                select(func.count(func.distinct(Project.name))).join(
+                    Subscription, Subscription.source_id == Project.source_id
+                )
+            )
+            or 0
+        )
+        visible = len(contents.visible(session, user.caller))
+    return render(request, "home.html", section="home", repositories=repositories, projects=projects, content=visible)

@@ -1,0 +1,11 @@
+"""Every web page's route: one line per area. app.py includes `router`."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from packyard.web import assets, auth_pages
+
+router = APIRouter(include_in_schema=False)
+router.include_router(assets.router)
+router.include_router(auth_pages.router)
