@@ -102,6 +102,10 @@ min_processes_limit = 20
 # Seconds a request waits for a free connection when every process is full, before a 503.
 queue_timeout = 30
 
+[web]
+# Seconds a browser stays signed in to the web pages; then it signs in again.
+session_lifetime = 43200
+
 [quarto]
 # The `quarto` binary that renders Quarto content; empty means `quarto` on PATH, else the `quarto-cli`
 # package's binary when the content's requirements install it.
@@ -196,6 +200,11 @@ class QuartoSettings:
 
 
 @dataclass
+class WebSettings:
+    session_lifetime: int = 43200  # seconds: a working day
+
+
+@dataclass
 class Settings:
     data_dir: Path = field(default_factory=lambda: Path(DEFAULT_DATA_DIR))
     server: ServerSettings = field(default_factory=ServerSettings)
@@ -208,6 +217,7 @@ class Settings:
     publishing: PublishingSettings = field(default_factory=PublishingSettings)
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     quarto: QuartoSettings = field(default_factory=QuartoSettings)
+    web: WebSettings = field(default_factory=WebSettings)
 
     @property
     def database_url(self) -> str:
@@ -339,6 +349,10 @@ def load_settings(data_dir: str | Path | None = None, environ: dict[str, str] | 
     settings.max_file_size  # noqa: B018 - fail at startup, not at the first upload
     settings.bundle_max_size  # noqa: B018
     _check_scheduler(settings.scheduler)
+    if settings.web.session_lifetime < 1:
+        raise ConfigError(
+            f"Config `web.session_lifetime` has value {settings.web.session_lifetime}; expected seconds, at least 1."
+        )
     upstream = settings.mirror.upstream
     if upstream and not upstream.startswith(("http://", "https://")):
         raise ConfigError(

@@ -19,7 +19,6 @@ from packyard.publishing.models import User, WebSession
 from packyard.publishing.users import Caller, get_user
 
 MIN_PASSWORD = 8
-SESSION_LIFETIME = timedelta(hours=12)  # a working day; then the browser signs in again
 SEEN_EVERY = timedelta(minutes=1)  # `last_seen_at` is written at most this often per session
 _hasher = PasswordHasher()  # argon2id with the library's current parameters (RFC 9106 low-memory)
 
@@ -83,8 +82,8 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def start_session(session: Session, user: User) -> str:
-    """A new session for the user; returns the cookie's token, which is never stored."""
+def start_session(session: Session, user: User, lifetime: timedelta) -> str:
+    """A new session for the user, for `lifetime`; returns the cookie's token, which is never stored."""
     now = utcnow()
     session.execute(delete(WebSession).where(WebSession.expires_at < now))
     token = secrets.token_urlsafe(32)
@@ -94,7 +93,7 @@ def start_session(session: Session, user: User) -> str:
             user_id=user.id,
             csrf_token=secrets.token_urlsafe(32),
             created_at=now,
-            expires_at=now + SESSION_LIFETIME,
+            expires_at=now + lifetime,
             last_seen_at=now,
         )
     )

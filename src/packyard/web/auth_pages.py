@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Annotated
 from urllib.parse import urlsplit
 
@@ -65,9 +66,10 @@ async def login(
 
 
 def _sign_in(request: Request, username: str, password: str) -> str:
-    with context(request).db.session() as session:
+    app = context(request)
+    with app.db.session() as session:
         user = signin.check_password(session, username, password)
-        return signin.start_session(session, user)
+        return signin.start_session(session, user, timedelta(seconds=app.settings.web.session_lifetime))
 
 
 @router.post("/logout", dependencies=[Depends(check_csrf)])

@@ -55,6 +55,7 @@ def render(request: Request, template: str, *, section: str, status: int = 200, 
     assert section in SECTIONS, f"section must be one of {SECTIONS}, not {section!r}"
     token = csrf_token(request)
     values = {"request": request, "user": current_user(request), "csrf_token": token, "section": section}
+    values["status"] = status
     values.update(context)
     reset = _csrf.set(token)
     try:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from packyard.web import assets, auth_pages
+from packyard.web import admin, assets, auth_pages
 
 router = APIRouter(include_in_schema=False)
 router.include_router(assets.router)
 router.include_router(auth_pages.router)
+router.include_router(admin.router)

@@ -110,7 +110,7 @@ def set_session_cookie(request: Request, response: Response, token: str) -> None
     response.set_cookie(
         COOKIE,
         token,
-        max_age=int(signin.SESSION_LIFETIME.total_seconds()),
+        max_age=context(request).settings.web.session_lifetime,
         httponly=True,
         samesite="lax",
         secure=secure_cookies(request),
