@@ -21,7 +21,7 @@ from starlette.datastructures import UploadFile
 from packyard import __version__
 from packyard.errors import PackyardError
 from packyard.publishing import content as contents
-from packyard.publishing import variables
+from packyard.publishing import operations, variables
 from packyard.publishing.deploy import Publisher
 from packyard.publishing.errors import Forbidden, PublishingError
 from packyard.publishing.models import User
@@ -66,12 +66,7 @@ async def _json(request: Request) -> Any:
 
 def _in_thread(request: Request, work: Any) -> Any:
     """Run `work(session)` in one transaction off the event loop."""
-
-    def run() -> Any:
-        with _db(request).session() as session:
-            return work(session)
-
-    return asyncio.to_thread(run)
+    return operations.in_thread(request.app.state.packyard, work)
 
 
 # -- server ------------------------------------------------------------------------------------------------
@@ -146,20 +141,13 @@ async def create_content(request: Request) -> dict[str, Any]:
     return await _in_thread(request, work)
 
 
-def _viewable(session: Any, caller: Caller, guid: str) -> Any:
-    content = contents.get(session, guid)
-    if not contents.can_view(caller, content):
-        raise Forbidden(f"User `{caller.username}` may not see content `{guid}`; its owner can share it.")
-    return content
-
-
 @router.get("/v1/content/{guid}")
 async def get_content(request: Request, guid: str) -> dict[str, Any]:
     caller = await _caller(request)
     address = _address(request)
 
     def work(session: Any) -> dict[str, Any]:
-        content = _viewable(session, caller, guid)
+        content = contents.viewable(session, caller, guid)
         return contents.content_json(content, contents.owner_guid(session, content), address)
 
     return await _in_thread(request, work)
@@ -171,16 +159,9 @@ async def patch_content(request: Request, guid: str) -> dict[str, Any]:
     body = await _json(request)
     address = _address(request)
 
-    publisher = _publisher(request)
-
-    def work(session: Any) -> tuple[dict[str, Any], Any]:
-        content = contents.patch(session, caller, contents.get(session, guid), body, publisher.settings.scheduler)
-        session.flush()
-        return contents.content_json(content, contents.owner_guid(session, content), address), content
-
-    answer, content = await _in_thread(request, work)
-    publisher.configure(content)  # at once; a change made with the CLI comes through the change log
-    return answer
+    content = await operations.patch(request.app.state.packyard, caller, guid, body)
+    owner = await _in_thread(request, lambda s: contents.owner_guid(s, content))
+    return contents.content_json(content, owner, address)
 
 
 @router.delete("/v1/content/{guid}")
@@ -217,27 +198,14 @@ async def legacy_application(request: Request, content_id: str) -> dict[str, Any
 @router.get("/v1/content/{guid}/environment")
 async def get_variables(request: Request, guid: str) -> list[str]:
     caller = await _caller(request)
-
-    def work(session: Any) -> list[str]:
-        content = contents.get(session, guid)
-        contents.check_owner(caller, content)
-        return variables.names(session, content.id)
-
-    return await _in_thread(request, work)
+    return await operations.variable_names(request.app.state.packyard, caller, guid)
 
 
 @router.patch("/v1/content/{guid}/environment")
 async def patch_variables(request: Request, guid: str) -> list[str]:
     caller = await _caller(request)
     changes = variables.validate(await _json(request))
-    vault = _publisher(request).vault
-
-    def work(session: Any) -> list[str]:
-        content = contents.get(session, guid)
-        contents.check_owner(caller, content)
-        return variables.apply(session, vault, content.id, changes)
-
-    return await _in_thread(request, work)
+    return await operations.set_variables(request.app.state.packyard, caller, guid, changes)
 
 
 # -- bundles -----------------------------------------------------------------------------------------------
@@ -251,7 +219,7 @@ async def upload_bundle(request: Request, guid: str) -> dict[str, Any]:
     """The raw tar.gz body (chunked, no Content-Type) or multipart `archive` + `metadata`."""
     caller = await _caller(request)
     context = request.app.state.packyard
-    content = await _in_thread(request, lambda s: _owned(s, caller, guid))
+    content = await _in_thread(request, lambda s: contents.owned(s, caller, guid))
     limit = context.settings.bundle_max_size
     started = time.monotonic()
     staged = context.store.stage()
@@ -275,12 +243,6 @@ async def upload_bundle(request: Request, guid: str) -> dict[str, Any]:
         return contents.bundle_json(bundle, fresh)
 
     return await _in_thread(request, work)
-
-
-def _owned(session: Any, caller: Caller, guid: str) -> Any:
-    content = contents.get(session, guid)
-    contents.check_owner(caller, content)
-    return content
 
 
 def _write_limited(staged: Any, chunk: bytes, limit: int) -> None:
@@ -332,7 +294,7 @@ async def list_bundles(request: Request, guid: str) -> list[dict[str, Any]]:
     caller = await _caller(request)
 
     def work(session: Any) -> list[dict[str, Any]]:
-        content = _owned(session, caller, guid)
+        content = contents.owned(session, caller, guid)
         return [contents.bundle_json(b, content) for b in contents.bundles(session, content)]
 
     return await _in_thread(request, work)
@@ -343,7 +305,7 @@ async def get_bundle(request: Request, guid: str, bundle_id: str) -> dict[str, A
     caller = await _caller(request)
 
     def work(session: Any) -> dict[str, Any]:
-        content = _owned(session, caller, guid)
+        content = contents.owned(session, caller, guid)
         return contents.bundle_json(contents.get_bundle(session, content, bundle_id), content)
 
     return await _in_thread(request, work)
@@ -353,17 +315,8 @@ async def get_bundle(request: Request, guid: str, bundle_id: str) -> dict[str, A
 async def delete_bundle(request: Request, guid: str, bundle_id: str) -> dict[str, Any]:
     caller = await _caller(request)
 
-    def work(session: Any) -> dict[str, Any]:
-        content = _owned(session, caller, guid)
-        bundle = contents.get_bundle(session, content, bundle_id)
-        if content.bundle_id == bundle.id:
-            error = PublishingError(f"Bundle {bundle.id} is active and cannot be deleted; activate another first.")
-            error.code = 75
-            raise error
-        session.delete(bundle)
-        return {"id": str(bundle.id), "deleted": True}
-
-    return await _in_thread(request, work)
+    bundle = await _in_thread(request, lambda s: operations.delete_bundle(s, caller, guid, bundle_id))
+    return {"id": str(bundle.id), "deleted": True}
 
 
 @router.get("/v1/content/{guid}/bundles/{bundle_id}/download")
@@ -371,27 +324,20 @@ async def download_bundle(request: Request, guid: str, bundle_id: str) -> FileRe
     caller = await _caller(request)
 
     def work(session: Any) -> tuple[str, int]:
-        content = _owned(session, caller, guid)
+        content = contents.owned(session, caller, guid)
         bundle = contents.get_bundle(session, content, bundle_id)
         return bundle.sha256, bundle.id
 
     digest, number = await _in_thread(request, work)
-    path = request.app.state.packyard.store.path(digest)
+    path = request.app.state.packyard.store.path(digest)  # the same file the pages' download link serves
     return FileResponse(path, media_type="application/gzip", filename=f"bundle-{number}.tar.gz")
 
 
 # -- deploys and tasks ---------------------------------------------------------------------------------------
 
 
-def _bundle_for(session: Any, caller: Caller, guid: str, body: Any) -> int:
-    content = _owned(session, caller, guid)
-    requested = body.get("bundle_id") if isinstance(body, dict) else None
-    if requested is None:
-        latest = contents.bundles(session, content)
-        if not latest:
-            raise PublishingError(f"Content `{guid}` has no bundles; upload one first.")
-        return latest[0].id
-    return contents.get_bundle(session, content, requested).id
+def _requested_bundle(body: Any) -> Any:
+    return body.get("bundle_id") if isinstance(body, dict) else None
 
 
 @router.post("/v1/content/{guid}/deploy", status_code=202)
@@ -399,8 +345,8 @@ async def deploy(request: Request, guid: str) -> dict[str, Any]:
     caller = await _caller(request)
     body = await _json(request) or {}
     activate = not (isinstance(body, dict) and body.get("activate") is False)
-    bundle_id = await _in_thread(request, lambda s: _bundle_for(s, caller, guid, body))
-    task = _publisher(request).start_deploy(guid, bundle_id, activate)
+    context = request.app.state.packyard
+    task, bundle_id = await operations.deploy(context, caller, guid, _requested_bundle(body), activate)
     return {"task_id": task.id, "bundle_id": str(bundle_id)}
 
 
@@ -408,8 +354,8 @@ async def deploy(request: Request, guid: str) -> dict[str, Any]:
 async def build(request: Request, guid: str) -> dict[str, Any]:
     caller = await _caller(request)
     body = await _json(request) or {}
-    bundle_id = await _in_thread(request, lambda s: _bundle_for(s, caller, guid, body))
-    task = _publisher(request).start_deploy(guid, bundle_id, activate=False, build_only=True)
+    context = request.app.state.packyard
+    task, bundle_id = await operations.deploy(context, caller, guid, _requested_bundle(body), build_only=True)
     return {"task_id": task.id, "bundle_id": str(bundle_id)}
 
 
@@ -428,19 +374,16 @@ async def get_task(request: Request, task_id: str, first: int = 0, wait: float =
 async def content_log(request: Request, guid: str, lines: int = 200) -> dict[str, Any]:
     """The app's output and the deploy logs (Packyard's own endpoint; `packyard content logs` reads the same)."""
     caller = await _caller(request)
-    await _in_thread(request, lambda s: _owned(s, caller, guid))
-    publisher = _publisher(request)
-    return {
-        "app": _tail(publisher.log_path(guid), lines),
-        "deploy": _tail(publisher.content_dir(guid) / "deploy.log", lines),
-    }
+    await _in_thread(request, lambda s: contents.owned(s, caller, guid))
+    logs = operations.logs(request.app.state.packyard, guid, lines)
+    return {"app": logs.app, "deploy": logs.deploy}
 
 
 @router.get("/v1/content/{guid}/jobs")
 async def content_jobs(request: Request, guid: str) -> list[dict[str, Any]]:
     """The content's running processes, in the shape of Connect's jobs (no history of finished ones is kept)."""
     caller = await _caller(request)
-    content = await _in_thread(request, lambda s: _owned(s, caller, guid))
+    content = await _in_thread(request, lambda s: contents.owned(s, caller, guid))
     hostname = socket.gethostname()
     return [
         {
@@ -458,15 +401,8 @@ async def content_jobs(request: Request, guid: str) -> list[dict[str, Any]]:
             "hostname": hostname,
             "connections": process.in_flight,  # Packyard's: requests and websockets in flight
         }
-        for process in _publisher(request).supervisor.processes(guid)
+        for process in operations.processes(request.app.state.packyard, guid)
     ]
-
-
-def _tail(path: Any, lines: int) -> list[str]:
-    try:
-        return path.read_text(errors="replace").splitlines()[-max(lines, 0) :]
-    except FileNotFoundError:
-        return []
 
 
 @router.get("/v1/content/{guid}/lockfile")
@@ -475,7 +411,7 @@ async def lockfile(request: Request, guid: str) -> Any:
     publisher = _publisher(request)
 
     def work(session: Any) -> tuple[str | None, str | None]:
-        content = _owned(session, caller, guid)
+        content = contents.owned(session, caller, guid)
         if content.bundle_id is None:
             return None, None
         bundle = contents.get_bundle(session, content, content.bundle_id)

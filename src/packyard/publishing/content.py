@@ -139,8 +139,27 @@ def can_view(caller: Caller | None, content: Content) -> bool:
     return content.access_type == "logged_in" or caller.is_admin or caller.user_id == content.owner_id
 
 
+def viewable(session: Session, caller: Caller, guid: str) -> Content:
+    """The content, if the caller may see it; Forbidden otherwise."""
+    content = get(session, guid)
+    if not can_view(caller, content):
+        raise Forbidden(f"User `{caller.username}` may not see content `{guid}`; its owner can share it.")
+    return content
+
+
+def owned(session: Session, caller: Caller, guid: str) -> Content:
+    """The content, if the caller may change it (its owner or an administrator); Forbidden otherwise."""
+    content = get(session, guid)
+    check_owner(caller, content)
+    return content
+
+
+def can_change(caller: Caller, content: Content) -> bool:
+    return caller.is_admin or caller.user_id == content.owner_id
+
+
 def check_owner(caller: Caller, content: Content) -> None:
-    if not (caller.is_admin or caller.user_id == content.owner_id):
+    if not can_change(caller, content):
         raise Forbidden(
             f"User `{caller.username}` does not own content `{content.guid}`; its owner or an administrator can "
             "change it. Deploy with `--new` to make your own copy."

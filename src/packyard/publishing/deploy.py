@@ -30,7 +30,7 @@ from packyard.publishing.interpreters import choose_interpreter, find_interprete
 from packyard.publishing.launchers import LAUNCHERS, Launcher
 from packyard.publishing.manifest import FILE_APP_MODES
 from packyard.publishing.models import Bundle, Content
-from packyard.publishing.runtime import AppProcess, ProcessSpec
+from packyard.publishing.runtime import AppProcess, ProcessSpec, append_log
 from packyard.publishing.sites import Sites
 from packyard.publishing.static import Site
 from packyard.publishing.supervisor import Supervisor
@@ -378,6 +378,23 @@ class Publisher:
             prepared = await self.prepare(content.guid, content.bundle_id, [].append)
             self.supervisor.configure(content.guid, self.limits(content))
             self.supervisor.open(self._spec(prepared, LAUNCHERS[prepared.manifest.appmode]))
+
+    async def restart(self, guid: str, why: str) -> None:
+        """Start the content's processes again with what it has now (its variables): a new pool takes the next
+        requests and the old processes stop once their requests in flight finish. Content with no pool yet
+        (none since the server started) reads its variables when it first starts, so there is nothing to do."""
+        if self.supervisor.pool(guid) is None:
+            return
+        async with self._lock(guid):
+            pool = self.supervisor.pool(guid)
+            if pool is None:
+                return
+            prepared = await self.prepare(guid, pool.bundle_id, [].append)
+            append_log(self.log_path(guid), pool.bundle_id, [f"Restarting: {why}."])
+            had = len(pool.processes)
+            fresh = self.supervisor.open(self._spec(prepared, LAUNCHERS[prepared.manifest.appmode]))
+            if had:  # it was serving: have a process ready rather than make the next visitor wait for one
+                fresh.warm(why)
 
     async def warm_up(self) -> None:
         """At server start: open the pools of content that keeps processes running (`min_processes`)."""

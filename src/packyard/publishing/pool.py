@@ -125,6 +125,11 @@ class Pool:
         self._spawn(self._watch(process))
         wake(self.waiters)
 
+    def warm(self, why: str) -> None:
+        """Start a process now, before any request asks for one."""
+        if len(self.processes) + self.starting < self.limits.max_processes:
+            self._start_one(why)
+
     def configure(self, limits: Limits) -> None:
         """New runtime settings; the next `tend` starts or stops processes to match them."""
         self.limits = limits
