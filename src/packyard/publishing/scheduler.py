@@ -34,11 +34,13 @@ class Limits:
 
 
 class RuntimeSettingError(PublishingError):
-    """A runtime setting that is not valid or is over the server's cap; `code` is Connect's for the rule."""
+    """A runtime setting that is not valid or is over the server's cap; `code` is Connect's for the rule, `field`
+    the setting it is about (a form shows the message beside it)."""
 
-    def __init__(self, message: str, code: int = 25) -> None:
+    def __init__(self, message: str, code: int = 25, field: str | None = None) -> None:
         super().__init__(message)
         self.code = code
+        self.field = field
 
 
 def defaults(scheduler: SchedulerSettings) -> Limits:
@@ -92,7 +94,7 @@ def parse(name: str, text: str) -> int | float | None:
     except ValueError:
         kind = "a number from 0.0 to 1.0" if name == "load_factor" else "a whole number"
         raise RuntimeSettingError(
-            f"`{name}` {text!r} is not {kind}; give one, or `default` for the server's."
+            f"`{name}` {text!r} is not {kind}; give one, or `default` for the server's.", field=name
         ) from None
 
 
@@ -107,11 +109,13 @@ def _check_one(name: str, value: Any) -> None:
     if name == "load_factor":
         if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
             raise RuntimeSettingError(
-                f"`load_factor` is {value!r}; use a number from 0.0 to 1.0, or null for the server default.", 150
+                f"`load_factor` is {value!r}; use a number from 0.0 to 1.0, or null for the server default.", 150, name
             )
         return
     if isinstance(value, bool) or not isinstance(value, int):
-        raise RuntimeSettingError(f"`{name}` is {value!r}; use a whole number, or null for the server default.")
+        raise RuntimeSettingError(
+            f"`{name}` is {value!r}; use a whole number, or null for the server default.", field=name
+        )
     if name in TIMEOUTS:
         low = 1 if name == "init_timeout" else 0
         if not low <= value <= MAX_TIMEOUT:
@@ -119,11 +123,14 @@ def _check_one(name: str, value: Any) -> None:
                 f"`{name}` is {value}; use whole seconds from {low} to {MAX_TIMEOUT} (30 days)"
                 + (", where 0 means never." if name in ("connection_timeout", "read_timeout") else "."),
                 151,
+                name,
             )
         return
     low = 0 if name == "min_processes" else 1
     if value < low:
-        raise RuntimeSettingError(f"`{name}` is {value}; use {low} or more, or null for the server default.")
+        raise RuntimeSettingError(
+            f"`{name}` is {value}; use {low} or more, or null for the server default.", field=name
+        )
 
 
 def _check_together(merged: dict[str, Any], scheduler: SchedulerSettings) -> None:
@@ -134,6 +141,7 @@ def _check_together(merged: dict[str, Any], scheduler: SchedulerSettings) -> Non
             f"`max_processes` is {top}, over this server's limit of {scheduler.max_processes_limit} "
             "(`[scheduler] max_processes_limit`); use a smaller value, or ask an administrator to raise the limit.",
             113,
+            "max_processes",
         )
     low = merged["min_processes"]
     if low is not None and low > scheduler.min_processes_limit:
@@ -141,6 +149,7 @@ def _check_together(merged: dict[str, Any], scheduler: SchedulerSettings) -> Non
             f"`min_processes` is {low}, over this server's limit of {scheduler.min_processes_limit} "
             "(`[scheduler] min_processes_limit`); use a smaller value, or ask an administrator to raise the limit.",
             45,
+            "min_processes",
         )
     low_value = low if low is not None else scheduler.min_processes
     top_value = top if top is not None else scheduler.max_processes
@@ -150,4 +159,5 @@ def _check_together(merged: dict[str, Any], scheduler: SchedulerSettings) -> Non
             f"`min_processes` ({low_value}) is more than `max_processes` ({top_value}{whose}); "
             "raise `max_processes` in the same change, or lower `min_processes`.",
             114,
+            "min_processes",
         )
