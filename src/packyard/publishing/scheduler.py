@@ -98,6 +98,11 @@ def parse(name: str, text: str) -> int | float | None:
         ) from None
 
 
+def check_value(name: str, value: Any) -> None:
+    """One setting's own rules (type and range), without the caps and min <= max that `apply` also checks."""
+    _check_one(name, value)
+
+
 def _value(content: Content, scheduler: SchedulerSettings, name: str) -> Any:
     own = getattr(content, name)
     return own if own is not None else getattr(scheduler, name)

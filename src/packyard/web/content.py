@@ -3,6 +3,7 @@ source versions). Every check and change goes through the same functions as the 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -91,7 +92,7 @@ class Item:
 
 
 def _owners(session: Session) -> dict[int, str]:
-    return dict(session.execute(select(User.id, User.username)).tuples())
+    return {user_id: name for user_id, name in session.execute(select(User.id, User.username))}
 
 
 def _item(session: Session, user: WebUser, guid: str) -> Item:
@@ -163,7 +164,9 @@ def code(text: str) -> Markup:
     parts = str(text).split("`")
     if len(parts) % 2 == 0:  # an odd backtick: show the text as it is
         return Markup.escape(text)
-    return Markup("").join(Markup("<code>{}</code>").format(p) if i % 2 else Markup.escape(p) for i, p in enumerate(parts))
+    return Markup("").join(
+        Markup("<code>{}</code>").format(p) if i % 2 else Markup.escape(p) for i, p in enumerate(parts)
+    )
 
 
 HELPERS = {"when": when, "size": size, "code": code}
@@ -223,12 +226,17 @@ async def info_tab(request: Request, user: User_, guid: str) -> Response:
 
     item, bundle, environment = await operations.in_thread(ctx, work)
     running = operations.processes(ctx, guid) if item.can_change else []
+    installed = None
+    if environment is not None:
+        installed = await asyncio.to_thread(ctx.publisher.environments.lock_text, environment.key)
     return _page(
         request,
         item,
         "info",
         bundle=bundle,
         environment=environment,
+        requested=environment.packages.splitlines() if environment is not None else [],
+        installed=[line for line in (installed or "").splitlines() if line and not line.startswith("#")],
         processes=running,
         serves_files=item.content.app_mode in FILE_APP_MODES,
         now=time.monotonic(),
@@ -300,6 +308,7 @@ async def runtime_save(request: Request, user: User_, guid: str) -> Response:
     for name, text in typed.items():
         try:
             changes[name] = None if text == "" else scheduler.parse(name, text)
+            scheduler.check_value(name, changes[name])
         except RuntimeSettingError as exc:
             errors[name] = exc.message
     if not errors:
