@@ -18,6 +18,10 @@ from tests.conftest import BIN, Server
 from tests.publishing import Publishing, copy_app, publishing_server, setup_publishing
 
 PASSWORD = "correct horse battery"
+# The elements that stick out past the right edge of the window, to say what made a page scroll sideways.
+WIDE = """() => [...document.querySelectorAll("body *")]
+    .filter((e) => e.getBoundingClientRect().right > window.innerWidth + 1)
+    .map((e) => `${e.tagName}.${e.className} ${Math.round(e.getBoundingClientRect().right)}`).slice(0, 8)"""
 
 
 @dataclass
@@ -290,3 +294,14 @@ def test_pages_a_user_may_not_open(app: Deployed, browser: Browser) -> None:
     page.context.close()
     anonymous = httpx.get(f"{app.url}/connect/apps/{app.guid}/info")
     assert anonymous.status_code == 303 and anonymous.headers["location"].startswith("/login?next=/connect/apps/")
+
+
+def test_content_pages_fit_a_phone(app: Deployed, browser: Browser) -> None:
+    page = page_of(browser, app)
+    page.set_viewport_size({"width": 390, "height": 844})
+    for path in ("/connect/", f"/connect/apps/{app.guid}/info", f"/connect/apps/{app.guid}/versions"):
+        page.goto(path)
+        fits = page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+        assert fits, f"{path} scrolls sideways: {page.evaluate(WIDE)}"
+    screenshot(page, "content-versions-phone")
+    page.context.close()

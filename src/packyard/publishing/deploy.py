@@ -389,7 +389,11 @@ class Publisher:
             pool = self.supervisor.pool(guid)
             if pool is None:
                 return
-            prepared = await self.prepare(guid, pool.bundle_id, [].append)
+            try:
+                prepared = await self.prepare(guid, pool.bundle_id, [].append)
+            except PackyardError as exc:  # the running processes keep serving, with what they had
+                append_log(self.log_path(guid), pool.bundle_id, [f"Could not restart ({why}): {exc}"])
+                return
             append_log(self.log_path(guid), pool.bundle_id, [f"Restarting: {why}."])
             had = len(pool.processes)
             fresh = self.supervisor.open(self._spec(prepared, LAUNCHERS[prepared.manifest.appmode]))
