@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import jwt
@@ -83,10 +83,10 @@ def test_bad_and_expired_tokens(db: Database) -> None:
     ("args", "message"),
     [
         ({"scopes": ["root"]}, "Scope 'root' is not known"),
-        ({"scopes": []}, "at least one `--scope`"),
-        ({"scopes": ["sources:write"]}, "needs `--sources`"),
-        ({"scopes": ["repos:read"]}, "needs `--repos`"),
-        ({"scopes": ["admin"], "description": " "}, "needs a `--description`"),
+        ({"scopes": []}, "at least one scope"),
+        ({"scopes": ["sources:write"]}, "needs the sources"),
+        ({"scopes": ["repos:read"]}, "needs the repositories"),
+        ({"scopes": ["admin"], "description": " "}, "needs a description"),
     ],
 )
 def test_create_rejects(db: Database, args: dict, message: str) -> None:
@@ -107,6 +107,16 @@ def test_create_rejects(db: Database, args: dict, message: str) -> None:
 )
 def test_parse_expires(text: str, delta: timedelta | None) -> None:
     assert tokens.parse_expires(text) == delta
+
+
+def test_expiry_date_is_the_end_of_that_day() -> None:
+    today = date(2030, 5, 1)
+    assert tokens.parse_expiry_date("2030-05-01", today) == datetime(2030, 5, 2, tzinfo=UTC)
+    assert tokens.parse_expiry_date(" ", today) is None
+    with pytest.raises(PackyardError, match=r"2030-04-30 is in the past; pick today \(2030-05-01\)"):
+        tokens.parse_expiry_date("2030-04-30", today)
+    with pytest.raises(PackyardError, match="'30 days' is not a date"):
+        tokens.parse_expiry_date("30 days", today)
 
 
 @pytest.mark.parametrize("text", ["30", "0d", "1w", "soon"])

@@ -16,6 +16,9 @@ from packyard.repository.mirror.service import Mirror
 from packyard.repository.page_cache import PageCache
 from packyard.storage import LocalBlobStore
 
+# Changes that alter what an API key may do: a role, a lock, a revoked key.
+CALLER_EVENTS = frozenset({"user-role", "user-lock", "key-revoke"})
+
 
 @dataclass
 class AppContext:
@@ -98,3 +101,5 @@ class AppContext:
                 self.files.clear()
             elif event.kind == "content-runtime":
                 self.runtime_changes.add(event.detail)
+            elif event.kind in CALLER_EVENTS:
+                self.callers.forget_all()

@@ -6,7 +6,7 @@ import re
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 import jwt
 from sqlalchemy import select
@@ -32,6 +32,37 @@ def parse_expires(text: str) -> timedelta | None:
     if not match or int(match.group(1)) == 0:
         raise PackyardError(f"Expiry {text!r} is not valid; write e.g. `30d`, `12h`, `45m`, `90s` or `never`.")
     return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+
+
+def parse_expiry_date(text: str, today: date | None = None) -> datetime | None:
+    """A last day of validity (`YYYY-MM-DD`, UTC) as the moment the token expires: the end of that day.
+    Empty means never."""
+    if not text.strip():
+        return None
+    try:
+        day = date.fromisoformat(text.strip())
+    except ValueError as exc:
+        raise PackyardError(f"Expiry {text!r} is not a date; write it as YYYY-MM-DD, e.g. 2030-01-31.") from exc
+    today = today or utcnow().date()
+    if day < today:
+        raise PackyardError(
+            f"Expiry {text.strip()} is in the past; pick today ({today}) or a later day, or none for a token "
+            "that never expires."
+        )
+    return datetime.combine(day + timedelta(days=1), time(), UTC)
+
+
+def token_state(row: Token, now: datetime | None = None) -> str:
+    """`active`, `expired` or `revoked`."""
+    now = now or utcnow()
+    if row.revoked_at:
+        return "revoked"
+    return "expired" if row.expires_at and row.expires_at <= now else "active"
+
+
+def names(text: str) -> list[str]:
+    """A stored comma-separated list (`scopes`, `sources`, `repos`) as a list."""
+    return [x for x in text.split(",") if x]
 
 
 @dataclass(frozen=True)
@@ -72,21 +103,28 @@ def create_token(
     scopes: Iterable[str],
     sources: Iterable[str] = (),
     repos: Iterable[str] = (),
-    expires: timedelta | None = None,
+    expires: timedelta | datetime | None = None,
 ) -> tuple[str, Token]:
+    """A signed token and its row; `expires` is a lifetime or the moment the token expires."""
     scope_list = _split(scopes)
     source_list, repo_list = _split(sources), _split(repos)
     if not description.strip():
-        raise PackyardError("A token needs a `--description` saying who or what uses it.")
+        raise PackyardError("A token needs a description saying who or what uses it (`--description`).")
     if not scope_list:
-        raise PackyardError(f"A token needs at least one `--scope`: {', '.join(SCOPES)}.")
+        raise PackyardError(f"A token needs at least one scope (`--scope`): {', '.join(SCOPES)}.")
     for scope in scope_list:
         if scope not in SCOPES:
             raise PackyardError(f"Scope {scope!r} is not known; use one of: {', '.join(SCOPES)}.")
+    if isinstance(expires, datetime) and expires <= utcnow():
+        raise PackyardError(f"Expiry {expires:%Y-%m-%d %H:%M} UTC is in the past; pick a later time.")
     if "sources:write" in scope_list and not source_list:
-        raise PackyardError("Scope `sources:write` needs `--sources` (names, comma-separated, or '*').")
+        raise PackyardError(
+            "Scope `sources:write` needs the sources it may upload to (`--sources`: names, comma-separated, or '*')."
+        )
     if "repos:read" in scope_list and not repo_list:
-        raise PackyardError("Scope `repos:read` needs `--repos` (names, comma-separated, or '*').")
+        raise PackyardError(
+            "Scope `repos:read` needs the repositories it may read (`--repos`: names, comma-separated, or '*')."
+        )
     grants: dict[str, list[str]] = {}
     for scope in scope_list:
         grants[scope] = {"sources:write": source_list, "repos:read": repo_list, "admin": [ANY]}[scope]
@@ -98,7 +136,7 @@ def create_token(
         sources=",".join(source_list),
         repos=",".join(repo_list),
         created_at=now,
-        expires_at=now + expires if expires else None,
+        expires_at=now + expires if isinstance(expires, timedelta) else expires,
     )
     session.add(row)
     from packyard.repository.services import record  # the change log is shared by every domain

@@ -152,17 +152,20 @@ def source_update(
 @source_app.command("list")
 def source_list(data_dir: DataDir = None) -> None:
     """List sources."""
-    from sqlalchemy import func, select
-
-    from packyard.repository.models import DistFile, Project, Source
+    from packyard.repository.services import list_sources
 
     with local_session(data_dir) as (settings, session):
-        rows = []
-        for s in session.scalars(select(Source).order_by(Source.name)):
-            projects = session.scalar(select(func.count()).select_from(Project).where(Project.source_id == s.id))
-            files = session.scalar(select(func.count()).select_from(DistFile).where(DistFile.source_id == s.id))
-            upstream = s.upstream or (settings.mirror.upstream + " (config)" if s.type != "local-python" else "-")
-            rows.append([s.name, s.type, str(projects), str(files), upstream, f"{s.created_at:%Y-%m-%d}"])
+        rows = [
+            [
+                s.name,
+                s.type,
+                str(s.projects),
+                str(s.files),
+                s.upstream or (settings.mirror.upstream + " (config)" if s.mirrors else "-"),
+                f"{s.created_at:%Y-%m-%d}",
+            ]
+            for s in list_sources(session)
+        ]
     table(["NAME", "TYPE", "PROJECTS", "FILES", "UPSTREAM", "CREATED"], rows)
 
 
@@ -268,14 +271,12 @@ def token_create(
 @token_app.command("list")
 def token_list(data_dir: DataDir = None) -> None:
     """List tokens (never the tokens themselves)."""
-    from packyard.auth.tokens import list_tokens
-    from packyard.db import utcnow
+    from packyard.auth.tokens import list_tokens, token_state
 
     with local_session(data_dir) as (_, session):
-        now = utcnow()
         rows = []
         for t in list_tokens(session):
-            state = "revoked" if t.revoked_at else "expired" if t.expires_at and t.expires_at <= now else "active"
+            state = token_state(t)
             grants = (
                 t.scopes + (f" sources={t.sources}" if t.sources else "") + (f" repos={t.repos}" if t.repos else "")
             )

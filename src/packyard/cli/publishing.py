@@ -7,7 +7,7 @@ import time
 from typing import Annotated
 
 import typer
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from packyard.cli import DataDir, local_session, settings_for
 from packyard.cli.output import err, fail, out, table
@@ -99,13 +99,12 @@ def user_unlock(
 @user_app.command("list")
 def user_list(data_dir: DataDir = None) -> None:
     """List users with their role and number of keys."""
-    from packyard.publishing.models import ApiKey, User
+    from packyard.publishing.users import list_users
 
     with local_session(data_dir) as (_, session):
-        keys = dict(session.execute(select(ApiKey.user_id, func.count()).group_by(ApiKey.user_id)).all())
         rows = [
-            [u.username, u.role, u.email or "-", str(keys.get(u.id, 0)), "locked" if u.locked else "active", u.guid]
-            for u in session.scalars(select(User).order_by(User.username))
+            [u.username, u.role, u.email or "-", str(u.keys), "locked" if u.locked else "active", u.guid]
+            for u in list_users(session)
         ]
     table(["USER", "ROLE", "EMAIL", "KEYS", "STATE", "GUID"], rows)
 
@@ -116,7 +115,7 @@ def user_set_role(
     role: Annotated[str, typer.Argument(help="admin, publisher or viewer.")],
     data_dir: DataDir = None,
 ) -> None:
-    """Change a user's role; their keys follow within 30 seconds."""
+    """Change a user's role; the server applies it to their keys within a second."""
     from packyard.publishing.users import set_role
 
     with local_session(data_dir) as (_, session):
@@ -149,12 +148,9 @@ def key_list(
     data_dir: DataDir = None,
 ) -> None:
     """List keys (their first characters, never the keys)."""
-    from packyard.publishing.models import ApiKey, User
+    from packyard.publishing.users import list_keys
 
     with local_session(data_dir) as (_, session):
-        query = select(ApiKey, User.username).join(User, User.id == ApiKey.user_id).order_by(ApiKey.id)
-        if user:
-            query = query.where(User.username == user)
         rows = [
             [
                 str(k.id),
@@ -164,7 +160,7 @@ def key_list(
                 f"{k.created_at:%Y-%m-%d}",
                 f"{k.last_used_at:%Y-%m-%d %H:%M}" if k.last_used_at else "never",
             ]
-            for k, username in session.execute(query)
+            for k, username in list_keys(session, user)
         ]
     table(["ID", "USER", "NAME", "KEY", "CREATED", "LAST USED"], rows)
 
@@ -174,7 +170,7 @@ def key_revoke(
     key_id: Annotated[int, typer.Argument(help="Key id from `packyard key list`.")],
     data_dir: DataDir = None,
 ) -> None:
-    """Delete a key; the server refuses it within 30 seconds."""
+    """Delete a key; the server refuses it within a second."""
     from packyard.publishing.users import revoke_key
 
     with local_session(data_dir) as (_, session):

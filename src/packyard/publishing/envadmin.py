@@ -36,6 +36,7 @@ class EnvironmentInfo:
     created_at: datetime
     last_used_at: datetime
     used_by: list[str]  # content names whose active bundle runs on it
+    content: list[tuple[str, str]]  # the same content as (guid, name)
 
     @property
     def in_use(self) -> bool:
@@ -55,7 +56,7 @@ class EnvironmentAdmin:
         """Every recorded environment, most recently used first, with the content that runs on it."""
         with self.db.session() as session:
             rows = list(session.scalars(select(PythonEnvironment).order_by(PythonEnvironment.last_used_at.desc())))
-            used = self._used_by(session)
+            content = self._content_using(session)
         infos = []
         for row in rows:
             try:
@@ -74,7 +75,8 @@ class EnvironmentAdmin:
                     build_seconds=row.build_seconds,
                     created_at=row.created_at,
                     last_used_at=row.last_used_at,
-                    used_by=used.get(row.key, []),
+                    used_by=[name for _, name in content.get(row.key, [])],
+                    content=content.get(row.key, []),
                 )
             )
         return infos
@@ -110,11 +112,11 @@ class EnvironmentAdmin:
             users = self._used_by(session).get(key, [])
         if users and not force:
             raise EnvironmentBuildError(
-                f"Environment {key[:12]} is in use by {_content_list(users)}; deploy other bundles first, or pass "
-                "`--force` (that content then rebuilds its environment when it next starts)."
+                f"Environment {key[:12]} is in use by {_content_list(users)}; deploy other bundles first, or force "
+                "it with `packyard env rm --force` (that content then rebuilds its environment when it next starts)."
             )
         with self.store.locked(key):
-            self._delete(key)
+            self._delete(key, event="env-remove")
         return key
 
     def prune(self, max_idle_seconds: float) -> builtins.list[str]:
@@ -175,22 +177,33 @@ class EnvironmentAdmin:
             if removed:
                 log.info("Removed %d unused Python environments: %s", len(removed), ", ".join(k[:12] for k in removed))
 
-    def _delete(self, key: str) -> None:
+    def _delete(self, key: str, event: str | None = None) -> None:
+        """Delete the folder and the row; `event` is logged for removals a person asked for."""
+        from packyard.repository.services import record  # the change log is shared by every domain
+
         self.store.delete(key)
         with self.db.session() as session:
             session.execute(delete(PythonEnvironment).where(PythonEnvironment.key == key))
+            if event:
+                record(session, event, detail=key)
+
+    @classmethod
+    def _used_by(cls, session: Session) -> dict[str, builtins.list[str]]:
+        """Environment key -> names of the content whose active bundle runs on it."""
+        return {key: [name for _, name in pairs] for key, pairs in cls._content_using(session).items()}
 
     @staticmethod
-    def _used_by(session: Session) -> dict[str, builtins.list[str]]:
-        """Environment key -> names of the content whose active bundle runs on it."""
+    def _content_using(session: Session) -> dict[str, builtins.list[tuple[str, str]]]:
+        """Environment key -> (guid, name) of the content whose active bundle runs on it."""
         query = (
-            select(Bundle.environment_key, Content.name)
+            select(Bundle.environment_key, Content.guid, Content.name)
             .join(Content, Content.bundle_id == Bundle.id)
             .where(Bundle.environment_key.is_not(None))
+            .order_by(Content.name)
         )
-        used: dict[str, builtins.list[str]] = {}
-        for key, name in session.execute(query):
-            used.setdefault(key, []).append(name)
+        used: dict[str, builtins.list[tuple[str, str]]] = {}
+        for key, guid, name in session.execute(query).tuples():
+            used.setdefault(key, []).append((guid, name))
         return used
 
 

@@ -9,15 +9,19 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from packyard.db import Database, utcnow
 from packyard.publishing.errors import Forbidden, NotFound, PublishingError
 from packyard.publishing.models import ROLES, ApiKey, User
+from packyard.repository.services import record  # the change log is shared by every domain
 
-CALLER_TTL = 30.0  # seconds a verified key is trusted without a database read
+# Seconds a verified key is trusted without a database read; role, lock and key changes in the change log end
+# the trust at once (`AppContext.sync`), so this bounds only writes that bypass the log.
+CALLER_TTL = 30.0
 _USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -46,6 +50,19 @@ class Caller:
         return self.role in ("admin", "publisher")
 
 
+@dataclass(frozen=True)
+class UserSummary:
+    """A user as the lists show them: never a password hash or a key."""
+
+    username: str
+    guid: str
+    role: str
+    email: str
+    locked: bool
+    keys: int
+    created_at: datetime
+
+
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
@@ -63,7 +80,16 @@ def create_user(session: Session, username: str, role: str, email: str = "") -> 
     user = User(guid=str(uuid.uuid4()), username=username, role=role, email=email)
     session.add(user)
     session.flush()
+    record(session, "user-create", detail=f"{username} {role}")
     return user
+
+
+def list_users(session: Session) -> list[UserSummary]:
+    keys = dict(session.execute(select(ApiKey.user_id, func.count()).group_by(ApiKey.user_id)).tuples().all())
+    return [
+        UserSummary(u.username, u.guid, u.role, u.email, u.locked, keys.get(u.id, 0), u.created_at)
+        for u in session.scalars(select(User).order_by(User.username))
+    ]
 
 
 def get_user(session: Session, username: str) -> User:
@@ -77,7 +103,9 @@ def set_role(session: Session, username: str, role: str) -> User:
     if role not in ROLES:
         raise PublishingError(f"Role {role!r} is not known; use one of {', '.join(ROLES)}.")
     user = get_user(session, username)
-    user.role = role
+    if user.role != role:
+        user.role = role
+        record(session, "user-role", detail=f"{username} {role}")
     return user
 
 
@@ -85,10 +113,19 @@ def create_key(session: Session, username: str, name: str = "") -> tuple[ApiKey,
     """A new key for the user; the key itself is returned once and never stored."""
     user = get_user(session, username)
     key = secrets.token_urlsafe(24)
-    row = ApiKey(user_id=user.id, name=name, key_hash=hash_key(key), prefix=key[:6])
+    row = ApiKey(user_id=user.id, name=name.strip(), key_hash=hash_key(key), prefix=key[:6])
     session.add(row)
     session.flush()
+    record(session, "key-create", detail=f"{row.id} {username}")
     return row, key
+
+
+def list_keys(session: Session, username: str | None = None) -> list[tuple[ApiKey, str]]:
+    """Keys, oldest first, with their user's name; only `username`'s when given."""
+    query = select(ApiKey, User.username).join(User, User.id == ApiKey.user_id).order_by(ApiKey.id)
+    if username:
+        query = query.where(User.username == username)
+    return [(key, name) for key, name in session.execute(query).tuples()]
 
 
 def revoke_key(session: Session, key_id: int) -> ApiKey:
@@ -96,6 +133,7 @@ def revoke_key(session: Session, key_id: int) -> ApiKey:
     if row is None:
         raise NotFound(f"There is no API key with id {key_id}; `packyard key list` shows them.")
     session.delete(row)
+    record(session, "key-revoke", detail=str(key_id))
     return row
 
 
@@ -150,6 +188,10 @@ class Callers:
             self._cache.clear()
         self._cache[key] = (caller, time.monotonic() + CALLER_TTL)
         return caller
+
+    def forget_all(self) -> None:
+        """A role, lock or key changed (the change log says so): verify every key again on its next use."""
+        self._cache.clear()
 
     async def optional(self, headers: dict[str, str]) -> Caller | None:
         key = key_from_headers(headers)

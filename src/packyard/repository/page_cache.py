@@ -70,6 +70,8 @@ class CachedPage:
 
 # Events that change one project's pages (and perhaps the root); anything else not about tokens reloads all.
 PAGE_EVENTS = frozenset({"upload", "yank", "unyank", "root-render", "mirror", "delete", "policy", "curate"})
+# Events of other domains (tokens, publishing): no page depends on them, so they do not reload the cache.
+OTHER_DOMAINS = ("token-", "content-", "user-", "key-", "env-")
 MISSING = object()  # a cached "no such page", so repeated 404s cost no query
 
 
@@ -214,7 +216,7 @@ class PageCache:
                     self._pages.pop(event.project, None)
                     self._pages.pop("", None)
                     self._epoch += 1
-                elif not event.kind.startswith(("token-", "content-")):  # other domains' events
+                elif not event.kind.startswith(OTHER_DOMAINS):
                     structural = True
             if structural:
                 self.reload()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -44,6 +47,40 @@ def get_repository(session: Session, name: str) -> Repository:
         known = ", ".join(f"`{n}`" for n in session.scalars(select(Repository.name).order_by(Repository.name)))
         raise NotFound(f"Repository `{name}` does not exist. Known repositories: {known or 'none'}.")
     return repo
+
+
+@dataclass(frozen=True)
+class SourceSummary:
+    """A source as the lists show it: what it holds and which repositories serve it, by priority."""
+
+    name: str
+    type: str
+    upstream: str | None  # None: a mirror following `[mirror] upstream`, or a local source
+    projects: int
+    files: int
+    repositories: list[tuple[str, int]]  # (repository, priority)
+    created_at: datetime
+
+    @property
+    def mirrors(self) -> bool:
+        return self.type != "local-python"
+
+
+def list_sources(session: Session) -> list[SourceSummary]:
+    projects = dict(session.execute(select(Project.source_id, func.count()).group_by(Project.source_id)).tuples().all())
+    files = dict(session.execute(select(DistFile.source_id, func.count()).group_by(DistFile.source_id)).tuples().all())
+    served: dict[int, list[tuple[str, int]]] = {}
+    query = select(Subscription.source_id, Repository.name, Subscription.priority).join(
+        Repository, Repository.id == Subscription.repository_id
+    )
+    for source_id, repo, priority in session.execute(query.order_by(Repository.name)).tuples():
+        served.setdefault(source_id, []).append((repo, priority))
+    return [
+        SourceSummary(
+            s.name, s.type, s.upstream, projects.get(s.id, 0), files.get(s.id, 0), served.get(s.id, []), s.created_at
+        )
+        for s in session.scalars(select(Source).order_by(Source.name))
+    ]
 
 
 def create_source(session: Session, name: str, type: str = "local-python", upstream: str | None = None) -> Source:
