@@ -202,7 +202,7 @@ class EnvironmentAdmin:
             .order_by(Content.name)
         )
         used: dict[str, builtins.list[tuple[str, str]]] = {}
-        for key, guid, name in session.execute(query).tuples():
+        for key, guid, name in session.execute(query):
             used.setdefault(key, []).append((guid, name))
         return used
 

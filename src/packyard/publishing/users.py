@@ -85,7 +85,7 @@ def create_user(session: Session, username: str, role: str, email: str = "") -> 
 
 
 def list_users(session: Session) -> list[UserSummary]:
-    keys = dict(session.execute(select(ApiKey.user_id, func.count()).group_by(ApiKey.user_id)).tuples().all())
+    keys = dict(session.execute(select(ApiKey.user_id, func.count()).group_by(ApiKey.user_id)).all())
     return [
         UserSummary(u.username, u.guid, u.role, u.email, u.locked, keys.get(u.id, 0), u.created_at)
         for u in session.scalars(select(User).order_by(User.username))
@@ -125,7 +125,7 @@ def list_keys(session: Session, username: str | None = None) -> list[tuple[ApiKe
     query = select(ApiKey, User.username).join(User, User.id == ApiKey.user_id).order_by(ApiKey.id)
     if username:
         query = query.where(User.username == username)
-    return [(key, name) for key, name in session.execute(query).tuples()]
+    return [(key, name) for key, name in session.execute(query)]
 
 
 def revoke_key(session: Session, key_id: int) -> ApiKey:

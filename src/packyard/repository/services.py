@@ -67,13 +67,13 @@ class SourceSummary:
 
 
 def list_sources(session: Session) -> list[SourceSummary]:
-    projects = dict(session.execute(select(Project.source_id, func.count()).group_by(Project.source_id)).tuples().all())
-    files = dict(session.execute(select(DistFile.source_id, func.count()).group_by(DistFile.source_id)).tuples().all())
+    projects = dict(session.execute(select(Project.source_id, func.count()).group_by(Project.source_id)).all())
+    files = dict(session.execute(select(DistFile.source_id, func.count()).group_by(DistFile.source_id)).all())
     served: dict[int, list[tuple[str, int]]] = {}
     query = select(Subscription.source_id, Repository.name, Subscription.priority).join(
         Repository, Repository.id == Subscription.repository_id
     )
-    for source_id, repo, priority in session.execute(query.order_by(Repository.name)).tuples():
+    for source_id, repo, priority in session.execute(query.order_by(Repository.name)):
         served.setdefault(source_id, []).append((repo, priority))
     return [
         SourceSummary(
