@@ -3,6 +3,7 @@
 PublishingError                 400
 ├── NotFound                    404  no such content, bundle, task, user or key
 ├── Forbidden                   403  the key's user may not do this
+├── Conflict                    409  a user by that name already exists
 ├── BundleError                 400  a bundle that cannot be deployed: its archive or its manifest.json
 ├── EnvironmentBuildError       400  no matching Python, or the install failed
 ├── AppStartError               400  the app did not start or did not answer
@@ -30,6 +31,10 @@ class NotFound(PublishingError):
 class Forbidden(PublishingError):
     status_code = 403
     code = 6
+
+
+class Conflict(PublishingError):
+    status_code = 409
 
 
 class BundleError(PublishingError):

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from packyard.db import Database, utcnow
-from packyard.publishing.errors import Forbidden, NotFound, PublishingError
+from packyard.publishing.errors import Conflict, Forbidden, NotFound, PublishingError
 from packyard.publishing.models import ROLES, ApiKey, User
 from packyard.repository.services import record  # the change log is shared by every domain
 
@@ -76,7 +76,7 @@ def create_user(session: Session, username: str, role: str, email: str = "") -> 
     if role not in ROLES:
         raise PublishingError(f"Role {role!r} is not known; use one of {', '.join(ROLES)}.")
     if session.scalar(select(User.id).where(User.username == username)) is not None:
-        raise PublishingError(f"User `{username}` already exists; `packyard user list` shows every user.")
+        raise Conflict(f"User `{username}` already exists; pick another name (`packyard user list` shows every user).")
     user = User(guid=str(uuid.uuid4()), username=username, role=role, email=email)
     session.add(user)
     session.flush()

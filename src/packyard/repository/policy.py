@@ -88,10 +88,16 @@ def block_message(rule: Rule, project: str, version: str, repo: str) -> str:
 
 def create_rule(session: Session, project: str, specifier: str, reason: str, repo_name: str | None) -> BlockRule:
     from packyard.repository import indexer, services
-    from packyard.repository.names import normalize
+    from packyard.repository.names import is_valid_project_name, normalize
 
+    project = project.strip()
+    if not is_valid_project_name(project):
+        raise RepositoryError(
+            f"Project name {project!r} is not valid; give a name as pip spells it, e.g. `requests` or `Django`."
+        )
     if not reason.strip():
         raise RepositoryError("Give a `--reason`: clients see it in the 403, and operators in `policy list`.")
+    specifier = specifier.strip()
     parse_specifier(specifier)
     repo_id = services.get_repository(session, repo_name).id if repo_name else None
     rule = BlockRule(repository_id=repo_id, project=normalize(project), specifier=specifier, reason=reason.strip())
