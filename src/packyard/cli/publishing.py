@@ -75,7 +75,7 @@ def user_lock(
     username: Annotated[str, typer.Argument(help="Login name.")],
     data_dir: DataDir = None,
 ) -> None:
-    """Lock a user: their keys stop working within 30 seconds and their web sessions end now."""
+    """Lock a user: the server refuses their keys within a second, and their web sessions end now."""
     from packyard.publishing.signin import set_locked
 
     with local_session(data_dir) as (_, session):

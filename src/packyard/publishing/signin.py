@@ -17,6 +17,7 @@ from packyard.db import utcnow
 from packyard.publishing.errors import Forbidden, PublishingError
 from packyard.publishing.models import User, WebSession
 from packyard.publishing.users import Caller, get_user
+from packyard.repository.services import record
 
 MIN_PASSWORD = 8
 SEEN_EVERY = timedelta(minutes=1)  # `last_seen_at` is written at most this often per session
@@ -45,12 +46,15 @@ def set_password(session: Session, username: str, password: str) -> User:
     user.password_hash = _hasher.hash(password)
     # A new password ends every browser signed in with the old one.
     session.execute(delete(WebSession).where(WebSession.user_id == user.id))
+    record(session, "user-password", detail=username)
     return user
 
 
 def set_locked(session: Session, username: str, locked: bool) -> User:
     user = get_user(session, username)
-    user.locked = locked
+    if user.locked != locked:
+        user.locked = locked
+        record(session, "user-lock" if locked else "user-unlock", detail=username)
     if locked:
         session.execute(delete(WebSession).where(WebSession.user_id == user.id))
     return user

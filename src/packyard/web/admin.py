@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 
 from packyard.auth import tokens
 from packyard.auth.models import Token
@@ -22,7 +22,7 @@ from packyard.errors import PackyardError
 from packyard.publishing import signin, users
 from packyard.publishing.models import ROLES, ApiKey, PythonEnvironment, User
 from packyard.repository import policy, services
-from packyard.repository.models import BlockRule, Repository, Source
+from packyard.repository.models import BlockRule, Event, Repository, Source
 from packyard.web.errors import PageError
 from packyard.web.render import render
 from packyard.web.session import WebUser, admin_only, check_csrf, context
@@ -40,7 +40,9 @@ Admin = Annotated[WebUser, Depends(admin_only)]
 CHANGE = [Depends(admin_only), Depends(check_csrf)]
 
 
-def _page(request: Request, template: str, *, notice: Notice | None = None, status: int = 200, **values: Any) -> HTMLResponse:
+def _page(
+    request: Request, template: str, *, notice: Notice | None = None, status: int = 200, **values: Any
+) -> HTMLResponse:
     return render(
         request,
         f"admin/{template}",
@@ -64,6 +66,11 @@ def _attempt(request: Request, write: Callable[[], str]) -> tuple[Notice, int]:
     return ("success", message), 200
 
 
+# The change log's administrative events, as the overview lists them (uploads and page renders are left out).
+ADMIN_EVENTS = ("policy", "source-create", "repo-create", "repo-edit", "subscribe", "curate")
+ADMIN_EVENT_PREFIXES = ("user-", "key-", "token-", "env-")
+RECENT = 15
+
 # -- overview -----------------------------------------------------------------------------------------------------
 
 
@@ -81,7 +88,12 @@ def overview(request: Request, user: Admin) -> HTMLResponse:
             "sources": session.scalar(select(func.count()).select_from(Source)) or 0,
             "rules": session.scalar(select(func.count()).select_from(BlockRule)) or 0,
         }
-    return _page(request, "index.html", count=count)
+        admin_kinds = or_(Event.kind.in_(ADMIN_EVENTS), *(Event.kind.startswith(p) for p in ADMIN_EVENT_PREFIXES))
+        recent = [
+            (e.at, e.kind, " ".join(part for part in (e.project, e.detail) if part))
+            for e in session.scalars(select(Event).where(admin_kinds).order_by(Event.id.desc()).limit(RECENT))
+        ]
+    return _page(request, "index.html", count=count, recent=recent)
 
 
 # -- users --------------------------------------------------------------------------------------------------------
@@ -370,7 +382,7 @@ def _environments(request: Request, notice: Notice | None = None, status: int = 
         notice=notice,
         status=status,
         environments=envs.list(),
-        reap_every=envs.settings.python.environment_reap_frequency,
+        reap_every=_duration(envs.settings.python.environment_reap_frequency),
     )
 
 
@@ -419,9 +431,7 @@ def _rules(
         ]
         repositories = list(session.scalars(select(Repository.name).order_by(Repository.name)))
     form = form or {"project": "", "specifier": "", "repository": "", "reason": ""}
-    return _page(
-        request, "policy.html", notice=notice, status=status, rules=rows, repositories=repositories, form=form
-    )
+    return _page(request, "policy.html", notice=notice, status=status, rules=rows, repositories=repositories, form=form)
 
 
 @router.get("/policy/")
@@ -475,6 +485,17 @@ def _ago(moment: datetime | None) -> str:
             count = int(seconds // length)
             return f"{count} {unit}{'s' if count != 1 else ''} ago"
     return "just now"
+
+
+def _duration(seconds: float) -> str:
+    """Empty when off; else in the largest whole unit, e.g. `1 day`, `12 hours`."""
+    if seconds <= 0:
+        return ""
+    for unit, length in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
+        if seconds >= length and seconds % length == 0 or unit == "second":
+            count = round(seconds / length)
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{seconds:g} seconds"
 
 
 def _size(size: int) -> str:
