@@ -337,3 +337,15 @@ def test_anonymous_visitors_are_sent_to_sign_in(web: Server, browser: Browser) -
     page.goto("/admin/users/")
     assert page.url == f"{web.url}/login?next=/admin/users/"
     page.context.close()
+
+
+def test_pages_fit_a_phone(web: Server, admin: Page) -> None:
+    admin.set_viewport_size({"width": 390, "height": 844})
+    try:
+        for path in ADMIN_PAGES:
+            admin.goto(path)
+            overflow = admin.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+            assert overflow <= 0, f"{path} scrolls sideways by {overflow}px on a phone"
+        screenshot(admin, "admin-policy-phone")
+    finally:
+        admin.set_viewport_size({"width": 1280, "height": 800})
