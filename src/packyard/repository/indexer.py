@@ -202,15 +202,17 @@ def rebuild_project(session: Session, repo_id: int, source_ids: list[int], name:
     _store(session, repo_id, name, render_project(ctx) if ctx else None, serial)
 
 
-def root_names(session: Session, source_ids: list[int], cutoff: datetime | None = None) -> list[tuple[str, str]]:
-    """(normalized, display) names a repository serves, sorted; display names from the winning source."""
+def winning_sources(
+    session: Session, source_ids: list[int], cutoff: datetime | None = None
+) -> dict[str, tuple[int, str]]:
+    """Each normalized name a repository serves -> (the source that wins it, its display name there)."""
     rank = {s: i for i, s in enumerate(source_ids)}
     curated = {
         s: set(session.scalars(_CURATED_NAMES, {"source_id": s}))
         for s in source_ids
         if source_type(session, s) == "curated-pypi"
     }
-    names: dict[str, tuple[int, str]] = {}
+    names: dict[str, tuple[int, int, str]] = {}
     if cutoff is None:
         rows = session.execute(_NAMES, {"source_ids": source_ids})
     else:
@@ -219,8 +221,13 @@ def root_names(session: Session, source_ids: list[int], cutoff: datetime | None 
         if source_id in curated and name not in curated[source_id]:
             continue
         if name not in names or rank[source_id] < names[name][0]:
-            names[name] = (rank[source_id], display)
-    return sorted((n, d) for n, (_, d) in names.items())
+            names[name] = (rank[source_id], source_id, display)
+    return {name: (source_id, display) for name, (_, source_id, display) in names.items()}
+
+
+def root_names(session: Session, source_ids: list[int], cutoff: datetime | None = None) -> list[tuple[str, str]]:
+    """(normalized, display) names a repository serves, sorted; display names from the winning source."""
+    return sorted((n, d) for n, (_, d) in winning_sources(session, source_ids, cutoff).items())
 
 
 def rebuild_root(session: Session, repo_id: int, source_ids: list[int], serial: int) -> None:
