@@ -29,6 +29,10 @@ _PREFIXES = select(CoreMetadata.sha256, func.substr(CoreMetadata.data, 1, SUMMAR
 )
 # Permalink anchors readme_renderer adds to headings have no text: screen readers would announce empty links.
 _EMPTY_ANCHOR = re.compile(r'<a [^>]*href="#[^"]*"[^>]*>\s*</a>')
+# An image a README gives no alternative text is announced by its file name: mark it decorative instead.
+_IMG_WITHOUT_ALT = re.compile(r"<img(?![^>]*\balt=)")
+# A description sits under its page's own headings: its `<h1>` becomes an `<h3>`, and so on down to `<h6>`.
+_HEADING = re.compile(r"<(/?)h([1-6])\b")
 
 
 @dataclass(frozen=True)
@@ -95,7 +99,8 @@ def render_description(text: str, content_type: str) -> str:
         html = rst.render(text, stream=io.StringIO())
     if html is None:
         html = txt.render(text)
-    return _EMPTY_ANCHOR.sub("", html or "")
+    html = _IMG_WITHOUT_ALT.sub('<img alt=""', _EMPTY_ANCHOR.sub("", html or ""))
+    return _HEADING.sub(lambda m: f"<{m[1]}h{min(int(m[2]) + 2, 6)}", html)
 
 
 def summary_of(data: bytes) -> str:

@@ -51,8 +51,10 @@ def sections(address: str, repo: str, snapshot: str, authenticated: bool, packag
             "pip",
             "Install with the index URL, or make it pip's default for every install.",
             [
-                Snippet("setup-pip-install", "Terminal", f"pip install --index-url {url} {pkg}"),
-                Snippet("setup-pip-config", "Terminal", f"pip config set global.index-url {url}"),
+                Snippet("setup-pip-install", "Terminal: install a package", f"pip install --index-url {url} {pkg}"),
+                Snippet(
+                    "setup-pip-config", "Terminal: make it pip's default", f"pip config set global.index-url {url}"
+                ),
                 Snippet(
                     "setup-pip-conf",
                     "pip.conf",
@@ -67,7 +69,9 @@ def sections(address: str, repo: str, snapshot: str, authenticated: bool, packag
             "uv",
             "Install with the index URL, or make it uv's default index.",
             [
-                Snippet("setup-uv-install", "Terminal", f"uv pip install --index-url {url} {pkg}"),
+                Snippet(
+                    "setup-uv-install", "Terminal: install a package with uv", f"uv pip install --index-url {url} {pkg}"
+                ),
                 Snippet(
                     "setup-uv-toml",
                     "uv.toml",
@@ -87,7 +91,11 @@ def sections(address: str, repo: str, snapshot: str, authenticated: bool, packag
             "pyproject.toml",
             "For a project managed with uv (`uv add`, `uv lock`, `uv sync`): the repository replaces PyPI as the "
             "default index.",
-            [Snippet("setup-pyproject", "pyproject.toml", f'[[tool.uv.index]]\n{uv_name}url = "{url}"\ndefault = true\n')],
+            [
+                Snippet(
+                    "setup-pyproject", "pyproject.toml", f'[[tool.uv.index]]\n{uv_name}url = "{url}"\ndefault = true\n'
+                )
+            ],
         ),
         Section(
             "uv-export",
@@ -97,7 +105,7 @@ def sections(address: str, repo: str, snapshot: str, authenticated: bool, packag
             [
                 Snippet(
                     "setup-uv-export",
-                    "Terminal",
+                    "Terminal: write requirements.txt",
                     "uv lock\nuv export --format requirements-txt --no-hashes --no-dev --no-emit-project "
                     "--emit-index-url --output-file requirements.txt",
                 )
@@ -118,7 +126,8 @@ def sections(address: str, repo: str, snapshot: str, authenticated: bool, packag
         ),
     ]
     if authenticated:
-        result.append(
+        result.insert(
+            0,
             Section(
                 "netrc",
                 ".netrc",
@@ -127,14 +136,16 @@ def sections(address: str, repo: str, snapshot: str, authenticated: bool, packag
                 f"one with `packyard token create --scope repos:read --repos {repo}`). The machine is the host "
                 "alone, without scheme, port or path.",
                 [
-                    Snippet("setup-netrc", "~/.netrc", f"machine {host}\nlogin __token__\npassword {TOKEN_PLACEHOLDER}\n"),
+                    Snippet(
+                        "setup-netrc", "~/.netrc", f"machine {host}\nlogin __token__\npassword {TOKEN_PLACEHOLDER}\n"
+                    ),
                     Snippet(
                         "setup-netrc-chmod",
-                        "Terminal",
+                        "Terminal: keep ~/.netrc private",
                         "chmod 600 ~/.netrc",
                         "The token is stored in plain text: keep the file readable by you alone.",
                     ),
                 ],
-            )
+            ),
         )
     return result

@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
+from markupsafe import Markup, escape
 from starlette.concurrency import run_in_threadpool
 
 from packyard.repository import browse, descriptions, snapshots
@@ -185,6 +186,7 @@ def setup(request: Request, repo: str, date: str | None = None, package: str = "
         url=client_setup.index_url(address, repo, snapshot),
         sections=client_setup.sections(address, repo, snapshot, info.authenticated, pkg),
         package=pkg,
+        code=inline_code,
     )
 
 
@@ -204,6 +206,14 @@ def _snapshot_day(value: str | None) -> date | None:
             "or use latest."
         )
     return day
+
+
+def inline_code(text: str) -> Markup:
+    """Text whose `backticked` parts are shown as code, the way the CLI and error messages write them."""
+    parts = text.split("`")
+    return Markup("").join(
+        Markup("<code>{}</code>").format(part) if i % 2 else escape(part) for i, part in enumerate(parts)
+    )
 
 
 def human_size(size: int) -> str:
