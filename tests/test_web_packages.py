@@ -327,3 +327,20 @@ def test_project_names_redirect_to_their_normal_form(catalog: Catalog) -> None:
     response = httpx.get(catalog.server.url + "/repos/pypi/packages/PageDemo?version=0.9")
     assert response.status_code == 301
     assert response.headers["location"] == "/repos/pypi/packages/pagedemo/?version=0.9"
+
+
+def test_a_mirrored_project_page_asks_the_upstream(catalog: Catalog) -> None:
+    """The page of a name the mirror has never seen fetches its index page and the shown release's `.metadata`.
+    The server mirrors its own `pypi` repository: an upstream that costs no second server."""
+    server = catalog.server
+    server.cli("source", "create", "--name", "upstream", "--type", "pypi", "--upstream", server.index)
+    server.cli("repo", "create", "--name", "mirror")
+    server.cli("repo", "subscribe", "--repo", "mirror", "--source", "upstream")
+    server.wait_synced()
+    assert "pagedemo" not in httpx.get(f"{server.url}/repos/mirror/").text
+    page = httpx.get(f"{server.url}/repos/mirror/packages/pagedemo/", timeout=30)
+    assert page.status_code == 200
+    assert "Demo package for the pages" in page.text and "<em>emphasis</em>" in page.text
+    assert 'href="/repos/mirror/packages/depone/"' in page.text  # a mirror serves what its upstream has
+    assert "pagedemo" in httpx.get(f"{server.url}/repos/mirror/").text
+    assert httpx.get(f"{server.url}/repos/mirror/packages/not-upstream/", timeout=30).status_code == 404

@@ -270,6 +270,8 @@ class ProjectDetail:
     shown: VersionDetail  # the version whose metadata the page shows
     metadata: ProjectMetadata | None  # None: not known yet (a mirrored file not downloaded)
     dependencies: list[Dependency]
+    # When metadata is None: a mirrored wheel's `.metadata` digest and upstream URL, to fetch it from there.
+    upstream_metadata: tuple[str, str] | None = None
 
 
 class VersionNotFound(LookupError):
@@ -316,8 +318,20 @@ def project_detail(
     dependencies = [
         _dependency(session, source_ids, text, mirrored) for text in (metadata.requires_dist if metadata else ())
     ]
+    upstream = None
+    if metadata is None:
+        upstream = next(
+            (
+                (r.metadata_sha256, r.url + ".metadata")
+                for r in rows
+                if r.version == shown.version and r.url and r.metadata_sha256
+            ),
+            None,
+        )
     source_name = _source_name(session, source_id)
-    return ProjectDetail(name, project.display_name, source_name, versions, latest, shown, metadata, dependencies)
+    return ProjectDetail(
+        name, project.display_name, source_name, versions, latest, shown, metadata, dependencies, upstream
+    )
 
 
 def _file_detail(r: DistFile, repo: str, name: str) -> FileDetail:

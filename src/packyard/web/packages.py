@@ -13,6 +13,7 @@ from markupsafe import Markup, escape
 from starlette.concurrency import run_in_threadpool
 
 from packyard.repository import browse, descriptions, snapshots
+from packyard.repository.errors import UpstreamUnavailable
 from packyard.repository.models import Repository
 from packyard.repository.names import normalize
 from packyard.repository.page_cache import RepoInfo
@@ -138,6 +139,14 @@ async def project(request: Request, repo: str, name: str, version: str | None = 
 
     try:
         detail = await run_in_threadpool(load)
+        if detail is not None and detail.upstream_metadata is not None:
+            # A mirrored release whose files nobody downloaded yet: its `.metadata` is small, fetch it now.
+            try:
+                await c.mirror.metadata(*detail.upstream_metadata)
+            except UpstreamUnavailable:
+                pass  # the page says the metadata is not here yet
+            else:
+                detail = await run_in_threadpool(load)
     except browse.VersionNotFound:
         raise PageError(
             f"Version `{version}` of `{normalized}` is not in repository `{repo}`; "
