@@ -168,7 +168,7 @@ def test_find_a_package_and_see_its_files(catalog: Catalog, browser: Browser) ->
     expect(hashes).to_contain_text(hashlib.sha256(wheel.body()).hexdigest())
     expect(hashes).to_contain_text("BLAKE2b-256")
 
-    versions = page.locator("ol.versions li")
+    versions = page.locator("ol.version-list li")
     expect(versions).to_have_count(4)  # newest first
     assert [v.split()[0] for v in versions.all_inner_texts()] == ["1.0", "0.9", "0.5", "0.4"]
     expect(versions.nth(2)).to_contain_text("broken build")
