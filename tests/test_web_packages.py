@@ -308,6 +308,7 @@ def test_authenticated_repository_is_for_signed_in_users(
     [
         ("/repos/nope/", 404, "There is no repository `nope`"),
         ("/repos/pypi/packages/no-such-project/", 404, "Project `no-such-project` is not in repository `pypi`"),
+        ("/repos/pypi/packages/bad%0d%0aname/", 404, "is not a project name"),
         ("/repos/pypi/packages/pagedemo/?version=7.7", 404, "Version `7.7` of `pagedemo` is not in repository"),
         ("/repos/pypi/?page=abc", 400, "Page `abc` is not a page number"),
         ("/repos/pypi/?page=40", 404, "Page 40 is past the last page of results (1)"),

@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from packyard.repository import browse, descriptions, snapshots
 from packyard.repository.errors import UpstreamUnavailable
 from packyard.repository.models import Repository
-from packyard.repository.names import normalize
+from packyard.repository.names import is_valid_project_name, normalize
 from packyard.repository.page_cache import RepoInfo
 from packyard.web import client_setup
 from packyard.web.errors import PageError, SignInRequired
@@ -125,6 +125,12 @@ def projects(request: Request, repo: str, q: str = "", page: str | None = None) 
 @router.get("/repos/{repo}/packages/{name}/")
 async def project(request: Request, repo: str, name: str, version: str | None = None) -> Response:
     info = repository(request, repo)
+    if not is_valid_project_name(name):
+        raise PageError(
+            f"`{name[:100]}` is not a project name (letters, digits, `.`, `_` and `-`); search for the project at "
+            f"/repos/{repo}/.",
+            404,
+        )
     normalized = normalize(name)
     if normalized != name or not request.url.path.endswith("/"):
         query = f"?{urlencode({'version': version})}" if version else ""
@@ -135,7 +141,7 @@ async def project(request: Request, repo: str, name: str, version: str | None = 
 
     def load() -> browse.ProjectDetail | None:
         with c.db.session() as session:
-            return browse.project_detail(session, c.store, repo, info.id, normalized, version)
+            return browse.project_detail(session, c.store, repo, info.id, normalized, version or None)
 
     try:
         detail = await run_in_threadpool(load)
@@ -180,7 +186,7 @@ def setup(request: Request, repo: str, date: str | None = None, package: str = "
     with context(request).db.session() as session:
         days = snapshots.transaction_dates(session, info.id)
     address = context(request).settings.server.address
-    pkg = normalize(package) if re.fullmatch(r"[A-Za-z0-9._-]{1,200}", package) else ""
+    pkg = normalize(package) if is_valid_project_name(package) and len(package) <= 200 else ""
     return render(
         request,
         "packages/setup.html",
