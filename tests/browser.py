@@ -32,7 +32,7 @@ _axe = Axe()
 
 @contextmanager
 def chromium() -> Iterator[Browser]:
-    """Headless Debian Chromium; conftest's session fixture `browser` holds one per test worker."""
+    """Headless Debian Chromium; conftest's fixture `browser` holds one per test module."""
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
         try:

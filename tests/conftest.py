@@ -184,9 +184,11 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
             srv.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    """One headless Chromium per test worker (tests/browser.py); each `sign_in` opens its own context."""
+    """One headless Chromium per test module (tests/browser.py); each `sign_in` opens its own context. Not per
+    session: Playwright's sync API keeps an event loop running in this thread while it is open, and a later module
+    on the same worker that calls asyncio.run (test_apps.py) would fail."""
     from tests.browser import chromium
 
     with chromium() as launched:
