@@ -1,19 +1,45 @@
-# Two entry points for a fresh machine: `make run` and `make test`. Both bootstrap the virtualenv.
+# Two entry points for a fresh machine: `make run` and `make test`. Both bootstrap what they need, from uv.lock.
 PYTHON ?= python3
+# uv itself, pinned, in a folder of its own; it installs both environments exactly as uv.lock says.
+UV_VERSION := 0.13.9
+UV := .cache/uv-$(UV_VERSION)/bin/uv
+# The server's environment (`make run`, and the README's `.venv/bin/packyard`) holds only what the server runs;
+# the tests and benchmarks run in their own, with the `test` dependency group added.
 VENV := .venv
-BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+TEST_VENV := .venv-test
+BIN := $(TEST_VENV)/bin
+SYNC = UV_PROJECT_ENVIRONMENT=$(1) UV_PYTHON_DOWNLOADS=never $(UV) sync --locked --python $(PYTHON) -q $(2) || \
+	{ echo "error: could not install what uv.lock pins; if uv said the lockfile needs to be updated, run \`make lock\`."; exit 1; }
 
-.PHONY: run test lint format bench bench-deploy bench-apps bench-scaling clean
+.PHONY: run test lint lock wheelhouse bench bench-deploy bench-apps bench-scaling clean
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip uv
-	$(BIN)/uv pip install --python $(BIN)/python -q -e '.[test]'
-	rm -f $(VENV)/.installed-* && touch $@
+$(UV):
+	$(PYTHON) -m pip install -q --disable-pip-version-check --root-user-action=ignore --target .cache/uv-$(UV_VERSION) uv==$(UV_VERSION)
 
-run: $(STAMP)
-	$(BIN)/packyard run $(if $(DATA_DIR),--data-dir $(DATA_DIR))
+$(VENV)/.synced: $(UV) pyproject.toml uv.lock
+	@$(call SYNC,$(VENV),--no-default-groups)
+	@touch $@
+
+$(TEST_VENV)/.synced: $(UV) pyproject.toml uv.lock
+	@$(call SYNC,$(TEST_VENV),--group test)
+	@touch $@
+
+STAMP := $(TEST_VENV)/.synced
+
+run: $(VENV)/.synced
+	$(VENV)/bin/packyard run $(if $(DATA_DIR),--data-dir $(DATA_DIR))
+
+# Refresh uv.lock after changing the dependencies in pyproject.toml (`make lock ARGS=--upgrade` moves every pin).
+lock: $(UV)
+	$(UV) lock $(ARGS)
+
+# Refresh the test apps' wheelhouses (tests/wheelhouse/*.txt): every package they install, pinned with hashes.
+wheelhouse: $(UV)
+	for name in api apps notebook; do \
+		$(UV) pip compile -q --upgrade --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+			--only-binary :all: --custom-compile-command "make wheelhouse" \
+			tests/wheelhouse/$$name.in -o tests/wheelhouse/$$name.txt || exit 1; \
+	done
 
 test: $(STAMP)
 	@command -v gpg >/dev/null || (apt-get update -qq && apt-get install -y -qq gnupg)  # signing tests
@@ -45,4 +71,4 @@ bench-scaling: $(STAMP)
 	$(BIN)/python bench/scaling.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(TEST_VENV) .cache .pytest_cache .ruff_cache .mypy_cache

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-from util import BENCH, HOST, ROOT, VENV_BIN, WORK, free_port, git_commit, log
+from util import BENCH, HOST, ROOT, VENV_BIN, WORK, free_port, git_commit, log, wheelhouse
 
 APPS = ROOT / "tests" / "apps"
 # (label, app mode, test app, entry point as rsconnect writes it)
@@ -29,9 +29,6 @@ CONTENT = [
     ("Shiny Express", "python-shiny", "shiny-app", "shiny.express.app:app_2e_py"),
     ("Streamlit", "python-streamlit", "streamlit-app", "app"),
     ("Bokeh", "python-bokeh", "bokeh-app", "app"),
-]
-PINS = ["fastapi==0.165.0", "uvicorn==0.54.0", "flask==3.1.3", "a2wsgi==1.10.10"] + [
-    line for line in (APPS / "pins.txt").read_text().splitlines() if line and not line.startswith("#")
 ]
 DATA = WORK / "apps"
 
@@ -89,16 +86,7 @@ class Server:
 
 
 def wheels() -> Path:
-    folder = WORK / "apps-wheels"
-    done = folder / ".complete"
-    if not done.exists():
-        shutil.rmtree(folder, ignore_errors=True)
-        log(f"downloading {len(PINS)} pinned wheels")
-        subprocess.run(
-            [sys.executable, "-m", "pip", "download", "-q", "-d", str(folder), "--only-binary=:all:", *PINS], check=True
-        )
-        done.write_text(" ".join(PINS))
-    return folder
+    return wheelhouse("api", "apps")
 
 
 def bundle(mode: str, app: str, entrypoint: str) -> bytes:
@@ -183,7 +171,7 @@ def main(argv: list[str]) -> int:
         f"# Cold start to first byte per app type ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC, commit {git_commit()})",
         "",
         f"Command: `make bench-apps BENCH_ARGS='--reps {args.reps}'`. Each test app in `tests/apps/` deployed once"
-        " from this Packyard's own `pypi` repository on 127.0.0.1 (pins in `tests/apps/pins.txt`), then the server"
+        " from this Packyard's own `pypi` repository on 127.0.0.1 (pins in `tests/wheelhouse/api.txt` and `apps.txt`), then the server"
         " restarted before each rep, so the first `GET /content/<guid>/` starts the app (its environment cached)."
         f" Median of {args.reps}; the second request shows the same page served warm.",
         "",

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-from util import BENCH, HOST, ROOT, VENV_BIN, WORK, free_port, git_commit, log
+from util import BENCH, HOST, ROOT, VENV_BIN, WORK, free_port, git_commit, log, wheelhouse
 
 APP = ROOT / "tests" / "apps" / "fastapi-app"
 PINS = ["fastapi==0.165.0", "uvicorn==0.54.0"]
@@ -61,12 +61,7 @@ class Bench:
             except httpx.HTTPError:
                 time.sleep(0.1)
         self.index = f"{self.url}/pypi/latest/simple/"
-        wheels = WORK / "deploy-wheels"
-        if not wheels.exists():
-            subprocess.run(
-                [sys.executable, "-m", "pip", "download", "-q", "-d", str(wheels), "--only-binary=:all:", *PINS],
-                check=True,
-            )
+        wheels = wheelhouse("api")
         token = self.cli("token", "create", "-q", "--description", "bench", "--scope", "sources:write",
                          "--sources", "local-python-src")  # fmt: skip
         self.cli("add", "--source", "local-python-src", "--path", str(wheels), "--address", self.url, "--token", token)

@@ -37,6 +37,21 @@ def git_commit() -> str:
     return (head.stdout.strip() or "?") + ("+" if dirty.stdout.strip() else "")
 
 
+def wheelhouse(*names: str) -> Path:
+    """The wheels of the test suite's pinned wheelhouses (`tests/wheelhouse/<name>.txt`), hashes checked."""
+    folder = WORK / ("wheels-" + "-".join(names))
+    done = folder / ".complete"
+    if not done.exists():
+        shutil.rmtree(folder, ignore_errors=True)
+        for name in names:
+            requirements = ROOT / "tests" / "wheelhouse" / f"{name}.txt"
+            log(f"downloading the wheels pinned in {requirements.relative_to(ROOT)}")
+            command = [sys.executable, "-m", "pip", "download", "-q", "-d", str(folder), "--no-deps"]
+            subprocess.run([*command, "--only-binary=:all:", "--require-hashes", "-r", str(requirements)], check=True)
+        done.write_text(" ".join(names))
+    return folder
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))

@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -23,27 +24,33 @@ from tests.conftest import BIN, ROOT, Server, _start, fresh_database
 
 APPS = Path(__file__).parent / "apps"
 WHEELHOUSE = ROOT / ".cache" / "wheelhouse"
-# Everything the test apps' requirements need; `pip download` fetches them once per checkout.
-PINS = ["fastapi==0.165.0", "uvicorn==0.54.0", "flask==3.1.3", "a2wsgi==1.10.10"]
+# What each group of test apps installs, every package pinned with its hashes (`make wheelhouse` refreshes them).
+REQUIREMENTS = Path(__file__).parent / "wheelhouse"
 
 
-def wheelhouse(pins: list[str] | None = None) -> Path:
-    """Wheels for these pins (the API apps' by default), downloaded once per pin set into their own folder, so
-    a module's server gets only the packages its apps use. A lock keeps two pytest workers from racing."""
-    pins = sorted(pins or PINS)
-    folder = WHEELHOUSE / hashlib.sha256(" ".join(pins).encode()).hexdigest()[:12]
+def pinned(name: str = "api") -> dict[str, str]:
+    """The versions a wheelhouse pins, by project name: what tests may assert, since the suite chose them."""
+    pins = re.findall(r"^([A-Za-z0-9._-]+)==(\S+)", (REQUIREMENTS / f"{name}.txt").read_text(), re.MULTILINE)
+    return dict(pins)
+
+
+def wheelhouse(name: str = "api") -> Path:
+    """The wheels of `tests/wheelhouse/<name>.txt`, downloaded once per checkout with their hashes checked, each
+    set in its own folder so a module's server gets only the packages its apps use. A lock keeps two pytest
+    workers from racing."""
+    requirements = REQUIREMENTS / f"{name}.txt"
+    digest = hashlib.sha256(requirements.read_bytes()).hexdigest()[:12]
+    folder = WHEELHOUSE / f"{name}-{digest}"
     done = folder / ".complete"
     WHEELHOUSE.mkdir(parents=True, exist_ok=True)
     with open(WHEELHOUSE / f"{folder.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not done.exists():
             shutil.rmtree(folder, ignore_errors=True)
-            subprocess.run(
-                [sys.executable, "-m", "pip", "download", "-q", "-d", str(folder), "--only-binary=:all:", *pins],
-                check=True,
-                env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
-            )
-            done.write_text(" ".join(pins))
+            command = [sys.executable, "-m", "pip", "download", "-q", "-d", str(folder), "--no-deps"]
+            command += ["--only-binary=:all:", "--require-hashes", "-r", str(requirements)]
+            subprocess.run(command, check=True, env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
+            done.write_text(requirements.name)
     return folder
 
 
@@ -111,11 +118,11 @@ def publishing_server(database: str, data_dir: Path, env: dict[str, str] | None 
             server.stop()
 
 
-def setup_publishing(server: Server, home: Path, pins: list[str] | None = None) -> Publishing:
-    """A publisher `alice` with rsconnect pointed at `server`, whose `pypi` repository has the wheels of `pins`
-    (the API apps' by default; none for `[]`)."""
-    if pins != []:
-        server.cli("add", "--source", "local-python-src", "--path", str(wheelhouse(pins)),
+def setup_publishing(server: Server, home: Path, wheels: str | None = "api") -> Publishing:
+    """A publisher `alice` with rsconnect pointed at `server`, whose `pypi` repository has the wheels of the
+    wheelhouse `wheels` (the API apps' by default; none for None)."""
+    if wheels is not None:
+        server.cli("add", "--source", "local-python-src", "--path", str(wheelhouse(wheels)),
                    "--address", server.url, "--token", server.upload_token)  # fmt: skip
     server.cli("user", "create", "alice", "--role", "publisher")
     key = server.cli("key", "create", "--user", "alice", "-q").stdout.strip()

@@ -23,16 +23,13 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.publishing import APPS, Publishing, copy_app, publishing_server, setup_publishing
 
-# The apps' packages and every dependency, pinned; bench/apps.py uses them too.
-PINS = [line for line in (APPS / "pins.txt").read_text().splitlines() if line and not line.startswith("#")]
-
 
 @pytest.fixture(scope="module")
 def pub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Publishing]:
     # pyarrow's wheel (Streamlit's) is 53 MB.
     limit = {"PACKYARD_UPLOAD_MAX_FILE_SIZE": "100MiB"}
     with publishing_server("sqlite", tmp_path_factory.mktemp("packyard-apps"), limit) as server:
-        yield setup_publishing(server, tmp_path_factory.mktemp("publisher-home"), pins=PINS)
+        yield setup_publishing(server, tmp_path_factory.mktemp("publisher-home"), wheels="apps")
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,16 @@ import httpx
 import pytest
 
 from tests.conftest import Server
-from tests.publishing import APPS, Publishing, copy_app, manifest, publishing_server, setup_publishing, tarball
+from tests.publishing import (
+    APPS,
+    Publishing,
+    copy_app,
+    manifest,
+    pinned,
+    publishing_server,
+    setup_publishing,
+    tarball,
+)
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -149,7 +158,9 @@ def test_content_search_describe_and_download(pub: Publishing, fastapi_app: Path
     assert data["metadata"]["appmode"] == "python-fastapi"
     lock = tmp_path / "requirements.txt.lock"
     pub.rsconnect("content", "get-lockfile", "-n", "packyard", "-g", guid, "-o", str(lock))
-    assert {"fastapi==0.165.0", "uvicorn==0.54.0", "pydantic-core==2.50.4"} <= set(lock.read_text().split())
+    pins = pinned("api")
+    expected = {f"{name}=={pins[name]}" for name in ("fastapi", "uvicorn", "pydantic-core")}
+    assert expected <= set(lock.read_text().split())
 
 
 def _upload_and_deploy(pub: Publishing, guid: str, archive: bytes) -> dict:

@@ -16,8 +16,6 @@ import pytest
 
 from tests.publishing import APPS, Publishing, copy_app, publishing_server, setup_publishing
 
-# What the server installs beside a notebook's requirements, pinned so the test wheelhouse holds them.
-NOTEBOOK_PINS = ["nbconvert==7.17.2", "ipykernel==7.4.0"]
 QUARTO = APPS / "quarto-standin" / "quarto"
 
 
@@ -26,7 +24,7 @@ def pub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Publishing]:
     # No quarto on the server's PATH, whatever this machine has: the first Quarto test wants none anywhere.
     path = os.pathsep.join(d for d in os.environ.get("PATH", "").split(os.pathsep) if not Path(d, "quarto").exists())
     with publishing_server("sqlite", tmp_path_factory.mktemp("packyard-static"), {"PATH": path}) as server:
-        yield setup_publishing(server, tmp_path_factory.mktemp("publisher-home"), pins=NOTEBOOK_PINS)
+        yield setup_publishing(server, tmp_path_factory.mktemp("publisher-home"), wheels="notebook")
 
 
 def deployed_guid(result: object) -> str:
