@@ -121,7 +121,7 @@ def measure_server(target: Target, corpus: Corpus, args: argparse.Namespace, res
 def describe_command(argv: list[str]) -> str:
     if os.environ.get("MAKELEVEL"):
         return "make bench" + (f" BENCH_ARGS={shlex.quote(' '.join(argv))}" if argv else "")
-    return shlex.join([".venv/bin/python", "bench/run.py", *argv])
+    return shlex.join([".venv-test/bin/python", "bench/run.py", *argv])
 
 
 def preflight(args: argparse.Namespace) -> None:
