@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from packyard.publishing.bundles import (
+from packyard.publishing.bundles.extract import (
     API_APP_MODES,
     APP_MODES,
     PYTHON_APP_MODES,

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from packyard.publishing import harness
-from packyard.publishing.launchers import KINDS, LAUNCHERS
+from packyard.publishing.deploy.launchers import KINDS, LAUNCHERS
+from packyard.publishing.runtime import harness
 
 
 def test_every_launcher_runs_a_kind_the_harness_knows() -> None:

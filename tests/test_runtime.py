@@ -29,10 +29,10 @@ from starlette.types import Scope
 
 from packyard.http_errors import send_error
 from packyard.publishing.errors import AppStartError, NotFound
-from packyard.publishing.proxy import ContentProxy
-from packyard.publishing.runtime import AppProcess, ProcessSpec, read_log_tail
-from packyard.publishing.scheduler import Limits
-from packyard.publishing.supervisor import Supervisor
+from packyard.publishing.proxy.http import ContentProxy
+from packyard.publishing.runtime.limits import Limits
+from packyard.publishing.runtime.process import AppProcess, ProcessSpec, read_log_tail
+from packyard.publishing.runtime.supervisor import Supervisor
 
 T = TypeVar("T")
 SECRET = "PACKYARD_RUNTIME_TEST_SECRET"

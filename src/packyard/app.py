@@ -17,10 +17,10 @@ from packyard.config import Settings
 from packyard.context import AppContext
 from packyard.errors import PackyardError
 from packyard.http_errors import error_response, send_error
-from packyard.publishing.api import connect_error
-from packyard.publishing.api import router as publishing_router
-from packyard.publishing.proxy import ContentProxy
-from packyard.publishing.serving import ContentAccess, content_resolver, site_resolver
+from packyard.publishing.connect.api import connect_error
+from packyard.publishing.connect.api import router as publishing_router
+from packyard.publishing.proxy.access import ContentAccess, content_resolver, site_resolver
+from packyard.publishing.proxy.http import ContentProxy
 from packyard.repository.hot_path import HotPathApp
 from packyard.repository.routes import router as repository_router
 from packyard.repository.upload.endpoint import UploadEndpoint, upload_source

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from packyard.auth.authenticator import Authenticator
 from packyard.config import Settings
 from packyard.db import Database
-from packyard.publishing.deploy import Publisher
+from packyard.publishing.deploy.pipeline import Publisher
 from packyard.publishing.users import Callers
 from packyard.repository import indexer
 from packyard.repository.files import FileIndex

@@ -13,7 +13,7 @@ import typer
 from packyard.cli.output import fail, out, table
 
 if TYPE_CHECKING:
-    from packyard.publishing.environments import Environments
+    from packyard.publishing.environments.builder import Environments
 
 env_app = typer.Typer(no_args_is_help=True, help="Python environments built for deployed content.")
 DataDir = Annotated[
@@ -27,7 +27,7 @@ def environments(data_dir: Path | None) -> Iterator[Environments]:
     from packyard.cli import settings_for
     from packyard.db import Database
     from packyard.errors import PackyardError
-    from packyard.publishing.environments import Environments
+    from packyard.publishing.environments.builder import Environments
     from packyard.repository.services import prepare
 
     settings = settings_for(data_dir)

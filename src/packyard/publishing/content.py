@@ -12,10 +12,10 @@ from sqlalchemy.orm import Session
 
 from packyard.config import SchedulerSettings
 from packyard.db import utcnow
-from packyard.publishing import scheduler
-from packyard.publishing.bundles import APP_MODES
+from packyard.publishing.bundles.extract import APP_MODES
 from packyard.publishing.errors import Forbidden, NotFound, PublishingError
 from packyard.publishing.models import Bundle, Content, User
+from packyard.publishing.runtime import limits
 from packyard.publishing.users import Caller, require_publisher
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]{3,64}$")
@@ -59,7 +59,7 @@ def content_json(content: Content, owner_guid: str, address: str) -> dict[str, A
         "r_environment_management": None,
         "default_py_environment_management": content.py_environment_management,
         "py_environment_management": content.py_environment_management,
-        **{name: getattr(content, name) for name in scheduler.FIELDS},
+        **{name: getattr(content, name) for name in limits.FIELDS},
         "run_as": None,
         "run_as_current_user": False,
         "owner_guid": owner_guid,
@@ -179,8 +179,8 @@ def patch(session: Session, caller: Caller, content: Content, body: Any, default
     check_owner(caller, content)
     if not isinstance(body, dict):
         raise PublishingError('Send a JSON object of fields to change, e.g. {"title": "My API"}.')
-    runtime = {key: value for key, value in body.items() if key in scheduler.FIELDS}
-    if scheduler.apply(content, runtime, defaults):
+    runtime = {key: value for key, value in body.items() if key in limits.FIELDS}
+    if limits.apply(content, runtime, defaults):
         runtime_changed(session, content)
     for key, value in body.items():
         kind = EDITABLE.get(key)

@@ -13,10 +13,10 @@ from sqlalchemy.orm import Session
 
 from packyard.publishing import content as contents
 from packyard.publishing import variables
+from packyard.publishing.deploy.tasks import Task
 from packyard.publishing.errors import NotFound, PublishingError
 from packyard.publishing.models import Bundle, Content
-from packyard.publishing.runtime import AppProcess, read_log_tail
-from packyard.publishing.tasks import Task
+from packyard.publishing.runtime.process import AppProcess, read_log_tail
 from packyard.publishing.users import Caller
 
 if TYPE_CHECKING:

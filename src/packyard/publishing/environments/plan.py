@@ -13,8 +13,8 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from packyard.config import PythonSettings
+from packyard.publishing.environments.interpreters import Interpreter
 from packyard.publishing.errors import EnvironmentBuildError
-from packyard.publishing.interpreters import Interpreter
 
 # pip's rule: `#` starts a comment only at the start of a line or after whitespace (URLs keep `#egg=`).
 _COMMENT = re.compile(r"(^|\s+)#.*$")

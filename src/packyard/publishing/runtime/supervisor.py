@@ -12,10 +12,9 @@ import logging
 import time
 from pathlib import Path
 
-from packyard.publishing import runtime
-from packyard.publishing.pool import Pool, expire_silent
-from packyard.publishing.runtime import DRAIN_GRACE, TERM_GRACE, AppProcess, ProcessSpec, read_log_tail
-from packyard.publishing.scheduler import Limits
+from packyard.publishing.runtime.limits import Limits
+from packyard.publishing.runtime.pool import Pool, expire_silent
+from packyard.publishing.runtime.process import DRAIN_GRACE, TERM_GRACE, AppProcess, ProcessSpec, read_log_tail, start
 
 log = logging.getLogger("packyard.runtime")
 
@@ -50,7 +49,7 @@ class Supervisor:
         """Start the app and return once it answers HTTP within `init_timeout` seconds (the content's setting
         by default); AppStartError with its last output otherwise. It serves nothing until activated."""
         self._logs[spec.guid] = spec.log_path
-        process = await runtime.start(spec, init_timeout or self.limits(spec.guid).init_timeout)
+        process = await start(spec, init_timeout or self.limits(spec.guid).init_timeout)
         process.limits = self.limits(spec.guid)
         return process
 

@@ -25,7 +25,7 @@ import threading
 import traceback
 import warnings
 
-# What this harness runs (the server's launchers.py maps app modes to these).
+# What this harness runs (the server's deploy/launchers.py maps app modes to these).
 KINDS = ("asgi", "wsgi", "dash", "streamlit", "bokeh")
 # The names Connect looks for when an entry point names only a module: objects first, then factories.
 APP_NAMES = ("app", "application")

@@ -26,9 +26,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
+from packyard.publishing.deploy.launchers import KINDS
 from packyard.publishing.errors import AppStartError
-from packyard.publishing.launchers import KINDS
-from packyard.publishing.scheduler import Limits
+from packyard.publishing.runtime.limits import Limits
 
 log = logging.getLogger("packyard.runtime")
 

@@ -61,7 +61,7 @@ def _find(executables: tuple[str, ...]) -> tuple[Interpreter, ...]:
 
 def _uv_pythons() -> list[str]:
     """Paths of the interpreters installed on this host, as `uv python list` finds them (no downloads)."""
-    from packyard.publishing.uvrun import uv_bin, uv_environ
+    from packyard.publishing.environments.uv import uv_bin, uv_environ
 
     command = [uv_bin(), "python", "list", "--only-installed", "--output-format", "json", "--no-config"]
     try:

@@ -22,7 +22,7 @@ from packyard import __version__
 from packyard.errors import PackyardError
 from packyard.publishing import content as contents
 from packyard.publishing import operations, variables
-from packyard.publishing.deploy import Publisher
+from packyard.publishing.deploy.pipeline import Publisher
 from packyard.publishing.errors import Forbidden, PublishingError
 from packyard.publishing.models import User
 from packyard.publishing.users import Caller

@@ -5,7 +5,7 @@ always uvicorn behind our own harness, so httptools parses its responses and not
 the server ~40 us of CPU per proxied request; httpx.AsyncClient measured ~2 ms here. Bodies stream both ways
 without buffering. The app sees the path without the prefix plus `X-Forwarded-Prefix`, which the harness turns
 into its root_path; an app whose routes carry the prefix (Bokeh) gets the full path. Websockets are carried by
-websocket_proxy.py, counted against the process like a request in flight.
+websocket.py, counted against the process like a request in flight.
 
 The resolver hands over a process already counted in flight; `release()` gives the connection back to its
 pool. The timeouts cost no timer per request: a connection in use sits in `process.busy` with the time data
@@ -26,9 +26,10 @@ import httptools
 from starlette.types import Message, Receive, Scope, Send
 
 from packyard.errors import PackyardError
-from packyard.publishing import static, websocket_proxy
 from packyard.publishing.errors import AppUnavailable, Forbidden, NotFound, PublishingError
-from packyard.publishing.runtime import AppProcess
+from packyard.publishing.proxy import websocket
+from packyard.publishing.runtime.process import AppProcess
+from packyard.publishing.sites import files
 
 log = logging.getLogger("packyard.proxy")
 
@@ -85,7 +86,7 @@ class ErrorSender(Protocol):
 
 # (scope, guid, draft bundle id or None) -> a process counted in flight, which the proxy releases.
 Resolver = Callable[[Scope, str, int | None], Awaitable[AppProcess]]
-SiteResolver = Callable[[Scope, str, int | None], Awaitable[static.Site | None]]
+SiteResolver = Callable[[Scope, str, int | None], Awaitable[files.Site | None]]
 
 
 class ContentProxy:
@@ -113,7 +114,7 @@ class ContentProxy:
             except PackyardError as exc:
                 return await self.send_error(scope, receive, send, exc)
             if site is not None:
-                return await static.serve(scope, receive, send, site, target.path)
+                return await files.serve(scope, receive, send, site, target.path)
         try:
             process = await self._acquire_process(scope, target)
         except PackyardError as exc:
@@ -133,7 +134,7 @@ class ContentProxy:
         if target is None or target.redirect is not None:
             message = _NO_CONTENT if target is None else "A content's websocket URL has a path below its guid."
             return await self._refuse(scope, receive, send, NotFound(message))
-        refusal = websocket_proxy.cross_origin(scope)
+        refusal = websocket.cross_origin(scope)
         if refusal is not None:
             return await self._refuse(scope, receive, send, Forbidden(refusal))
         try:
@@ -144,10 +145,10 @@ class ContentProxy:
         except PackyardError as exc:
             return await self._refuse(scope, receive, send, exc)
         try:
-            headers = websocket_proxy.handshake_headers(scope, target.prefix)
+            headers = websocket.handshake_headers(scope, target.prefix)
             path = target.prefix + target.path if process.spec.full_path else target.path
             limits = process.limits
-            await websocket_proxy.relay(
+            await websocket.relay(
                 scope, receive, send, process.port, path, headers, limits.read_timeout, limits.connection_timeout
             )
         except PackyardError as exc:

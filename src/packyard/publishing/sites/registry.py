@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from packyard.publishing import rendering
+from packyard.publishing.bundles.manifest import Manifest, parse_manifest
 from packyard.publishing.errors import BundleError
-from packyard.publishing.manifest import Manifest, parse_manifest
-from packyard.publishing.static import Site
+from packyard.publishing.sites.files import Site
+from packyard.publishing.sites.render import RenderJob, load_rendered, render
 
 
 class Sites:
@@ -40,7 +40,7 @@ class Sites:
 
     def load(self, guid: str, bundle_id: int) -> Site | None:
         """A bundle's files as an earlier deploy left them on disk (after a restart); None if there are none."""
-        rendered = rendering.load_rendered(self.output_dir(guid, bundle_id))
+        rendered = load_rendered(self.output_dir(guid, bundle_id))
         if rendered is not None:
             return Site(guid, bundle_id, rendered.root, rendered.index)
         root = self.apps / guid / f"bundle-{bundle_id}"
@@ -85,12 +85,12 @@ class Sites:
             say("Static content: its files are served as uploaded; nothing to build.")
             return site
         dest = self.output_dir(guid, bundle_id)
-        earlier = rendering.load_rendered(dest)
+        earlier = load_rendered(dest)
         if earlier is not None:
             say(f"Bundle {bundle_id} was rendered by an earlier deploy; serving that output.")
             return Site(guid, bundle_id, earlier.root, earlier.index)
-        job = rendering.RenderJob(manifest, root, dest, python, variables, self.render_timeout, self.quarto)
-        rendered = await rendering.render(job, say)
+        job = RenderJob(manifest, root, dest, python, variables, self.render_timeout, self.quarto)
+        rendered = await render(job, say)
         return Site(guid, bundle_id, rendered.root, rendered.index)
 
 

@@ -22,19 +22,21 @@ from packyard.config import Settings
 from packyard.db import Database
 from packyard.errors import PackyardError
 from packyard.publishing import content as contents
-from packyard.publishing import rendering, scheduler, variables
-from packyard.publishing.bundles import Manifest, extract_bundle, read_requirements
-from packyard.publishing.environments import BuiltEnvironment, Environments, check_externals, plan_install
+from packyard.publishing import variables
+from packyard.publishing.bundles.extract import Manifest, extract_bundle, read_requirements
+from packyard.publishing.bundles.manifest import FILE_APP_MODES
+from packyard.publishing.deploy.launchers import LAUNCHERS, Launcher
+from packyard.publishing.deploy.tasks import Task, Tasks
+from packyard.publishing.environments.builder import BuiltEnvironment, Environments, check_externals, plan_install
+from packyard.publishing.environments.interpreters import choose_interpreter, find_interpreters
 from packyard.publishing.errors import BundleError, Busy, EnvironmentBuildError, NotFound
-from packyard.publishing.interpreters import choose_interpreter, find_interpreters
-from packyard.publishing.launchers import LAUNCHERS, Launcher
-from packyard.publishing.manifest import FILE_APP_MODES
 from packyard.publishing.models import Bundle, Content
-from packyard.publishing.runtime import AppProcess, ProcessSpec, append_log
-from packyard.publishing.sites import Sites
-from packyard.publishing.static import Site
-from packyard.publishing.supervisor import Supervisor
-from packyard.publishing.tasks import Task, Tasks
+from packyard.publishing.runtime.limits import Limits, defaults, effective
+from packyard.publishing.runtime.process import AppProcess, ProcessSpec, append_log
+from packyard.publishing.runtime.supervisor import Supervisor
+from packyard.publishing.sites.files import Site
+from packyard.publishing.sites.registry import Sites
+from packyard.publishing.sites.render import RUNTIME_PACKAGES
 from packyard.publishing.variables import Vault
 from packyard.storage import LocalBlobStore
 
@@ -63,7 +65,7 @@ class Publisher:
         self.tasks = Tasks()
         self.vault = Vault(settings.encryption_key())
         self.environments = Environments(settings, db)
-        self.supervisor = Supervisor(scheduler.defaults(settings.scheduler), float(settings.scheduler.queue_timeout))
+        self.supervisor = Supervisor(defaults(settings.scheduler), float(settings.scheduler.queue_timeout))
         self.root = settings.data_dir / "apps"
         self.sites = Sites(self.root, settings.quarto.executable, float(settings.publishing.render_timeout))
         self._locks: dict[str, asyncio.Lock] = {}
@@ -243,7 +245,7 @@ class Publisher:
             f"Python {interpreter.version} ({interpreter.path}) for the bundle's {manifest.python_version or 'Python'}."
         )
         requirements = await asyncio.to_thread(read_requirements, root, manifest)
-        runtime = rendering.RUNTIME_PACKAGES.get(manifest.appmode) or list(LAUNCHERS[manifest.appmode].packages)
+        runtime = RUNTIME_PACKAGES.get(manifest.appmode) or list(LAUNCHERS[manifest.appmode].packages)
         plan = plan_install(
             requirements,
             root,
@@ -416,8 +418,8 @@ class Publisher:
                     log.warning("Content %s keeps %s processes, but could not start: %s", content.guid,
                                 self.limits(content).min_processes, exc)  # fmt: skip
 
-    def limits(self, content: Content) -> scheduler.Limits:
-        return scheduler.effective(content, self.settings.scheduler)
+    def limits(self, content: Content) -> Limits:
+        return effective(content, self.settings.scheduler)
 
     def configure(self, content: Content) -> None:
         """Apply the content's runtime settings to its running processes."""

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from packyard.publishing.bundles.manifest import Manifest
 from packyard.publishing.errors import BundleError, RenderError
-from packyard.publishing.manifest import Manifest
 
 # What the content's environment needs beside its requirements to be rendered. Quarto's list is its own
 # minimal requirement for the Jupyter engine (quarto.org, "Jupyter Markdown"); it applies only when the
@@ -331,7 +331,7 @@ async def _run(
 ) -> tuple[int, list[str]]:
     """Run a renderer, passing each output line (colour codes removed) to `say`; its exit status and last lines.
 
-    Popen (vfork) rather than the event loop's subprocess support, as for uv (uvrun.py). Its own session, so
+    Popen (vfork) rather than the event loop's subprocess support, as for uv (environments/uv.py). Its own session, so
     a timeout stops the kernel or whatever else it started too."""
     try:
         process = await asyncio.to_thread(

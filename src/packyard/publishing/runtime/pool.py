@@ -18,7 +18,8 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from packyard.publishing.errors import AppStartError, Busy
-from packyard.publishing.runtime import (
+from packyard.publishing.runtime.limits import Limits
+from packyard.publishing.runtime.process import (
     MAX_BACKOFF,
     STABLE_UPTIME,
     AppProcess,
@@ -26,7 +27,6 @@ from packyard.publishing.runtime import (
     append_log,
     wake,
 )
-from packyard.publishing.scheduler import Limits
 
 log = logging.getLogger("packyard.runtime")
 

@@ -21,9 +21,11 @@ from sqlalchemy.exc import IntegrityError
 
 from packyard.config import Settings
 from packyard.db import Database, utcnow
-from packyard.publishing import uvrun
-from packyard.publishing.envadmin import EnvironmentAdmin, EnvironmentInfo, check_externals
-from packyard.publishing.envstore import (
+from packyard.publishing.environments import uv
+from packyard.publishing.environments.admin import EnvironmentAdmin, EnvironmentInfo, check_externals
+from packyard.publishing.environments.interpreters import Interpreter
+from packyard.publishing.environments.plan import InstallPlan, plan_install
+from packyard.publishing.environments.store import (
     CONSTRAINTS_FILE,
     LOCK_FILE,
     OVERRIDES_FILE,
@@ -32,9 +34,7 @@ from packyard.publishing.envstore import (
     size_of,
 )
 from packyard.publishing.errors import EnvironmentBuildError
-from packyard.publishing.interpreters import Interpreter
 from packyard.publishing.models import PythonEnvironment
-from packyard.publishing.requirements import InstallPlan, plan_install
 
 __all__ = ["BuiltEnvironment", "EnvironmentInfo", "Environments", "InstallPlan", "check_externals", "plan_install"]
 
@@ -77,7 +77,7 @@ class Environments(EnvironmentAdmin):
             "system_site_packages": bool(plan.external),
             "index_url": self.settings.index_url,
             "extra_index_urls": list(self.settings.python.extra_index_urls),
-            "uv": uvrun.uv_version(),
+            "uv": uv.uv_version(),
         }
         canonical = json.dumps(inputs, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest(), inputs
@@ -213,23 +213,32 @@ class Environments(EnvironmentAdmin):
             await asyncio.to_thread(shutil.rmtree, path, True)
         self.root.mkdir(parents=True, exist_ok=True)
         timings: dict[str, float] = {}
-        uv = uvrun.uv_bin()
+        uv_exe = uv.uv_bin()
         cache = ["--no-config", "--cache-dir", str(self.cache)]
         try:
-            venv = [uv, "venv", *cache, "--python", str(interpreter.path), "--no-python-downloads"]
+            venv = [uv_exe, "venv", *cache, "--python", str(interpreter.path), "--no-python-downloads"]
             venv += ["--system-site-packages"] if plan.external else []
             mark = time.monotonic()
-            status, lines = await uvrun.run_streaming([*venv, str(path)], log, str(self.root))
+            status, lines = await uv.run_streaming([*venv, str(path)], log, str(self.root))
             if status != 0:
                 raise EnvironmentBuildError(
                     f"Creating the environment with Python {interpreter.version} (`{interpreter.path}`) failed: "
-                    + "\n".join(uvrun.error_lines(lines))
+                    + "\n".join(uv.error_lines(lines))
                     + "\nCheck that this interpreter runs, or fix `[python] executables`."
                 )
             timings["venv"] = round(time.monotonic() - mark, 6)
             python = path / "bin" / "python"
             (path / REQUIREMENTS_FILE).write_text("".join(f"{line}\n" for line in plan.requirements))
-            install = [uv, "pip", "install", *cache, "--python", str(python), "--index-url", self.settings.index_url]
+            install = [
+                uv_exe,
+                "pip",
+                "install",
+                *cache,
+                "--python",
+                str(python),
+                "--index-url",
+                self.settings.index_url,
+            ]
             for url in self.settings.python.extra_index_urls:
                 install += ["--extra-index-url", url]
             install += ["-r", str(path / REQUIREMENTS_FILE)]
@@ -251,14 +260,14 @@ class Environments(EnvironmentAdmin):
                 log(line)
 
             if any(not line.startswith("-") for line in plan.requirements):
-                status, lines = await uvrun.run_streaming(install, collect, str(self.root))
+                status, lines = await uv.run_streaming(install, collect, str(self.root))
                 if status != 0:
                     raise EnvironmentBuildError(
                         "Installing the bundle's requirements failed: "
-                        + "\n".join(uvrun.error_lines(lines))
+                        + "\n".join(uv.error_lines(lines))
                         + "\nFix the requirements (or upload the missing package to Packyard) and deploy again."
                     )
-                timings.update(uvrun.timings(lines))
+                timings.update(uv.timings(lines))
             lock = "".join(f"{line}\n" for line in sorted(installed, key=str.lower))
             (path / LOCK_FILE).write_text(lock)
             size = await asyncio.to_thread(size_of, path)

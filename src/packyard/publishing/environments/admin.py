@@ -13,11 +13,11 @@ from sqlalchemy.orm import Session
 
 from packyard.config import PythonSettings, Settings
 from packyard.db import Database, utcnow
-from packyard.publishing.envstore import LOCK_FILE, Busy, EnvironmentStore
+from packyard.publishing.environments.interpreters import Interpreter
+from packyard.publishing.environments.plan import host_versions
+from packyard.publishing.environments.store import LOCK_FILE, Busy, EnvironmentStore
 from packyard.publishing.errors import EnvironmentBuildError, NotFound
-from packyard.publishing.interpreters import Interpreter
 from packyard.publishing.models import Bundle, Content, PythonEnvironment
-from packyard.publishing.requirements import host_versions
 
 log = logging.getLogger("packyard.environments")
 

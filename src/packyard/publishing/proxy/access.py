@@ -12,8 +12,8 @@ from starlette.types import Scope
 from packyard.publishing import content as contents
 from packyard.publishing.errors import Forbidden, NotFound
 from packyard.publishing.models import Content
-from packyard.publishing.runtime import AppProcess
-from packyard.publishing.static import Site
+from packyard.publishing.runtime.process import AppProcess
+from packyard.publishing.sites.files import Site
 from packyard.publishing.users import InvalidKey
 
 if TYPE_CHECKING:

@@ -10,15 +10,15 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from packyard.publishing.errors import BundleError
-from packyard.publishing.manifest import (
+from packyard.publishing.bundles.manifest import (
     API_APP_MODES,
     APP_MODES,
     PYTHON_APP_MODES,
     Manifest,
     parse_manifest,
 )
-from packyard.publishing.tarball import unpack_tar
+from packyard.publishing.bundles.tar import unpack_tar
+from packyard.publishing.errors import BundleError
 
 __all__ = [
     "API_APP_MODES",
