@@ -13,15 +13,8 @@ from typing import Any
 
 import pytest
 
-from packyard.publishing.bundles.extract import (
-    API_APP_MODES,
-    APP_MODES,
-    PYTHON_APP_MODES,
-    Manifest,
-    extract_bundle,
-    parse_manifest,
-    read_requirements,
-)
+from packyard.publishing.bundles.extract import extract_bundle, read_requirements
+from packyard.publishing.bundles.manifest import API_APP_MODES, APP_MODES, PYTHON_APP_MODES, Manifest, parse_manifest
 from packyard.publishing.errors import BundleError
 
 # connect-api.md 6.4: what `rsconnect deploy fastapi` 1.32.0 sent.

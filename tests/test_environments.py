@@ -16,14 +16,10 @@ import pytest
 from packyard.config import PythonSettings, load_settings
 from packyard.db import Database
 from packyard.publishing.environments import uv
-from packyard.publishing.environments.builder import (
-    BuiltEnvironment,
-    Environments,
-    InstallPlan,
-    check_externals,
-    plan_install,
-)
+from packyard.publishing.environments.admin import check_externals
+from packyard.publishing.environments.builder import BuiltEnvironment, Environments
 from packyard.publishing.environments.interpreters import Interpreter, choose_interpreter, find_interpreters
+from packyard.publishing.environments.plan import InstallPlan, plan_install
 from packyard.publishing.environments.store import LOCK_FILE, READY
 from packyard.publishing.errors import EnvironmentBuildError
 from packyard.publishing.models import Bundle, Content, User

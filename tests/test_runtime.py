@@ -145,7 +145,7 @@ class Front:
             time.sleep(0.01)
 
     async def _resolve(self, scope: Scope, guid: str, bundle_id: int | None) -> AppProcess:
-        """What Publisher.running does once the content is known: a process counted in flight."""
+        """What Deployer.running does once the content is known: a process counted in flight."""
         if guid in self.overrides:
             self.overrides[guid].in_flight += 1
             return self.overrides[guid]

@@ -19,6 +19,7 @@ from packyard.errors import PackyardError
 from packyard.http_errors import error_response, send_error
 from packyard.publishing.connect.api import connect_error
 from packyard.publishing.connect.api import router as publishing_router
+from packyard.publishing.environments.admin import check_host
 from packyard.publishing.proxy.access import ContentAccess, content_resolver, site_resolver
 from packyard.publishing.proxy.http import ContentProxy
 from packyard.repository.hot_path import HotPathApp
@@ -38,10 +39,10 @@ def create_app(settings: Settings) -> ASGIApp:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         task = asyncio.create_task(_follow_changes(context))
         preload = asyncio.create_task(asyncio.to_thread(context.pages.preload))
-        reaper = asyncio.create_task(context.publisher.environments.reap_forever())
+        reaper = asyncio.create_task(context.environments.reap_forever())
         # Finding the host's interpreters takes a second; do it now rather than in the first deploy.
-        interpreters = asyncio.create_task(asyncio.to_thread(context.publisher.check_host))
-        warm = asyncio.create_task(context.publisher.warm_up())  # content with `min_processes` starts now
+        interpreters = asyncio.create_task(asyncio.to_thread(check_host, settings.python))
+        warm = asyncio.create_task(context.deployer.warm_up())  # content with `min_processes` starts now
         try:
             yield
         finally:
@@ -50,7 +51,8 @@ def create_app(settings: Settings) -> ASGIApp:
             reaper.cancel()
             interpreters.cancel()
             warm.cancel()
-            await context.publisher.close()
+            context.deployer.close()
+            await context.supervisor.close()
             await context.mirror.close()
             context.db.dispose()
 
@@ -131,6 +133,6 @@ async def _follow_changes(context: AppContext) -> None:
         try:
             await asyncio.to_thread(context.sync)
             while context.runtime_changes:
-                await context.publisher.reconfigure(context.runtime_changes.pop())
+                await context.deployer.reconfigure(context.runtime_changes.pop())
         except Exception:  # keep following; a database hiccup must not stop cache updates for good
             log.exception("Could not read the change log; retrying")

@@ -8,8 +8,15 @@ from dataclasses import dataclass, field
 from packyard.auth.authenticator import Authenticator
 from packyard.config import Settings
 from packyard.db import Database
-from packyard.publishing.deploy.pipeline import Publisher
+from packyard.publishing.deploy.pipeline import Deployer
+from packyard.publishing.deploy.tasks import Tasks
+from packyard.publishing.environments.admin import check_host
+from packyard.publishing.environments.builder import Environments
+from packyard.publishing.runtime.limits import defaults
+from packyard.publishing.runtime.supervisor import Supervisor
+from packyard.publishing.sites.registry import Sites
 from packyard.publishing.users import Callers
+from packyard.publishing.variables import Vault
 from packyard.repository import indexer
 from packyard.repository.files import FileIndex
 from packyard.repository.mirror.service import Mirror
@@ -29,7 +36,13 @@ class AppContext:
     files: FileIndex
     auth: Authenticator
     mirror: Mirror = field(init=False)
-    publisher: Publisher = field(init=False)
+    # Publishing: deploy tasks, the variables' key, built environments, app processes, content served as files.
+    tasks: Tasks = field(init=False)
+    vault: Vault = field(init=False)
+    environments: Environments = field(init=False)
+    supervisor: Supervisor = field(init=False)
+    sites: Sites = field(init=False)
+    deployer: Deployer = field(init=False)
     callers: Callers = field(init=False)
     _roots_rendered_at: float = field(default=0.0, repr=False)
     _root_interval: float = field(default=0.5, repr=False)
@@ -62,9 +75,18 @@ class AppContext:
             auth=Authenticator(db, settings.token_secret(), settings.authentication.api_token_auth),
         )
         context.mirror = Mirror(settings.mirror, db, store, on_change=lambda: context.sync(render_roots=False))
-        context.publisher = Publisher(settings, db, store)
+        context.tasks = Tasks()
+        context.vault = Vault(settings.encryption_key())
+        context.environments = Environments(settings, db)
+        context.supervisor = Supervisor(defaults(settings.scheduler), float(settings.scheduler.queue_timeout))
+        context.sites = Sites(
+            settings.data_dir / "apps", settings.quarto.executable, float(settings.publishing.render_timeout)
+        )
+        context.deployer = Deployer(
+            settings, db, store, context.tasks, context.vault, context.environments, context.supervisor, context.sites
+        )
         if settings.python.external:  # must fail the start when fatal; otherwise found in the background
-            context.publisher.check_host()
+            check_host(settings.python)
         context.callers = Callers(db)
         context.render_roots()
         return context

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from packyard.config import SchedulerSettings
 from packyard.db import utcnow
-from packyard.publishing.bundles.extract import APP_MODES
+from packyard.publishing.bundles.manifest import APP_MODES
 from packyard.publishing.errors import Forbidden, NotFound, PublishingError
 from packyard.publishing.models import Bundle, Content, User
 from packyard.publishing.runtime import limits

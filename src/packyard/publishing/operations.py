@@ -43,15 +43,14 @@ async def in_thread(context: AppContext, work: Callable[[Session], T]) -> T:
 
 async def patch(context: AppContext, caller: Caller, guid: str, body: Any) -> Content:
     """Change a content's fields and runtime settings (owner or admin); new settings apply to its processes now."""
-    publisher = context.publisher
 
     def work(session: Session) -> Content:
-        content = contents.patch(session, caller, contents.get(session, guid), body, publisher.settings.scheduler)
+        content = contents.patch(session, caller, contents.get(session, guid), body, context.settings.scheduler)
         session.flush()
         return content
 
     content = await in_thread(context, work)
-    publisher.configure(content)  # a change made with the CLI comes through the change log instead
+    context.deployer.configure(content)  # a change made with the CLI comes through the change log instead
     return content
 
 
@@ -60,7 +59,7 @@ async def set_variables(
 ) -> list[str]:
     """Set (or, for a None value, delete) variables checked by `variables.validate`; the content's processes
     start again with them, as on Connect. Returns every name the content now has."""
-    vault = context.publisher.vault
+    vault = context.vault
 
     def work(session: Session) -> list[str]:
         content = contents.owned(session, caller, guid)
@@ -68,7 +67,7 @@ async def set_variables(
 
     names = await in_thread(context, work)
     if changes:
-        await context.publisher.restart(guid, "its environment variables changed")
+        await context.deployer.restart(guid, "its environment variables changed")
     return names
 
 
@@ -101,13 +100,13 @@ async def deploy(
 ) -> tuple[Task, int]:
     """Start the deploy task of a bundle: activating an older one is a rollback, the same task rsconnect runs."""
     number = await in_thread(context, lambda s: bundle_to_deploy(s, caller, guid, bundle_id))
-    task = context.publisher.start_deploy(guid, number, activate and not build_only, build_only)
+    task = context.deployer.start_deploy(guid, number, activate and not build_only, build_only)
     return task, number
 
 
 def task_of(context: AppContext, guid: str, task_id: str) -> Task:
     """A deploy task of this content (finished ones are kept for an hour); NotFound otherwise."""
-    task = context.publisher.tasks.get(task_id)
+    task = context.tasks.get(task_id)
     if task.content_guid != guid:
         raise NotFound(f"Content `{guid}` has no task `{task_id}`; finished tasks are kept for an hour.")
     return task
@@ -121,16 +120,16 @@ class Logs:
 
 def logs(context: AppContext, guid: str, lines: int) -> Logs:
     """The tails of the app's log and the deploy log; the caller's right to read them is checked before."""
-    publisher = context.publisher
+    deployer = context.deployer
     return Logs(
-        app=read_log_tail(publisher.log_path(guid), lines),
-        deploy=read_log_tail(publisher.content_dir(guid) / "deploy.log", lines),
+        app=read_log_tail(deployer.log_path(guid), lines),
+        deploy=read_log_tail(deployer.content_dir(guid) / "deploy.log", lines),
     )
 
 
 def processes(context: AppContext, guid: str) -> list[AppProcess]:
     """The content's running processes (its pool's, then a draft's)."""
-    return context.publisher.supervisor.processes(guid)
+    return context.supervisor.processes(guid)
 
 
 def bundle_path(context: AppContext, bundle: Bundle) -> Path:

@@ -375,7 +375,7 @@ def token_revoke(request: Request, jti: str) -> HTMLResponse:
 
 
 def _environments(request: Request, notice: Notice | None = None, status: int = 200) -> HTMLResponse:
-    envs = context(request).publisher.environments
+    envs = context(request).environments
     return _page(
         request,
         "environments.html",
@@ -394,7 +394,7 @@ def environments_page(request: Request, user: Admin) -> HTMLResponse:
 @router.post("/environments/{key}/remove", dependencies=CHANGE)
 def environment_remove(request: Request, key: str) -> HTMLResponse:
     def write() -> str:
-        removed = context(request).publisher.environments.remove(key, force=False)
+        removed = context(request).environments.remove(key, force=False)
         return f"Removed environment {removed[:12]}; content that needs it again rebuilds it."
 
     return _environments(request, *_attempt(request, write))

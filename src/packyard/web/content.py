@@ -229,7 +229,7 @@ async def info_tab(request: Request, user: User_, guid: str) -> Response:
     running = operations.processes(ctx, guid) if item.can_change else []
     installed = None
     if environment is not None:
-        installed = await asyncio.to_thread(ctx.publisher.environments.lock_text, environment.key)
+        installed = await asyncio.to_thread(ctx.environments.lock_text, environment.key)
     return _page(
         request,
         item,

@@ -1,6 +1,6 @@
 """Unpack an uploaded bundle (a tar.gz made by rsconnect) atomically, find its manifest, read its package file.
 
-The tar members themselves are checked and written by `tarball.unpack_tar`.
+The tar members themselves are checked and written by `tar.unpack_tar`.
 """
 
 from __future__ import annotations
@@ -11,24 +11,11 @@ import tempfile
 from pathlib import Path
 
 from packyard.publishing.bundles.manifest import (
-    API_APP_MODES,
-    APP_MODES,
-    PYTHON_APP_MODES,
     Manifest,
     parse_manifest,
 )
 from packyard.publishing.bundles.tar import unpack_tar
 from packyard.publishing.errors import BundleError
-
-__all__ = [
-    "API_APP_MODES",
-    "APP_MODES",
-    "PYTHON_APP_MODES",
-    "Manifest",
-    "extract_bundle",
-    "parse_manifest",
-    "read_requirements",
-]
 
 MANIFEST = "manifest.json"
 MAX_MANIFEST_SIZE = 16 * 1024 * 1024

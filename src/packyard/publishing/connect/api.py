@@ -22,7 +22,7 @@ from packyard import __version__
 from packyard.errors import PackyardError
 from packyard.publishing import content as contents
 from packyard.publishing import operations, variables
-from packyard.publishing.deploy.pipeline import Publisher
+from packyard.publishing.environments.interpreters import find_interpreters
 from packyard.publishing.errors import Forbidden, PublishingError
 from packyard.publishing.models import User
 from packyard.publishing.users import Caller
@@ -38,10 +38,6 @@ def connect_error(exc: PackyardError, status: int | None = None) -> JSONResponse
     """Connect's error body; rsconnect prints `error`, and reads `code` on `v1/user` (30: invalid key)."""
     code = getattr(exc, "code", None) or {401: 30, 403: 6, 404: 4}.get(status or exc.status_code, 3)
     return JSONResponse({"error": exc.message, "code": code, "payload": None}, status or exc.status_code)
-
-
-def _publisher(request: Request) -> Publisher:
-    return request.app.state.packyard.publisher
 
 
 async def _caller(request: Request) -> Caller:
@@ -86,7 +82,11 @@ async def server_settings(request: Request) -> dict[str, Any]:
 @router.get("/v1/server_settings/python")
 async def python_settings(request: Request) -> dict[str, Any]:
     await _caller(request)
-    installations = await asyncio.to_thread(_publisher(request).server_python)
+    interpreters = await asyncio.to_thread(find_interpreters, request.app.state.packyard.settings.python.executables)
+    installations = [
+        {"version": i.version, "cluster_name": "Local", "image_name": "Local", "publishable": True}
+        for i in interpreters
+    ]
     return {"installations": installations, "api_enabled": True}
 
 
@@ -174,7 +174,7 @@ async def delete_content(request: Request, guid: str) -> dict[str, Any]:
         session.delete(content)
 
     await _in_thread(request, work)
-    await _publisher(request).remove(guid)
+    await request.app.state.packyard.deployer.remove(guid)
     return {"guid": guid, "deleted": True}
 
 
@@ -362,7 +362,7 @@ async def build(request: Request, guid: str) -> dict[str, Any]:
 @router.get("/v1/tasks/{task_id}")
 async def get_task(request: Request, task_id: str, first: int = 0, wait: float = 0) -> dict[str, Any]:
     await _caller(request)
-    task = _publisher(request).tasks.get(task_id)
+    task = request.app.state.packyard.tasks.get(task_id)
     await task.wait(max(first, 0), min(max(wait, 0.0), 30.0))
     return task.as_json(max(first, 0))
 
@@ -408,7 +408,7 @@ async def content_jobs(request: Request, guid: str) -> list[dict[str, Any]]:
 @router.get("/v1/content/{guid}/lockfile")
 async def lockfile(request: Request, guid: str) -> Any:
     caller = await _caller(request)
-    publisher = _publisher(request)
+    environments = request.app.state.packyard.environments
 
     def work(session: Any) -> tuple[str | None, str | None]:
         content = contents.owned(session, caller, guid)
@@ -418,7 +418,7 @@ async def lockfile(request: Request, guid: str) -> Any:
         return bundle.environment_key, bundle.py_version
 
     key, version = await _in_thread(request, work)
-    text = publisher.environments.lock_text(key) if key else None
+    text = environments.lock_text(key) if key else None
     if text is None:
         raise PublishingError(f"Content `{guid}` has no built environment to export; deploy it first.")
     return PlainTextResponse(text, headers={"Generated-By": f"Packyard {__version__} for Python {version}"})
@@ -428,7 +428,7 @@ async def lockfile(request: Request, guid: str) -> Any:
 async def runtime_caches(request: Request) -> dict[str, Any]:
     caller = await _caller(request)
     _require_admin(caller)
-    rows = await asyncio.to_thread(_publisher(request).environments.list)
+    rows = await asyncio.to_thread(request.app.state.packyard.environments.list)
     versions = sorted({row.python_version for row in rows})
     return {"caches": [{"language": "Python", "version": v, "image_name": "Local"} for v in versions]}
 
@@ -440,13 +440,13 @@ async def delete_runtime_cache(request: Request) -> dict[str, Any]:
     body = await _json(request) or {}
     if not isinstance(body, dict) or body.get("language", "Python") != "Python":
         raise PublishingError('Send {"language": "Python", "version": "3.11.7", "image_name": "Local"}.')
-    publisher = _publisher(request)
+    context = request.app.state.packyard
     version, dry_run = body.get("version"), bool(body.get("dry_run"))
-    removed = await asyncio.to_thread(publisher.environments.clear_runtime_cache, version, dry_run)
+    removed = await asyncio.to_thread(context.environments.clear_runtime_cache, version, dry_run)
     answer = {"language": "Python", "version": version, "image_name": body.get("image_name", "Local")}
     if dry_run:  # Connect answers a dry run at once, without a task; rsconnect prints "Dry run finished"
         return {**answer, "task_id": None, "environments": removed}
-    task = publisher.tasks.create("")
+    task = context.tasks.create("")
     task.log(f"Removed {len(removed)} Python {version or ''} environment(s); content rebuilds on its next start.")
     for key in removed:
         task.log(f"  {key}")

@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
@@ -23,15 +22,16 @@ from packyard.db import Database
 from packyard.errors import PackyardError
 from packyard.publishing import content as contents
 from packyard.publishing import variables
-from packyard.publishing.bundles.extract import Manifest, extract_bundle, read_requirements
-from packyard.publishing.bundles.manifest import FILE_APP_MODES
+from packyard.publishing.bundles.extract import extract_bundle, read_requirements
+from packyard.publishing.bundles.manifest import FILE_APP_MODES, Manifest
 from packyard.publishing.deploy.launchers import LAUNCHERS, Launcher
 from packyard.publishing.deploy.tasks import Task, Tasks
-from packyard.publishing.environments.builder import BuiltEnvironment, Environments, check_externals, plan_install
+from packyard.publishing.environments.builder import BuiltEnvironment, Environments
 from packyard.publishing.environments.interpreters import choose_interpreter, find_interpreters
-from packyard.publishing.errors import BundleError, Busy, EnvironmentBuildError, NotFound
+from packyard.publishing.environments.plan import plan_install
+from packyard.publishing.errors import BundleError, Busy, NotFound
 from packyard.publishing.models import Bundle, Content
-from packyard.publishing.runtime.limits import Limits, defaults, effective
+from packyard.publishing.runtime.limits import Limits, effective
 from packyard.publishing.runtime.process import AppProcess, ProcessSpec, append_log
 from packyard.publishing.runtime.supervisor import Supervisor
 from packyard.publishing.sites.files import Site
@@ -55,19 +55,30 @@ class Prepared:
     variables: dict[str, str]
 
 
-class Publisher:
-    """Runs deploy tasks and keeps each content's processes; the API and the proxy call into it."""
+class Deployer:
+    """Runs deploy tasks, and starts a content's active bundle when a request finds none running. It uses the
+    parts the server holds (tasks, environments, supervisor, sites, vault); callers use those directly."""
 
-    def __init__(self, settings: Settings, db: Database, store: LocalBlobStore) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        store: LocalBlobStore,
+        tasks: Tasks,
+        vault: Vault,
+        environments: Environments,
+        supervisor: Supervisor,
+        sites: Sites,
+    ) -> None:
         self.settings = settings
         self.db = db
         self.store = store
-        self.tasks = Tasks()
-        self.vault = Vault(settings.encryption_key())
-        self.environments = Environments(settings, db)
-        self.supervisor = Supervisor(defaults(settings.scheduler), float(settings.scheduler.queue_timeout))
-        self.root = settings.data_dir / "apps"
-        self.sites = Sites(self.root, settings.quarto.executable, float(settings.publishing.render_timeout))
+        self.tasks = tasks
+        self.vault = vault
+        self.environments = environments
+        self.supervisor = supervisor
+        self.sites = sites
+        self.root = sites.apps
         self._locks: dict[str, asyncio.Lock] = {}
         self._running: set[asyncio.Task[None]] = set()
 
@@ -444,25 +455,7 @@ class Publisher:
         await self.supervisor.stop_content(guid)
         await asyncio.to_thread(shutil.rmtree, self.content_dir(guid), True)
 
-    async def close(self) -> None:
+    def close(self) -> None:
+        """Cancel the deploy tasks still running (the supervisor stops the processes)."""
         for job in list(self._running):
             job.cancel()
-        await self.supervisor.close()
-
-    def check_host(self) -> None:
-        """At startup: find the interpreters (slow the first time) and check the external packages."""
-        interpreters = find_interpreters(self.settings.python.executables)
-        problems = check_externals(interpreters, self.settings.python)
-        if problems and self.settings.python.externals_check_is_fatal:
-            raise EnvironmentBuildError(
-                " ".join(problems) + " Install them, or set `[python] externals_check_is_fatal = false`."
-            )
-        for problem in problems:
-            log.warning("%s", problem)
-
-    def server_python(self) -> list[dict[str, Any]]:
-        interpreters = find_interpreters(self.settings.python.executables)
-        return [
-            {"version": i.version, "cluster_name": "Local", "image_name": "Local", "publishable": True}
-            for i in interpreters
-        ]

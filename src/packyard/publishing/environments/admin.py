@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from packyard.config import PythonSettings, Settings
 from packyard.db import Database, utcnow
-from packyard.publishing.environments.interpreters import Interpreter
+from packyard.publishing.environments.interpreters import Interpreter, find_interpreters
 from packyard.publishing.environments.plan import host_versions
 from packyard.publishing.environments.store import LOCK_FILE, Busy, EnvironmentStore
 from packyard.publishing.errors import EnvironmentBuildError, NotFound
@@ -205,6 +205,17 @@ class EnvironmentAdmin:
         for key, guid, name in session.execute(query):
             used.setdefault(key, []).append((guid, name))
         return used
+
+
+def check_host(settings: PythonSettings) -> None:
+    """At startup: find the interpreters (slow the first time) and check the external packages."""
+    problems = check_externals(find_interpreters(settings.executables), settings)
+    if problems and settings.externals_check_is_fatal:
+        raise EnvironmentBuildError(
+            " ".join(problems) + " Install them, or set `[python] externals_check_is_fatal = false`."
+        )
+    for problem in problems:
+        log.warning("%s", problem)
 
 
 def check_externals(interpreters: list[Interpreter], settings: PythonSettings) -> list[str]:

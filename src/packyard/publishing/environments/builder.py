@@ -22,9 +22,9 @@ from sqlalchemy.exc import IntegrityError
 from packyard.config import Settings
 from packyard.db import Database, utcnow
 from packyard.publishing.environments import uv
-from packyard.publishing.environments.admin import EnvironmentAdmin, EnvironmentInfo, check_externals
+from packyard.publishing.environments.admin import EnvironmentAdmin
 from packyard.publishing.environments.interpreters import Interpreter
-from packyard.publishing.environments.plan import InstallPlan, plan_install
+from packyard.publishing.environments.plan import InstallPlan
 from packyard.publishing.environments.store import (
     CONSTRAINTS_FILE,
     LOCK_FILE,
@@ -35,8 +35,6 @@ from packyard.publishing.environments.store import (
 )
 from packyard.publishing.errors import EnvironmentBuildError
 from packyard.publishing.models import PythonEnvironment
-
-__all__ = ["BuiltEnvironment", "EnvironmentInfo", "Environments", "InstallPlan", "check_externals", "plan_install"]
 
 # Part of every key: bump it when the way environments are built changes, so old ones are not reused.
 LAYOUT_VERSION = 1

@@ -66,7 +66,7 @@ def content_resolver(
     async def resolve(scope: Scope, guid: str, bundle_id: int | None) -> AppProcess:
         content = await access.row(guid)
         await access.check(scope, content)
-        return await context.publisher.running(content, bundle_id)
+        return await context.deployer.running(content, bundle_id)
 
     return resolve
 
@@ -79,7 +79,7 @@ def site_resolver(
 
     async def resolve_site(scope: Scope, guid: str, bundle_id: int | None) -> Site | None:
         content = await access.row(guid)
-        site = await context.publisher.site(content, bundle_id)
+        site = await context.deployer.site(content, bundle_id)
         if site is not None:
             await access.check(scope, content)
         return site
