@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from packyard.repository.browse import ProjectEntry, latest_installable, search
-from packyard.repository.descriptions import parse, read_pkg_info, render_description, summary_of
+from packyard.repository.browse.catalog import ProjectEntry, latest_installable, search
+from packyard.repository.browse.descriptions import parse, read_pkg_info, render_description, summary_of
 from packyard.web.client_setup import index_url, netrc_machine, sections
 from tests.dists import make_sdist
 

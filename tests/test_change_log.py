@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import insert
 
 from packyard.db import Database
+from packyard.repository.index.page_cache import PageCache
 from packyard.repository.models import Event
-from packyard.repository.page_cache import PageCache
 from packyard.repository.services import prepare
 from tests.conftest import fresh_database
 
@@ -42,7 +42,7 @@ def test_an_event_committed_late_is_not_skipped(database: Database) -> None:
 
 
 def test_a_rolled_back_id_is_forgotten(database: Database, monkeypatch: pytest.MonkeyPatch) -> None:
-    from packyard.repository import page_cache
+    from packyard.repository.index import page_cache
 
     cache = PageCache(database)
     with database.engine.connect() as conn:

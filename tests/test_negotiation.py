@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from packyard.repository.negotiation import negotiate
+from packyard.repository.serving.negotiation import negotiate
 
 JSON = "application/vnd.pypi.simple.v1+json"
 HTML = "application/vnd.pypi.simple.v1+html"

@@ -22,8 +22,8 @@ from packyard.publishing.connect.api import router as publishing_router
 from packyard.publishing.environments.admin import check_host
 from packyard.publishing.proxy.access import ContentAccess, content_resolver, site_resolver
 from packyard.publishing.proxy.http import ContentProxy
-from packyard.repository.hot_path import HotPathApp
-from packyard.repository.routes import router as repository_router
+from packyard.repository.serving.hot_path import HotPathApp
+from packyard.repository.serving.routes import router as repository_router
 from packyard.repository.upload.endpoint import UploadEndpoint, upload_source
 from packyard.web import errors as web_errors
 from packyard.web.routes import router as web_router

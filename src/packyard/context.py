@@ -17,10 +17,10 @@ from packyard.publishing.runtime.supervisor import Supervisor
 from packyard.publishing.sites.registry import Sites
 from packyard.publishing.users import Callers
 from packyard.publishing.variables import Vault
-from packyard.repository import indexer
-from packyard.repository.files import FileIndex
+from packyard.repository.index import indexer
+from packyard.repository.index.page_cache import PageCache
 from packyard.repository.mirror.service import Mirror
-from packyard.repository.page_cache import PageCache
+from packyard.repository.serving.files import FileIndex
 from packyard.storage import LocalBlobStore
 
 # Changes that alter what an API key may do: a role, a lock, a revoked key.

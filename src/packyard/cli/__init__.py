@@ -121,7 +121,7 @@ def source_update(
     from datetime import date
 
     from packyard.cli.mirror import _uv
-    from packyard.repository import curated
+    from packyard.repository.policy import curated
 
     if not file.is_file():
         fail(f"`{file}` does not exist.")

@@ -26,7 +26,7 @@ def block(
 ) -> None:
     """Block a project, or the versions of it that match a specifier."""
     from packyard.cli import local_session
-    from packyard.repository.policy import create_rule
+    from packyard.repository.policy.rules import create_rule
 
     with local_session(data_dir) as (_, session):
         rule = create_rule(session, project, version, reason, repo)
@@ -39,7 +39,7 @@ def block(
 def list_(data_dir: DataDir = None) -> None:
     """List block rules."""
     from packyard.cli import local_session
-    from packyard.repository.policy import list_rules
+    from packyard.repository.policy.rules import list_rules
 
     with local_session(data_dir) as (_, session):
         rows = [
@@ -55,7 +55,7 @@ def remove(
 ) -> None:
     """Remove a block rule."""
     from packyard.cli import local_session
-    from packyard.repository.policy import remove_rule
+    from packyard.repository.policy.rules import remove_rule
 
     with local_session(data_dir) as (_, session):
         rule = remove_rule(session, rule_id)
@@ -71,7 +71,7 @@ def test(
 ) -> None:
     """Explain whether a repository serves NAME==VERSION, step by step; exits 1 when it does not."""
     from packyard.cli import local_session
-    from packyard.repository.policy import explain
+    from packyard.repository.policy.rules import explain
 
     name, sep, version = requirement.partition("==")
     if not sep or not name.strip() or not version.strip():

@@ -10,8 +10,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from packyard.db import Database, utcnow
-from packyard.repository import indexer
 from packyard.repository.errors import Conflict, NotFound, RepositoryError
+from packyard.repository.index import indexer
 from packyard.repository.models import DistFile, Event, Project, Repository, Source, Subscription
 from packyard.repository.names import check_entity_name, normalize
 

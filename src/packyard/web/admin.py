@@ -21,8 +21,9 @@ from packyard.db import utcnow
 from packyard.errors import PackyardError
 from packyard.publishing import signin, users
 from packyard.publishing.models import ROLES, ApiKey, PythonEnvironment, User
-from packyard.repository import policy, services
+from packyard.repository import services
 from packyard.repository.models import BlockRule, Event, Repository, Source
+from packyard.repository.policy.rules import create_rule, list_rules, remove_rule
 from packyard.web.errors import PageError
 from packyard.web.render import render
 from packyard.web.session import WebUser, admin_only, check_csrf, context
@@ -427,7 +428,7 @@ def _rules(
                 "reason": r.reason,
                 "created_at": r.created_at,
             }
-            for r, repo in policy.list_rules(session)
+            for r, repo in list_rules(session)
         ]
         repositories = list(session.scalars(select(Repository.name).order_by(Repository.name)))
     form = form or {"project": "", "specifier": "", "repository": "", "reason": ""}
@@ -449,7 +450,7 @@ def rule_create(
 ) -> HTMLResponse:
     def write() -> str:
         with context(request).db.session() as session:
-            rule = policy.create_rule(session, project, specifier, reason, repository or None)
+            rule = create_rule(session, project, specifier, reason, repository or None)
             where = f"repository `{repository}`" if repository else "every repository"
             versions = f"versions `{rule.specifier}`" if rule.specifier else "every version"
             return f"Rule {rule.id}: `{rule.project}` {versions} is blocked in {where}."
@@ -463,7 +464,7 @@ def rule_create(
 def rule_remove(request: Request, rule_id: int) -> HTMLResponse:
     def write() -> str:
         with context(request).db.session() as session:
-            rule = policy.remove_rule(session, rule_id)
+            rule = remove_rule(session, rule_id)
             return f"Removed rule {rule_id} (`{rule.project}`); its versions are served again."
 
     return _rules(request, *_attempt(request, write))

@@ -11,8 +11,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from packyard.db import Database, utcnow
-from packyard.repository import indexer
 from packyard.repository.errors import FileAlreadyExists, UploadRejected
+from packyard.repository.index import indexer
 from packyard.repository.models import CoreMetadata, DistFile, Project, Source
 from packyard.repository.services import get_source, record
 from packyard.repository.upload.archive import DistMetadata, inspect_sdist, inspect_wheel

@@ -11,7 +11,7 @@ from datetime import time as day_start
 from sqlalchemy import Row, func, select
 
 from packyard.db import Database
-from packyard.repository import indexer
+from packyard.repository.index import indexer
 from packyard.repository.models import Event, Repository, SimplePage, Source
 
 MAX_PAGES = 200_000

@@ -17,12 +17,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from packyard.auth.authenticator import Authenticator
 from packyard.auth.tokens import Grant
 from packyard.errors import PackyardError
-from packyard.repository.files import FileIndex, ServedFile
+from packyard.repository.index.page_cache import MISSING, CachedPage, PageCache, RepoInfo
+from packyard.repository.index.pages import JSON_TYPE
 from packyard.repository.mirror.service import Mirror
 from packyard.repository.names import normalize
-from packyard.repository.negotiation import TEXT_HTML, negotiate
-from packyard.repository.page_cache import MISSING, CachedPage, PageCache, RepoInfo
-from packyard.repository.pages import JSON_TYPE
+from packyard.repository.serving.files import FileIndex, ServedFile
+from packyard.repository.serving.negotiation import TEXT_HTML, negotiate
 from packyard.storage import BlobStore
 
 _VARY = (b"vary", b"Accept")

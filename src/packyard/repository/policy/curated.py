@@ -11,8 +11,8 @@ from packaging.requirements import InvalidRequirement, Requirement
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from packyard.repository import indexer
 from packyard.repository.errors import RepositoryError
+from packyard.repository.index import indexer
 from packyard.repository.models import CuratedEntry, Source
 from packyard.repository.names import normalize
 from packyard.repository.services import record

@@ -13,7 +13,14 @@ from packaging.version import InvalidVersion, Version
 from sqlalchemy import bindparam, select, text
 from sqlalchemy.orm import Session
 
-from packyard.repository import policy
+from packyard.repository.index.pages import (
+    FileEntry,
+    ProjectContext,
+    RenderedPage,
+    file_url,
+    render_project,
+    render_root,
+)
 from packyard.repository.models import (
     CuratedEntry,
     DistFile,
@@ -24,7 +31,7 @@ from packyard.repository.models import (
     Source,
     Subscription,
 )
-from packyard.repository.pages import FileEntry, ProjectContext, RenderedPage, file_url, render_project, render_root
+from packyard.repository.policy.rules import curated_specifier, matches, rules_for
 
 ROOT = ""
 
@@ -137,7 +144,7 @@ def serving_source(session: Session, source_ids: list[int], name: str) -> tuple[
             continue
         allowed = ""
         if source_type(session, source_id) == "curated-pypi":
-            allowed = policy.curated_specifier(session, source_id, name)
+            allowed = curated_specifier(session, source_id, name)
             if allowed is None:
                 continue
         return source_id, found[source_id], allowed
@@ -165,9 +172,9 @@ def project_context(
         params = {"source_id": source_id, "name": name, "cutoff": cutoff}
         for filename, kind, reason in session.execute(_YANK_HISTORY, params):
             yanks[filename] = (kind == "yank", reason if kind == "yank" else "")
-    rules = policy.rules_for(session, repo_id, name)
+    rules = rules_for(session, repo_id, name)
     if allowed or rules.rules:
-        rows = [r for r in rows if policy.matches(allowed, r.version) and rules.blocked(r.version) is None]
+        rows = [r for r in rows if matches(allowed, r.version) and rules.blocked(r.version) is None]
     rows.sort(key=lambda r: (_version_key(r.version), r.filename))
     files = [
         FileEntry(

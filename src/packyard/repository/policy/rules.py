@@ -87,7 +87,8 @@ def block_message(rule: Rule, project: str, version: str, repo: str) -> str:
 
 
 def create_rule(session: Session, project: str, specifier: str, reason: str, repo_name: str | None) -> BlockRule:
-    from packyard.repository import indexer, services
+    from packyard.repository import services
+    from packyard.repository.index import indexer
     from packyard.repository.names import is_valid_project_name, normalize
 
     project = project.strip()
@@ -109,8 +110,9 @@ def create_rule(session: Session, project: str, specifier: str, reason: str, rep
 
 
 def remove_rule(session: Session, rule_id: int) -> BlockRule:
-    from packyard.repository import indexer, services
+    from packyard.repository import services
     from packyard.repository.errors import NotFound
+    from packyard.repository.index import indexer
 
     rule = session.get(BlockRule, rule_id)
     if rule is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import func, select, union
 from sqlalchemy.orm import Session
 
-from packyard.repository import indexer
+from packyard.repository.index import indexer
 from packyard.repository.models import DistFile, Event
 
 

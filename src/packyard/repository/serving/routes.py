@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from packyard import __version__
 from packyard.auth.tokens import Grant
 from packyard.context import AppContext
-from packyard.repository import services, snapshots
+from packyard.repository import services
 from packyard.repository.errors import (
     Blocked,
     MethodNotAllowed,
@@ -27,11 +27,12 @@ from packyard.repository.errors import (
     NotFound,
     UpstreamUnavailable,
 )
-from packyard.repository.hot_path import snapshot_day
+from packyard.repository.index import snapshots
+from packyard.repository.index.page_cache import CachedPage, RepoInfo
+from packyard.repository.index.pages import JSON_TYPE
 from packyard.repository.names import normalize
-from packyard.repository.negotiation import TEXT_HTML, negotiate
-from packyard.repository.page_cache import CachedPage, RepoInfo
-from packyard.repository.pages import JSON_TYPE
+from packyard.repository.serving.hot_path import snapshot_day
+from packyard.repository.serving.negotiation import TEXT_HTML, negotiate
 
 router = APIRouter()
 _IMMUTABLE = "max-age=31536000, immutable"

@@ -16,11 +16,13 @@ from packaging.version import InvalidVersion, Version
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from packyard.repository import descriptions, indexer, policy
-from packyard.repository.descriptions import MetadataSource, ProjectMetadata
+from packyard.repository.browse import descriptions
+from packyard.repository.browse.descriptions import MetadataSource, ProjectMetadata
+from packyard.repository.index import indexer
+from packyard.repository.index.page_cache import MIRROR_TYPES
 from packyard.repository.models import BlockRule, CuratedEntry, DistFile, Project, Repository, Source
 from packyard.repository.names import normalize
-from packyard.repository.page_cache import MIRROR_TYPES
+from packyard.repository.policy.rules import Rules, matches, rules_for
 from packyard.storage import BlobStore
 
 
@@ -82,7 +84,7 @@ def latest_installable(versions: dict[str, bool]) -> str:
     return max(pool, key=_version_key) if pool else ""
 
 
-def _block_rules(session: Session, repo_id: int) -> dict[str, policy.Rules]:
+def _block_rules(session: Session, repo_id: int) -> dict[str, Rules]:
     rows = session.scalars(
         select(BlockRule)
         .where(or_(BlockRule.repository_id.is_(None), BlockRule.repository_id == repo_id))
@@ -91,7 +93,7 @@ def _block_rules(session: Session, repo_id: int) -> dict[str, policy.Rules]:
     grouped: dict[str, list[BlockRule]] = defaultdict(list)
     for rule in rows:
         grouped[rule.project].append(rule)
-    return {name: policy.Rules(tuple(rules)) for name, rules in grouped.items()}
+    return {name: Rules(tuple(rules)) for name, rules in grouped.items()}
 
 
 def _curated(session: Session, source_ids: list[int]) -> dict[tuple[int, str], str]:
@@ -136,7 +138,7 @@ def project_entries(
         if winners.get(row.name, (None,))[0] != row.source_id:
             continue
         allowed = curated.get((row.source_id, row.name), "")
-        if allowed and not policy.matches(allowed, row.version):
+        if allowed and not matches(allowed, row.version):
             continue
         files[row.name].append(row)
     latest: dict[str, tuple[str, datetime | None, MetadataSource | None]] = {}
@@ -293,10 +295,10 @@ def project_detail(
     rows = session.scalars(
         select(DistFile).where(DistFile.project_id == project_id, DistFile.deleted_at.is_(None))
     ).all()
-    rows = [r for r in rows if policy.matches(allowed, r.version)]
+    rows = [r for r in rows if matches(allowed, r.version)]
     if not rows:
         return None
-    rules = policy.rules_for(session, repo_id, name)
+    rules = rules_for(session, repo_id, name)
     by_version: dict[str, list[FileDetail]] = defaultdict(list)
     sources: dict[str, list[MetadataSource]] = defaultdict(list)
     for r in sorted(rows, key=lambda r: r.filename):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from packyard.repository.pages import HTML_TYPE, JSON_TYPE
+from packyard.repository.index.pages import HTML_TYPE, JSON_TYPE
 
 TEXT_HTML = "text/html"
 _ALIASES = {

@@ -9,9 +9,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from packyard.db import Database
-from packyard.repository import indexer, policy
+from packyard.repository.index import indexer
+from packyard.repository.index.page_cache import RepoInfo
 from packyard.repository.models import CoreMetadata, DistFile, Project, Subscription
-from packyard.repository.page_cache import RepoInfo
+from packyard.repository.policy.rules import block_message, curated_specifier, matches, rules_for
 from packyard.storage import BlobStore
 
 MAX_CACHED = 100_000
@@ -105,12 +106,12 @@ class FileIndex:
             if row.uploaded_at >= cutoff or (row.deleted_at is not None and row.deleted_at < cutoff):
                 return None
         if indexer.source_type(session, row.source_id) == "curated-pypi":
-            allowed = policy.curated_specifier(session, row.source_id, row.name)
-            if allowed is None or not policy.matches(allowed, row.version):
+            allowed = curated_specifier(session, row.source_id, row.name)
+            if allowed is None or not matches(allowed, row.version):
                 return None
-        rule = policy.rules_for(session, repo.id, row.name).blocked(row.version)
+        rule = rules_for(session, repo.id, row.name).blocked(row.version)
         if rule is not None:
-            message = policy.block_message(rule, row.name, row.version, repo.name)
+            message = block_message(rule, row.name, row.version, repo.name)
             return ServedFile(row.sha256, OCTET_STREAM, 0, blocked=message)
         if kind == "file":
             if row.url is not None and not self.store.exists(row.sha256):
