@@ -7,10 +7,11 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import insert
 
+from packyard.changelog import follower
+from packyard.changelog.events import Event
+from packyard.changelog.prepare import prepare
 from packyard.db import Database
 from packyard.repository.index.page_cache import PageCache
-from packyard.repository.models import Event
-from packyard.repository.services import prepare
 from tests.conftest import fresh_database
 
 
@@ -42,8 +43,6 @@ def test_an_event_committed_late_is_not_skipped(database: Database) -> None:
 
 
 def test_a_rolled_back_id_is_forgotten(database: Database, monkeypatch: pytest.MonkeyPatch) -> None:
-    from packyard.repository.index import page_cache
-
     cache = PageCache(database)
     with database.engine.connect() as conn:
         tx = conn.begin()
@@ -52,7 +51,7 @@ def test_a_rolled_back_id_is_forgotten(database: Database, monkeypatch: pytest.M
     with database.engine.begin() as conn:
         conn.execute(insert(Event).values(kind="upload", project="kept"))
     assert [e.project for e in cache.sync()] == ["kept"]
-    assert cache._gaps  # the rolled-back id is looked for ...
-    monkeypatch.setattr(page_cache, "GAP_SECONDS", -1)
+    assert cache._follower.gaps  # the rolled-back id is looked for ...
+    monkeypatch.setattr(follower, "GAP_SECONDS", -1)
     cache.sync()
-    assert not cache._gaps  # ... until it is old enough to be given up
+    assert not cache._follower.gaps  # ... until it is old enough to be given up

@@ -25,7 +25,7 @@ from packyard.publishing.proxy.http import ContentProxy
 from packyard.repository.serving.hot_path import HotPathApp
 from packyard.repository.serving.routes import router as repository_router
 from packyard.repository.upload.endpoint import UploadEndpoint, upload_source
-from packyard.web import errors as web_errors
+from packyard.web import error_pages
 from packyard.web.routes import router as web_router
 
 log = logging.getLogger("packyard")
@@ -68,20 +68,20 @@ def create_app(settings: Settings) -> ASGIApp:
     api.include_router(repository_router)
     api.include_router(publishing_router)
     api.include_router(web_router)
-    web_errors.install(api)
+    error_pages.install(api)
 
     @api.exception_handler(PackyardError)
     async def _packyard_error(request: Request, exc: PackyardError):  # type: ignore[no-untyped-def]
-        if web_errors.is_page(request):
-            return web_errors.error_page(request, *web_errors.page_message(request, exc))
+        if error_pages.is_page(request):
+            return error_pages.error_page(request, *error_pages.page_message(request, exc))
         if _is_connect_api(request.url.path):
             return connect_error(exc)
         return error_response(request, exc)
 
     @api.exception_handler(HTTPException)
     async def _http_error(request: Request, exc: HTTPException):  # type: ignore[no-untyped-def]
-        if web_errors.is_page(request):
-            return web_errors.error_page(request, *web_errors.page_message(request, exc))
+        if error_pages.is_page(request):
+            return error_pages.error_page(request, *error_pages.page_message(request, exc))
         message = {
             404: f"Nothing is served at `{request.url.path}`; repository indexes live at `/<repo>/latest/simple/`.",
             405: f"Method {request.method} is not allowed on `{request.url.path}`.",
@@ -92,8 +92,8 @@ def create_app(settings: Settings) -> ASGIApp:
 
     @api.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError):  # type: ignore[no-untyped-def]
-        if web_errors.is_page(request):
-            return web_errors.error_page(request, *web_errors.page_message(request, exc))
+        if error_pages.is_page(request):
+            return error_pages.error_page(request, *error_pages.page_message(request, exc))
         error = PackyardError(f"Bad request: {exc.errors()[0].get('msg')}.")
         if _is_connect_api(request.url.path):
             return connect_error(error, 400)

@@ -6,6 +6,8 @@ import time
 from dataclasses import dataclass, field
 
 from packyard.auth.authenticator import Authenticator
+from packyard.changelog.events import record
+from packyard.changelog.prepare import prepare
 from packyard.config import Settings
 from packyard.db import Database
 from packyard.publishing.deploy.pipeline import Deployer
@@ -61,8 +63,6 @@ class AppContext:
 
     @classmethod
     def open(cls, settings: Settings) -> AppContext:
-        from packyard.repository.services import prepare
-
         db = Database(settings.database_url)
         prepare(db, settings.mirror.upstream)
         store = LocalBlobStore(settings.blob_dir)
@@ -97,8 +97,6 @@ class AppContext:
 
     def render_roots(self) -> None:
         """Re-render root pages that new projects marked stale."""
-        from packyard.repository.services import record
-
         started = self._roots_rendered_at = time.monotonic()
         with self.db.session() as session:
             if not indexer.stale_roots(session):

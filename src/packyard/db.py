@@ -80,7 +80,8 @@ class Database:
 
     def upgrade(self) -> None:
         """Bring the schema to the newest Alembic revision."""
-        from packyard.migrations import upgrade
+        # alembic takes most of a second to import, and the CLI imports this module for `packyard --help` too.
+        from packyard.migrations import upgrade  # noqa: PLC0415
 
         upgrade(self.engine)
 

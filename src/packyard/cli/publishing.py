@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from sqlalchemy import select
 
-from packyard.cli import DataDir, local_session, settings_for
+from packyard.cli.local import DataDir, local_session, settings_for
 from packyard.cli.output import err, fail, out, table
 
 user_app = typer.Typer(no_args_is_help=True, help="Publishing users: admin, publisher or viewer.")

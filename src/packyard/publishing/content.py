@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from packyard.changelog.events import record
 from packyard.config import SchedulerSettings
 from packyard.db import utcnow
 from packyard.publishing.bundles.manifest import APP_MODES
@@ -204,8 +205,6 @@ def patch(session: Session, caller: Caller, content: Content, body: Any, default
 
 def runtime_changed(session: Session, content: Content) -> None:
     """Tell the server (this process or, for the CLI, the running one) to apply the content's new settings."""
-    from packyard.repository.services import record  # the change log is shared by every domain
-
     record(session, "content-runtime", detail=content.guid)
 
 

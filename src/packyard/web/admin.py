@@ -17,13 +17,14 @@ from sqlalchemy import func, or_, select
 
 from packyard.auth import tokens
 from packyard.auth.models import Token
+from packyard.changelog.events import Event
 from packyard.db import utcnow
 from packyard.errors import PackyardError
 from packyard.publishing import signin, users
 from packyard.publishing.models import ROLES, ApiKey, PythonEnvironment, User
 from packyard.repository import services
-from packyard.repository.models import BlockRule, Event, Repository, Source
-from packyard.repository.policy.rules import create_rule, list_rules, remove_rule
+from packyard.repository.models import BlockRule, Repository, Source
+from packyard.repository.policy.admin import create_rule, list_rules, remove_rule
 from packyard.web.errors import PageError
 from packyard.web.render import render
 from packyard.web.session import WebUser, admin_only, check_csrf, context

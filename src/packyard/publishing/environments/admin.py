@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from packyard.changelog.events import record
 from packyard.config import PythonSettings, Settings
 from packyard.db import Database, utcnow
 from packyard.publishing.environments.interpreters import Interpreter, find_interpreters
@@ -179,8 +180,6 @@ class EnvironmentAdmin:
 
     def _delete(self, key: str, event: str | None = None) -> None:
         """Delete the folder and the row; `event` is logged for removals a person asked for."""
-        from packyard.repository.services import record  # the change log is shared by every domain
-
         self.store.delete(key)
         with self.db.session() as session:
             session.execute(delete(PythonEnvironment).where(PythonEnvironment.key == key))

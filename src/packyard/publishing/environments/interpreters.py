@@ -13,6 +13,7 @@ from pathlib import Path
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
+from packyard.publishing.environments.uv import uv_bin, uv_environ
 from packyard.publishing.errors import EnvironmentBuildError
 
 # Asks an interpreter for its version and the real interpreter behind it: a pyenv shim or a venv's python
@@ -61,8 +62,6 @@ def _find(executables: tuple[str, ...]) -> tuple[Interpreter, ...]:
 
 def _uv_pythons() -> list[str]:
     """Paths of the interpreters installed on this host, as `uv python list` finds them (no downloads)."""
-    from packyard.publishing.environments.uv import uv_bin, uv_environ
-
     command = [uv_bin(), "python", "list", "--only-installed", "--output-format", "json", "--no-config"]
     try:
         # From `/`, so no project's `.python-version` or `.venv` narrows what is found.

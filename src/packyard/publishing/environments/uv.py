@@ -10,6 +10,8 @@ import subprocess
 from collections import deque
 from collections.abc import Callable
 
+from uv import find_uv_bin
+
 # Variables that would change what uv installs without changing the environment's key. Everything else
 # stays: HOME and NETRC carry index credentials, proxies and certificates are the host's business.
 _DROPPED = (
@@ -46,8 +48,6 @@ _UNIT = {"ms": 0.001, "µs": 1e-6, "us": 1e-6, "m": 60.0, "s": 1.0}
 
 
 def uv_bin() -> str:
-    from uv import find_uv_bin
-
     return find_uv_bin()
 
 

@@ -13,6 +13,7 @@ from packaging.version import InvalidVersion, Version
 from sqlalchemy import bindparam, select, text
 from sqlalchemy.orm import Session
 
+from packyard.changelog.events import Event
 from packyard.repository.index.pages import (
     FileEntry,
     ProjectContext,
@@ -24,7 +25,6 @@ from packyard.repository.index.pages import (
 from packyard.repository.models import (
     CuratedEntry,
     DistFile,
-    Event,
     Project,
     Repository,
     SimplePage,

@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as day_start
 
 from sqlalchemy import Row, func, select
 
+from packyard.changelog.events import Event
+from packyard.changelog.follower import Follower
 from packyard.db import Database
 from packyard.repository.index import indexer
-from packyard.repository.models import Event, Repository, SimplePage, Source
+from packyard.repository.models import Repository, SimplePage, Source
 
 MAX_PAGES = 200_000
-GAP_SECONDS = 60
-MAX_GAPS = 10_000
 PageKey = int | tuple[int, str]
 
 
@@ -93,7 +92,7 @@ class PageCache:
         # not be cached after it, or a reader could pin a stale page.
         self._epoch = 0
         self._lock = threading.Lock()
-        self._gaps: dict[int, float] = {}  # event id -> when it was first found missing (see `sync`)
+        self._follower = Follower()
         self.reload()
 
     @property
@@ -187,27 +186,11 @@ class PageCache:
             return True
 
     def sync(self) -> list[Event]:
-        """Apply change-log events newer than the last seen; returns them for other caches to act on.
-
-        PostgreSQL hands out event ids at insert time but transactions commit in any order, so an id below the
-        newest seen can become visible later. Ids skipped over are remembered as gaps and looked for again on
-        every sync until they are `GAP_SECONDS` old (a rolled-back transaction's id never appears)."""
+        """Apply change-log events newer than the last seen (late ones included: `Follower`); returns them for
+        other caches to act on."""
         with self._lock:
             with self.db.session() as session:
-                events = list(session.scalars(select(Event).where(Event.id > self._serial).order_by(Event.id)))
-                late = list(session.scalars(select(Event).where(Event.id.in_(list(self._gaps))))) if self._gaps else []
-            now = time.monotonic()
-            for event in late:
-                del self._gaps[event.id]
-            for gap, noticed in list(self._gaps.items()):
-                if now - noticed > GAP_SECONDS:
-                    del self._gaps[gap]
-            if events and events[-1].id - self._serial <= MAX_GAPS:
-                seen = {e.id for e in events}
-                for missing in range(self._serial + 1, events[-1].id):
-                    if missing not in seen:
-                        self._gaps[missing] = now
-            events = late + events
+                events = self._follower.read(session, self._serial)
             if not events:
                 return []
             structural = False

@@ -5,8 +5,9 @@ from __future__ import annotations
 from sqlalchemy import func, select, union
 from sqlalchemy.orm import Session
 
+from packyard.changelog.events import Event
 from packyard.repository.index import indexer
-from packyard.repository.models import DistFile, Event
+from packyard.repository.models import DistFile
 
 
 def transaction_dates(session: Session, repo_id: int) -> list[str]:

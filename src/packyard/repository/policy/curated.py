@@ -8,14 +8,16 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
+from packaging.version import InvalidVersion, Version
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from packyard.changelog.events import record
 from packyard.repository.errors import RepositoryError
 from packyard.repository.index import indexer
 from packyard.repository.models import CuratedEntry, Source
 from packyard.repository.names import normalize
-from packyard.repository.services import record
+from packyard.repository.services import get_source
 
 
 @dataclass(frozen=True)
@@ -83,8 +85,6 @@ def resolve(path: Path, upstream: str, snapshot: date | None, uv: str) -> dict[s
 
 
 def _sort_key(version: str) -> object:
-    from packaging.version import InvalidVersion, Version
-
     try:
         return (1, Version(version))
     except InvalidVersion:
@@ -92,8 +92,6 @@ def _sort_key(version: str) -> object:
 
 
 def get_curated(session: Session, name: str) -> Source:
-    from packyard.repository.services import get_source
-
     source = get_source(session, name)
     if source.type != "curated-pypi":
         raise RepositoryError(

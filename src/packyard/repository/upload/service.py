@@ -10,11 +10,12 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from packyard.changelog.events import record
 from packyard.db import Database, utcnow
 from packyard.repository.errors import FileAlreadyExists, UploadRejected
 from packyard.repository.index import indexer
 from packyard.repository.models import CoreMetadata, DistFile, Project, Source
-from packyard.repository.services import get_source, record
+from packyard.repository.services import get_source
 from packyard.repository.upload.archive import DistMetadata, inspect_sdist, inspect_wheel
 from packyard.repository.upload.checks import (
     Candidate,
