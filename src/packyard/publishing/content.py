@@ -14,7 +14,7 @@ from packyard.changelog.events import record
 from packyard.config import SchedulerSettings
 from packyard.db import utcnow
 from packyard.publishing.bundles.manifest import APP_MODES
-from packyard.publishing.errors import Forbidden, NotFound, PublishingError
+from packyard.publishing.errors import Forbidden, NameInUse, NotFound, PublishingError
 from packyard.publishing.models import Bundle, Content, User
 from packyard.publishing.runtime import limits
 from packyard.publishing.users import Caller, require_publisher
@@ -29,11 +29,6 @@ EDITABLE: dict[str, type | tuple[type, ...]] = {
     "access_type": str,
     "default_py_environment_management": (bool, type(None)),
 }
-
-
-class Conflict(PublishingError):
-    status_code = 409
-    code = 26
 
 
 def content_json(content: Content, owner_guid: str, address: str) -> dict[str, Any]:
@@ -103,7 +98,7 @@ def create(session: Session, caller: Caller, body: Any) -> Content:
     _check_name(name)
     taken = select(Content.id).where(Content.name == name, Content.owner_id == caller.user_id)
     if session.scalar(taken) is not None:
-        raise Conflict(f"You already have content named `{name}`; pick another name or update that content.")
+        raise NameInUse(f"You already have content named `{name}`; pick another name or update that content.")
     content = Content(guid=str(uuid.uuid4()), name=name, owner_id=caller.user_id, title=body.get("title"))
     session.add(content)
     session.flush()

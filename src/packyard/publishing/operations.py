@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from packyard.publishing import content as contents
 from packyard.publishing import variables
 from packyard.publishing.deploy.tasks import Task
-from packyard.publishing.errors import NotFound, PublishingError
+from packyard.publishing.errors import ActiveBundle, NotFound, PublishingError
 from packyard.publishing.models import Bundle, Content
 from packyard.publishing.runtime.process import AppProcess, read_log_tail
 from packyard.publishing.users import Caller
@@ -23,12 +23,6 @@ if TYPE_CHECKING:
     from packyard.context import AppContext
 
 T = TypeVar("T")
-
-
-class ActiveBundle(PublishingError):
-    """Connect's code 75: the active bundle cannot be deleted."""
-
-    code = 75
 
 
 async def in_thread(context: AppContext, work: Callable[[Session], T]) -> T:

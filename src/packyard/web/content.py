@@ -18,10 +18,9 @@ from sqlalchemy.orm import Session
 from packyard.publishing import content as contents
 from packyard.publishing import operations, variables
 from packyard.publishing.bundles.manifest import FILE_APP_MODES
-from packyard.publishing.errors import Forbidden, NotFound, PublishingError
+from packyard.publishing.errors import Forbidden, NotFound, PublishingError, RuntimeSettingError
 from packyard.publishing.models import Bundle, Content, PythonEnvironment, User
 from packyard.publishing.runtime import limits
-from packyard.publishing.runtime.limits import RuntimeSettingError
 from packyard.web.errors import PageError
 from packyard.web.render import render
 from packyard.web.session import WebUser, check_csrf, context, signed_in

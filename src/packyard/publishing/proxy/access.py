@@ -10,11 +10,10 @@ from typing import TYPE_CHECKING
 from starlette.types import Scope
 
 from packyard.publishing import content as contents
-from packyard.publishing.errors import Forbidden, NotFound
+from packyard.publishing.errors import Forbidden, InvalidKey, NotFound
 from packyard.publishing.models import Content
 from packyard.publishing.runtime.process import AppProcess
 from packyard.publishing.sites.files import Site
-from packyard.publishing.users import InvalidKey
 
 if TYPE_CHECKING:
     from packyard.context import AppContext

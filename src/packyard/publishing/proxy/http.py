@@ -26,7 +26,7 @@ import httptools
 from starlette.types import Message, Receive, Scope, Send
 
 from packyard.errors import PackyardError
-from packyard.publishing.errors import AppUnavailable, Forbidden, NotFound, PublishingError
+from packyard.publishing.errors import AppUnavailable, ClientSilent, Forbidden, NotFound
 from packyard.publishing.proxy import websocket
 from packyard.publishing.runtime.process import AppProcess
 from packyard.publishing.sites import files
@@ -70,12 +70,6 @@ class AppSilent(AppUnavailable):
     """The app sent nothing for `connection_timeout` seconds."""
 
     status_code = 504
-
-
-class ClientSilent(PublishingError):
-    """The client sent none of its request body for `read_timeout` seconds."""
-
-    status_code = 408
 
 
 class ErrorSender(Protocol):

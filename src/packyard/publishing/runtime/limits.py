@@ -10,7 +10,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from packyard.config import SchedulerSettings
-from packyard.publishing.errors import PublishingError
+from packyard.publishing.errors import RuntimeSettingError
 from packyard.publishing.models import Content
 
 COUNTS = ("min_processes", "max_processes", "max_conns_per_process")
@@ -31,16 +31,6 @@ class Limits:
     init_timeout: float = 60.0
     connection_timeout: float = 3600.0  # 0: never
     read_timeout: float = 3600.0  # 0: never
-
-
-class RuntimeSettingError(PublishingError):
-    """A runtime setting that is not valid or is over the server's cap; `code` is Connect's for the rule, `field`
-    the setting it is about (a form shows the message beside it)."""
-
-    def __init__(self, message: str, code: int = 25, field: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.field = field
 
 
 def defaults(scheduler: SchedulerSettings) -> Limits:
