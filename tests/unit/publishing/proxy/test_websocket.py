@@ -25,7 +25,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from packyard.publishing.proxy.websocket import cross_origin
 from packyard.publishing.runtime.limits import Limits
 from packyard.publishing.runtime.process import AppProcess, ProcessSpec, read_log_tail
-from tests.test_runtime import Front, make_spec
+from tests.unit.publishing.runtime.test_runtime import Front, make_spec
 
 GUID = "50c1e700-0000-4000-8000-00000000abcd"
 

@@ -1,15 +1,12 @@
 """What the package pages compute without a server: the latest version, search order, descriptions rendered as
-Warehouse renders them, summaries and PKG-INFO from real distributions, and the setup page's URLs."""
+Warehouse renders them, summaries and PKG-INFO from real distributions."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from packyard.repository.browse.catalog import ProjectEntry, latest_installable, search
 from packyard.repository.browse.descriptions import parse, read_pkg_info, render_description, summary_of
-from packyard.web.client_setup import index_url, netrc_machine, sections
 from tests.dists import make_sdist
 
 
@@ -69,29 +66,3 @@ def test_summary_and_metadata_of_a_real_sdist(tmp_path: Path) -> None:
     assert read_pkg_info(tmp_path / "missing.tar.gz", "missing.tar.gz") is None
     # A `Summary:` line in the description body is not the summary.
     assert summary_of(b"Name: x\nVersion: 1\n\nSummary: from the body\n") == ""
-
-
-@pytest.mark.parametrize(
-    ("address", "url", "machine"),
-    [
-        ("http://127.0.0.1:4242", "http://127.0.0.1:4242/pypi/latest/simple/", "127.0.0.1"),
-        (
-            "https://pkgs.example.com:8443/packyard/",
-            "https://pkgs.example.com:8443/packyard/pypi/latest/simple/",
-            "pkgs.example.com",
-        ),  # fmt: skip
-    ],
-)
-def test_index_url_and_netrc_machine(address: str, url: str, machine: str) -> None:
-    assert index_url(address, "pypi", "latest") == url
-    assert netrc_machine(address) == machine
-
-
-def test_only_authenticated_repositories_get_a_netrc_section_and_https_needs_no_trusted_host() -> None:
-    public = sections("https://pkgs.example.com", "pypi", "2026-01-02", authenticated=False)
-    assert "netrc" not in [s.id for s in public]
-    snippets = {snippet.id: snippet.text for s in public for snippet in s.snippets}
-    assert snippets["setup-pip-conf"] == "[global]\nindex-url = https://pkgs.example.com/pypi/2026-01-02/simple/\n"
-    private = sections("https://pkgs.example.com", "team", "latest", authenticated=True, package="x")
-    assert private[0].id == "netrc"
-    assert private[0].snippets[0].text == "machine pkgs.example.com\nlogin __token__\npassword YOUR_TOKEN\n"
