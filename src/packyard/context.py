@@ -1,4 +1,4 @@
-"""Everything a running server holds: settings, database, blob store and the read caches."""
+"""Everything a running server holds: settings, database, blob store, the read caches, and the publishing parts."""
 
 from __future__ import annotations
 
