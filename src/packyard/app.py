@@ -71,7 +71,7 @@ def create_app(settings: Settings) -> ASGIApp:
     error_pages.install(api)
 
     @api.exception_handler(PackyardError)
-    async def _packyard_error(request: Request, exc: PackyardError):  # type: ignore[no-untyped-def]
+    async def _packyard_error(request: Request, exc: PackyardError):
         if error_pages.is_page(request):
             return error_pages.error_page(request, *error_pages.page_message(request, exc))
         if _is_connect_api(request.url.path):
@@ -79,7 +79,7 @@ def create_app(settings: Settings) -> ASGIApp:
         return error_response(request, exc)
 
     @api.exception_handler(HTTPException)
-    async def _http_error(request: Request, exc: HTTPException):  # type: ignore[no-untyped-def]
+    async def _http_error(request: Request, exc: HTTPException):
         if error_pages.is_page(request):
             return error_pages.error_page(request, *error_pages.page_message(request, exc))
         message = {
@@ -91,7 +91,7 @@ def create_app(settings: Settings) -> ASGIApp:
         return error_response(request, PackyardError(message), exc.status_code)
 
     @api.exception_handler(RequestValidationError)
-    async def _validation_error(request: Request, exc: RequestValidationError):  # type: ignore[no-untyped-def]
+    async def _validation_error(request: Request, exc: RequestValidationError):
         if error_pages.is_page(request):
             return error_pages.error_page(request, *error_pages.page_message(request, exc))
         error = PackyardError(f"Bad request: {exc.errors()[0].get('msg')}.")
@@ -112,7 +112,7 @@ def _is_connect_api(path: str) -> bool:
 
 
 def _with_lifespan(app: HotPathApp, upload: UploadEndpoint, proxy: ContentProxy, api: FastAPI) -> ASGIApp:
-    async def asgi(scope, receive, send):  # type: ignore[no-untyped-def]
+    async def asgi(scope, receive, send):
         if scope["type"] == "http":
             source = upload_source(scope)
             if source is not None:

@@ -69,14 +69,14 @@ def install_reason_phrases() -> None:
     if h11_impl is None or httptools_impl is None:  # pragma: no cover
         return
 
-    class StatusLines(dict):  # type: ignore[type-arg]
+    class StatusLines(dict):
         def __getitem__(self, status: int) -> bytes:
             reason = REASON.get()
             if reason:
                 return b"HTTP/1.1 %d %s\r\n" % (status, reason.encode("latin-1"))
             return super().__getitem__(status)
 
-    class Phrases(dict):  # type: ignore[type-arg]
+    class Phrases(dict):
         def __getitem__(self, status: int) -> bytes:
             reason = REASON.get()
             return reason.encode("latin-1") if reason else super().__getitem__(status)

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from packyard.db import Base, UTCDateTime, utcnow
+from packyard.db import Base, UTCDateTime, table_of, utcnow
 
 
 class Event(Base):
@@ -27,7 +27,7 @@ class Event(Base):
     detail: Mapped[str] = mapped_column(Text, default="")
 
 
-_INSERT_EVENT = Event.__table__.insert().returning(Event.__table__.c.id)
+_INSERT_EVENT = table_of(Event).insert().returning(table_of(Event).c.id)
 
 
 def record(session: Session, kind: str, **fields: object) -> int:

@@ -184,14 +184,14 @@ def patch(session: Session, caller: Caller, content: Content, body: Any, default
             continue  # Connect ignores fields it does not let you set; so do we
         if not isinstance(value, kind):
             raise PublishingError(f"Field `{key}` has the value {value!r}, which is not valid for it.")
-        if key == "name":
+        if key == "name" and isinstance(value, str):
             _check_name(value)
             content.name = value
-        elif key == "access_type":
+        elif key == "access_type" and isinstance(value, str):
             if value not in ACCESS_TYPES:
                 raise PublishingError(f"`access_type` {value!r} is not known; use one of {', '.join(ACCESS_TYPES)}.")
             content.access_type = value
-        elif key == "default_py_environment_management":
+        elif key == "default_py_environment_management" and isinstance(value, bool):
             content.py_environment_management = value
         else:
             setattr(content, key, value)

@@ -152,10 +152,11 @@ def size(value: int | None) -> str:
         return "?"
     if value < 1024:
         return f"{value:,} B"
+    scaled = float(value)
     for unit in ("KiB", "MiB", "GiB"):
-        value /= 1024
-        if value < 1024 or unit == "GiB":
-            return f"{value:,.1f} {unit}"
+        scaled /= 1024
+        if scaled < 1024 or unit == "GiB":
+            return f"{scaled:,.1f} {unit}"
     return ""
 
 
@@ -169,7 +170,7 @@ def code(text: str) -> Markup:
     )
 
 
-HELPERS = {"when": when, "size": size, "code": code}
+HELPERS: dict[str, Any] = {"when": when, "size": size, "code": code}
 
 
 def _content_url(request: Request, guid: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import bisect
 import errno
 import gzip
+import io
 import json
 import os
 import shutil
@@ -17,7 +18,7 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from packyard.publishing.errors import BundleError
 
@@ -44,14 +45,15 @@ def unpack_tar(archive: Path, tree: Path, *, max_bytes: int, max_entries: int) -
         head = raw.read(512)
         raw.seek(0)
         if head.startswith(GZIP_MAGIC):
-            source: BinaryIO = gzip.GzipFile(fileobj=raw, mode="rb")
+            source: io.BufferedIOBase = gzip.GzipFile(fileobj=raw, mode="rb")
         elif head[257:262] == b"ustar":  # an uncompressed POSIX or GNU tar
             source = raw
         else:
             raise BundleError(f"The bundle is not a gzip-compressed tar archive ({_describe(head)}); {_REUPLOAD}.")
         stream = _CappedStream(source, cap=max_bytes + (max_entries + 3) * HEADER_ALLOWANCE)
         try:
-            with tarfile.open(fileobj=stream, mode="r|") as tar:
+            # A stream ("r|") is only read, so the file object needs no seek, tell or write.
+            with tarfile.open(fileobj=stream, mode="r|") as tar:  # type: ignore[call-overload]
                 writer = _TreeWriter(tree, tar, max_bytes=max_bytes, max_entries=max_entries)
                 for member in tar:
                     writer.add(member)
@@ -66,7 +68,7 @@ def unpack_tar(archive: Path, tree: Path, *, max_bytes: int, max_entries: int) -
 class _CappedStream:
     """The decompressed tar stream, refused past a cap, with read failures reported as a damaged bundle."""
 
-    def __init__(self, source: BinaryIO, cap: int) -> None:
+    def __init__(self, source: io.BufferedIOBase, cap: int) -> None:
         self._source = source
         self._cap = cap
         self._count = 0
@@ -200,11 +202,13 @@ class _TreeWriter:
 
         def dependencies(target: str) -> list[str]:
             """The links the target passes through, is, or holds: written before the target is copied."""
-            found, node = [], trie
+            found: list[str] = []
+            node: dict[str, Any] = trie
             for part in target.split("/"):
-                node = node.get(part)
-                if node is None:
+                child = node.get(part)
+                if child is None:
                     break
+                node = child
                 if "" in node:
                     found.append(node[""])
             # "/" sorts just before "0", so the links under `target` are exactly the keys in this range.

@@ -388,7 +388,7 @@ class Deployer:
         async with self._lock(content.guid):
             if self.supervisor.pool(content.guid) is not None:
                 return
-            prepared = await self.prepare(content.guid, content.bundle_id, [].append)
+            prepared = await self.prepare(content.guid, content.bundle_id, _discard)
             self.supervisor.configure(content.guid, self.limits(content))
             self.supervisor.open(self._spec(prepared, LAUNCHERS[prepared.manifest.appmode]))
 
@@ -403,7 +403,7 @@ class Deployer:
             if pool is None:
                 return
             try:
-                prepared = await self.prepare(guid, pool.bundle_id, [].append)
+                prepared = await self.prepare(guid, pool.bundle_id, _discard)
             except PackyardError as exc:  # the running processes keep serving, with what they had
                 append_log(self.log_path(guid), pool.bundle_id, [f"Could not restart ({why}): {exc}"])
                 return
@@ -459,3 +459,7 @@ class Deployer:
         """Cancel the deploy tasks still running (the supervisor stops the processes)."""
         for job in list(self._running):
             job.cancel()
+
+
+def _discard(line: str) -> None:
+    """Where a start's progress goes when no deploy log is watching."""

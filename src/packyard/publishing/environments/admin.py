@@ -202,7 +202,8 @@ class EnvironmentAdmin:
         )
         used: dict[str, builtins.list[tuple[str, str]]] = {}
         for key, guid, name in session.execute(query):
-            used.setdefault(key, []).append((guid, name))
+            if key is not None:
+                used.setdefault(key, []).append((guid, name))
         return used
 
 

@@ -14,9 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import update
+from sqlalchemy import CursorResult, update
 from sqlalchemy.exc import IntegrityError
 
 from packyard.config import Settings
@@ -166,10 +166,10 @@ class Environments(EnvironmentAdmin):
     def _touch(self, key: str, interpreter: Interpreter, plan: InstallPlan, marker: dict[str, Any]) -> None:
         with self.db.session() as session:
             now = utcnow()
-            result = session.execute(
-                update(PythonEnvironment).where(PythonEnvironment.key == key).values(last_used_at=now)
-            )
-            if result.rowcount == 0:  # built by a server on another database, or the row was lost: record it
+            touch = update(PythonEnvironment).where(PythonEnvironment.key == key).values(last_used_at=now)
+            result = cast(CursorResult[Any], session.execute(touch))
+            # Built by a server on another database, or the row was lost: record it.
+            if result.rowcount == 0:
                 session.add(
                     PythonEnvironment(
                         key=key,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,7 +96,7 @@ def plan_install(
     return InstallPlan(sorted(lines), notes, sorted(taken), sorted(set(constraints)), sorted(prohibited | taken))
 
 
-def host_versions(interpreter: Interpreter, names: list[str]) -> dict[str, str | None]:
+def host_versions(interpreter: Interpreter, names: Sequence[str]) -> dict[str, str | None]:
     """The installed version of each package in an interpreter (None when absent), asked in a subprocess."""
     script = (
         "import importlib.metadata as m, json, sys\n"

@@ -211,7 +211,7 @@ class ContentProxy:
                 conn.close()
             raise
         finally:
-            busy.discard(conn)  # type: ignore[arg-type]
+            busy.discard(conn)
         if reusable and not process.closed and len(process.connections) < MAX_IDLE:
             conn.released = time.monotonic()
             process.connections.append(conn)

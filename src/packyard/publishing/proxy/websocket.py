@@ -167,6 +167,7 @@ async def relay(
         raise PublishingError(f"The Host header `{header(scope, b'host')}` is not a valid host name.") from exc
     except (OSError, TimeoutError, InvalidHandshake) as exc:
         raise AppUnavailable(f"The app did not open the websocket: {_describe(exc)}. Its log may say why.") from exc
+    assert upstream.response is not None  # set once the handshake succeeded
     accept = {
         "type": "websocket.accept",
         "subprotocol": upstream.subprotocol,

@@ -90,7 +90,7 @@ def asgi3(app: object) -> object:
         return app
     from uvicorn.middleware.asgi2 import ASGI2Middleware
 
-    return ASGI2Middleware(app)
+    return ASGI2Middleware(app)  # type: ignore[arg-type]  # an ASGI 2 app, as the checks above found
 
 
 def wsgi(app: object) -> object:
@@ -230,7 +230,7 @@ def run_uvicorn(args: argparse.Namespace) -> int:
         app = docs_at_root(asgi3(app), app)
     exit_with_parent()
     uvicorn.run(
-        ForwardedPrefix(app),  # type: ignore[arg-type]
+        ForwardedPrefix(app),
         fd=args.fd,
         interface="asgi3",
         proxy_headers=True,

@@ -130,7 +130,7 @@ async def _file(scope: Scope, send: Send, site: Site, path: str, info: os.stat_r
     start, end = 0, size - 1
     status = 200
     wanted = _range(headers, size, etag, int(info.st_mtime))
-    if wanted == "unsatisfiable":
+    if isinstance(wanted, str):  # "unsatisfiable"
         response = [(b"content-range", f"bytes */{size}".encode()), *common]
         text = f"The range `{headers.get('range')}` is outside the file's {size} bytes."
         return await _send_text(scope, send, 416, text, response)

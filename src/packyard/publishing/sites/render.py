@@ -82,6 +82,7 @@ async def render(job: RenderJob, say: Callable[[str], None]) -> Rendered:
     try:
         work = staging / "work"
         await asyncio.to_thread(shutil.copytree, job.bundle, work)
+        index: str | None
         if job.manifest.appmode == "jupyter-static":
             output, index = await _notebook(job, work, staging, say)
         elif job.manifest.appmode == "quarto-static":
@@ -280,7 +281,7 @@ async def _project_output_dir(quarto: Path, work: Path, env: dict[str, str], tim
     output_dir = project.get("output-dir")
     if isinstance(output_dir, str) and output_dir:
         return output_dir
-    return QUARTO_OUTPUT_DIRS.get(project.get("type"), ".")
+    return QUARTO_OUTPUT_DIRS.get(str(project.get("type")), ".")
 
 
 def _document(manifest: Manifest, work: Path) -> str:

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import datetime
+from typing import Any
 
 from packaging.version import InvalidVersion, Version
 from sqlalchemy import bindparam, select, text
 from sqlalchemy.orm import Session
 
 from packyard.changelog.events import Event
+from packyard.db import table_of
 from packyard.repository.index.pages import (
     FileEntry,
     ProjectContext,
@@ -35,8 +37,8 @@ from packyard.repository.policy.rules import curated_specifier, matches, rules_f
 
 ROOT = ""
 
-_PAGES = SimplePage.__table__
-_SUBS = Subscription.__table__
+_PAGES = table_of(SimplePage)
+_SUBS = table_of(Subscription)
 _SOURCES_OF = select(_SUBS.c.source_id).where(_SUBS.c.repository_id == bindparam("repo_id")).order_by(_SUBS.c.priority)
 _SERVING = (
     select(_SUBS.c.repository_id, _SUBS.c.source_id)
@@ -88,7 +90,7 @@ _NAMES_AT = select(Project.source_id, Project.name, Project.display_name).where(
     ),
 )
 _PAGE_WHERE = (_PAGES.c.repository_id == bindparam("repo_id"), _PAGES.c.project == bindparam("key"))
-_PAGE_VALUES = {name: bindparam(name) for name in ("html", "json", "etag", "serial")}
+_PAGE_VALUES: dict[str, Any] = {name: bindparam(name) for name in ("html", "json", "etag", "serial")}
 _UPDATE_PAGE = _PAGES.update().where(*_PAGE_WHERE).values(**_PAGE_VALUES, stale=False)
 _INSERT_PAGE = _PAGES.insert().values(
     repository_id=bindparam("repo_id"), project=bindparam("key"), **_PAGE_VALUES, stale=False
@@ -103,7 +105,7 @@ _MARK_ROOTS_STALE = (
 # Through the primary key: `project = ''` alone scans every page, and SQLite reads each row's html and json
 # to reach `stale` (tens of MB at 5,000 projects), twice a second while uploads mark roots stale.
 _STALE_ROOTS = select(_PAGES.c.repository_id).where(
-    _PAGES.c.repository_id.in_(select(Repository.__table__.c.id)), _PAGES.c.project == ROOT, _PAGES.c.stale
+    _PAGES.c.repository_id.in_(select(table_of(Repository).c.id)), _PAGES.c.project == ROOT, _PAGES.c.stale
 )
 # Two uploads to one project under READ COMMITTED would each render the page without the other's file, and
 # the later write would win: renders of one project take turns (released at commit). SQLite's single
@@ -144,9 +146,10 @@ def serving_source(session: Session, source_ids: list[int], name: str) -> tuple[
             continue
         allowed = ""
         if source_type(session, source_id) == "curated-pypi":
-            allowed = curated_specifier(session, source_id, name)
-            if allowed is None:
+            specifier = curated_specifier(session, source_id, name)
+            if specifier is None:
                 continue
+            allowed = specifier
         return source_id, found[source_id], allowed
     return None
 
@@ -160,7 +163,7 @@ def project_context(
         return None
     source_id, project_id, allowed = serving
     if cutoff is None:
-        rows = session.execute(_FILES, {"project_id": project_id}).all()
+        rows = list(session.execute(_FILES, {"project_id": project_id}))
         yanks = {r.filename: (r.yanked, r.yanked_reason) for r in rows}
     else:
         rows = [

@@ -56,7 +56,7 @@ class CachedPage:
     json_length: bytes
 
     @classmethod
-    def of(cls, page: SimplePage | Row[tuple[int, str, bytes, bytes, str]]) -> CachedPage:
+    def of(cls, page: SimplePage | Row[int, str, bytes, bytes, str]) -> CachedPage:
         return cls(
             page.html,
             page.json,

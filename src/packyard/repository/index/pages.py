@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from html import escape
@@ -50,7 +51,7 @@ def _upload_time(value: datetime) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _finish(html: str, data: dict[str, object]) -> RenderedPage:
+def _finish(html: str, data: Mapping[str, object]) -> RenderedPage:
     html_bytes = html.encode()
     json_bytes = json.dumps(data, separators=(",", ":")).encode()
     etag = hashlib.sha256(html_bytes + b"\0" + json_bytes).hexdigest()[:32]

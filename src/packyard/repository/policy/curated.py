@@ -84,7 +84,7 @@ def resolve(path: Path, upstream: str, snapshot: date | None, uv: str) -> dict[s
     return wanted
 
 
-def _sort_key(version: str) -> object:
+def _sort_key(version: str) -> tuple[int, Version | str]:
     try:
         return (1, Version(version))
     except InvalidVersion:

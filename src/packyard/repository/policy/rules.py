@@ -10,10 +10,11 @@ from packaging.version import InvalidVersion, Version
 from sqlalchemy import bindparam, or_, select
 from sqlalchemy.orm import Session
 
+from packyard.db import table_of
 from packyard.repository.errors import RepositoryError
 from packyard.repository.models import BlockRule, CuratedEntry
 
-_RULE_TABLE = BlockRule.__table__
+_RULE_TABLE = table_of(BlockRule)
 # Core rows, not ORM entities: this runs in every upload's page render, and almost always finds nothing.
 _RULES = (
     select(_RULE_TABLE.c.id, _RULE_TABLE.c.repository_id, _RULE_TABLE.c.specifier, _RULE_TABLE.c.reason)
@@ -67,7 +68,7 @@ class Rules:
 
 def rules_for(session: Session, repo_id: int, project: str) -> Rules:
     rows = session.execute(_RULES, {"repo_id": repo_id, "project": project}).all()
-    return Rules(tuple(rows))  # type: ignore[arg-type]
+    return Rules(tuple(rows))
 
 
 def curated_specifier(session: Session, source_id: int, project: str) -> str | None:

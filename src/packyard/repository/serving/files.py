@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Literal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -54,7 +55,7 @@ class FileIndex:
         self._cache.clear()
         self._cached_bytes = 0
 
-    def cached(self, repo_id: int, sha256: str, filename: str, day: str = "") -> ServedFile | None | bool:
+    def cached(self, repo_id: int, sha256: str, filename: str, day: str = "") -> ServedFile | None | Literal[False]:
         """The cached answer (a file or None for "not here"), or False when `find` must be called."""
         return self._cache.get((repo_id, day, sha256, filename), False)
 

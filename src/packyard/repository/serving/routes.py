@@ -45,7 +45,9 @@ def ctx(request: Request) -> AppContext:
 async def authorize(request: Request, scope: str, kind: str, resource: str) -> Grant:
     c = ctx(request)
     header = request.headers.get("authorization")
-    grant = c.auth.cached(header) or await run_in_threadpool(c.auth.authenticate, header)
+    grant = c.auth.cached(header)
+    if grant is None:
+        grant = await run_in_threadpool(c.auth.authenticate, header)
     grant.require(scope, kind, resource)
     return grant
 
@@ -142,9 +144,9 @@ async def package_file(repo: str, snapshot: str, name: str, sha256: str, filenam
     day = snapshot_or_404(snapshot)
     if info.authenticated:
         await authorize(request, "repos:read", "repo", repo)
-    found = c.files.cached(info.id, sha256, filename, day.isoformat() if day else "")
-    if found is False:  # Range requests and large files come here on every read: use the cache too
-        found = await run_in_threadpool(c.files.find, info, sha256, filename, day)
+    # Range requests and large files come here on every read: use the cache too.
+    cached = c.files.cached(info.id, sha256, filename, day.isoformat() if day else "")
+    found = await run_in_threadpool(c.files.find, info, sha256, filename, day) if cached is False else cached
     if found is None:
         where = f"repository `{repo}`" + (f" as of {day}" if day else "")
         raise NotFound(f"No file `{filename}` with sha256 `{sha256}` in {where}; take file URLs from the simple index.")
