@@ -189,7 +189,8 @@ def browser() -> Iterator[Browser]:
     """One headless Chromium per test module (tests/browser.py); each `sign_in` opens its own context. Not per
     session: Playwright's sync API keeps an event loop running in this thread while it is open, and a later module
     on the same worker that calls asyncio.run (test_apps.py) would fail."""
-    from tests.browser import chromium
+    # tests/browser.py imports this module (Server, BIN), and Playwright is only for the page tests.
+    from tests.browser import chromium  # noqa: PLC0415
 
     with chromium() as launched:
         yield launched
@@ -198,7 +199,7 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture(scope="module")
 def module_peers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Peers]:
     """Upstreams (pypiserver, Packyard) and mirrors shared by a test module; all stopped at its end."""
-    from tests.upstreams import Peers
+    from tests.upstreams import Peers  # noqa: PLC0415 - tests/upstreams.py imports this module (Server, _start)
 
     peers = Peers(tmp_path_factory.mktemp("peers"))
     try:
@@ -210,7 +211,7 @@ def module_peers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Peers]:
 @pytest.fixture
 def peers(tmp_path: Path) -> Iterator[Peers]:
     """Upstreams and mirrors of one test (those that stop, hang or tamper with their upstream)."""
-    from tests.upstreams import Peers
+    from tests.upstreams import Peers  # noqa: PLC0415 - tests/upstreams.py imports this module (Server, _start)
 
     peers = Peers(tmp_path / "peers")
     try:

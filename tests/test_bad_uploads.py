@@ -21,9 +21,10 @@ import pytest
 from packaging.utils import canonicalize_name
 from sqlalchemy import func, select
 
+from packyard.changelog.events import Event
 from packyard.config import load_settings
 from packyard.db import Database
-from packyard.repository.models import CoreMetadata, DistFile, Event, Project
+from packyard.repository.models import CoreMetadata, DistFile, Project
 from tests.conftest import Server, run, uv_bin
 from tests.dists import make_sdist, make_wheel
 

@@ -15,17 +15,13 @@ import pytest
 
 from packyard.config import PythonSettings, load_settings
 from packyard.db import Database
-from packyard.publishing import uvrun
-from packyard.publishing.environments import (
-    BuiltEnvironment,
-    Environments,
-    InstallPlan,
-    check_externals,
-    plan_install,
-)
-from packyard.publishing.envstore import LOCK_FILE, READY
+from packyard.publishing.environments import uv
+from packyard.publishing.environments.admin import check_externals
+from packyard.publishing.environments.builder import BuiltEnvironment, Environments
+from packyard.publishing.environments.interpreters import Interpreter, choose_interpreter, find_interpreters
+from packyard.publishing.environments.plan import InstallPlan, plan_install
+from packyard.publishing.environments.store import LOCK_FILE, READY
 from packyard.publishing.errors import EnvironmentBuildError
-from packyard.publishing.interpreters import Interpreter, choose_interpreter, find_interpreters
 from packyard.publishing.models import Bundle, Content, User
 from tests.conftest import BIN, Server
 from tests.dists import make_wheel
@@ -110,7 +106,7 @@ def test_build_installs_then_reuses_in_milliseconds(setup: Setup, monkeypatch: p
     def no_uv(*args: object, **kwargs: object) -> None:
         raise AssertionError("uv ran for a cached environment")
 
-    monkeypatch.setattr(uvrun, "run_streaming", no_uv)
+    monkeypatch.setattr(uv, "run_streaming", no_uv)
     started = time.perf_counter()
     again = setup.prepare("alpha  # same package, other spelling\n")
     elapsed = time.perf_counter() - started

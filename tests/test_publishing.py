@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import sqlalchemy
 
 from tests.conftest import Server
 from tests.publishing import (
@@ -83,8 +84,6 @@ def test_content_is_private_to_its_owner_by_default(pub: Publishing, fastapi_app
 def test_variables_are_write_only_and_encrypted(pub: Publishing, fastapi_app: Path) -> None:
     guid = pub.record(fastapi_app)["app_guid"]
     assert pub.api("GET", f"/v1/content/{guid}/environment").json() == ["GREETING"]
-    import sqlalchemy
-
     engine = sqlalchemy.create_engine(pub.server.sql_url)
     with engine.connect() as connection:
         stored = connection.execute(sqlalchemy.text("SELECT value FROM content_variables")).scalars().all()

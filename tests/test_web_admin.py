@@ -17,8 +17,9 @@ from sqlalchemy import create_engine, func, select, text
 
 from packyard.config import load_settings
 from packyard.db import Database
-from packyard.publishing.environments import Environments, plan_install
-from packyard.publishing.interpreters import find_interpreters
+from packyard.publishing.environments.builder import Environments
+from packyard.publishing.environments.interpreters import find_interpreters
+from packyard.publishing.environments.plan import plan_install
 from packyard.publishing.models import Bundle, Content, PythonEnvironment, User
 from tests.browser import check_accessibility, new_page, screenshot, sign_in, web_user
 from tests.conftest import BIN, Server, _start, fresh_database, run

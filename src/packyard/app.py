@@ -17,14 +17,15 @@ from packyard.config import Settings
 from packyard.context import AppContext
 from packyard.errors import PackyardError
 from packyard.http_errors import error_response, send_error
-from packyard.publishing.api import connect_error
-from packyard.publishing.api import router as publishing_router
-from packyard.publishing.proxy import ContentProxy
-from packyard.publishing.serving import ContentAccess, content_resolver, site_resolver
-from packyard.repository.hot_path import HotPathApp
-from packyard.repository.routes import router as repository_router
+from packyard.publishing.connect.api import connect_error
+from packyard.publishing.connect.api import router as publishing_router
+from packyard.publishing.environments.admin import check_host
+from packyard.publishing.proxy.access import ContentAccess, content_resolver, site_resolver
+from packyard.publishing.proxy.http import ContentProxy
+from packyard.repository.serving.hot_path import HotPathApp
+from packyard.repository.serving.routes import router as repository_router
 from packyard.repository.upload.endpoint import UploadEndpoint, upload_source
-from packyard.web import errors as web_errors
+from packyard.web import error_pages
 from packyard.web.routes import router as web_router
 
 log = logging.getLogger("packyard")
@@ -38,10 +39,10 @@ def create_app(settings: Settings) -> ASGIApp:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         task = asyncio.create_task(_follow_changes(context))
         preload = asyncio.create_task(asyncio.to_thread(context.pages.preload))
-        reaper = asyncio.create_task(context.publisher.environments.reap_forever())
+        reaper = asyncio.create_task(context.environments.reap_forever())
         # Finding the host's interpreters takes a second; do it now rather than in the first deploy.
-        interpreters = asyncio.create_task(asyncio.to_thread(context.publisher.check_host))
-        warm = asyncio.create_task(context.publisher.warm_up())  # content with `min_processes` starts now
+        interpreters = asyncio.create_task(asyncio.to_thread(check_host, settings.python))
+        warm = asyncio.create_task(context.deployer.warm_up())  # content with `min_processes` starts now
         try:
             yield
         finally:
@@ -50,7 +51,8 @@ def create_app(settings: Settings) -> ASGIApp:
             reaper.cancel()
             interpreters.cancel()
             warm.cancel()
-            await context.publisher.close()
+            context.deployer.close()
+            await context.supervisor.close()
             await context.mirror.close()
             context.db.dispose()
 
@@ -66,20 +68,20 @@ def create_app(settings: Settings) -> ASGIApp:
     api.include_router(repository_router)
     api.include_router(publishing_router)
     api.include_router(web_router)
-    web_errors.install(api)
+    error_pages.install(api)
 
     @api.exception_handler(PackyardError)
-    async def _packyard_error(request: Request, exc: PackyardError):  # type: ignore[no-untyped-def]
-        if web_errors.is_page(request):
-            return web_errors.error_page(request, *web_errors.page_message(request, exc))
+    async def _packyard_error(request: Request, exc: PackyardError):
+        if error_pages.is_page(request):
+            return error_pages.error_page(request, *error_pages.page_message(request, exc))
         if _is_connect_api(request.url.path):
             return connect_error(exc)
         return error_response(request, exc)
 
     @api.exception_handler(HTTPException)
-    async def _http_error(request: Request, exc: HTTPException):  # type: ignore[no-untyped-def]
-        if web_errors.is_page(request):
-            return web_errors.error_page(request, *web_errors.page_message(request, exc))
+    async def _http_error(request: Request, exc: HTTPException):
+        if error_pages.is_page(request):
+            return error_pages.error_page(request, *error_pages.page_message(request, exc))
         message = {
             404: f"Nothing is served at `{request.url.path}`; repository indexes live at `/<repo>/latest/simple/`.",
             405: f"Method {request.method} is not allowed on `{request.url.path}`.",
@@ -89,9 +91,9 @@ def create_app(settings: Settings) -> ASGIApp:
         return error_response(request, PackyardError(message), exc.status_code)
 
     @api.exception_handler(RequestValidationError)
-    async def _validation_error(request: Request, exc: RequestValidationError):  # type: ignore[no-untyped-def]
-        if web_errors.is_page(request):
-            return web_errors.error_page(request, *web_errors.page_message(request, exc))
+    async def _validation_error(request: Request, exc: RequestValidationError):
+        if error_pages.is_page(request):
+            return error_pages.error_page(request, *error_pages.page_message(request, exc))
         error = PackyardError(f"Bad request: {exc.errors()[0].get('msg')}.")
         if _is_connect_api(request.url.path):
             return connect_error(error, 400)
@@ -110,7 +112,7 @@ def _is_connect_api(path: str) -> bool:
 
 
 def _with_lifespan(app: HotPathApp, upload: UploadEndpoint, proxy: ContentProxy, api: FastAPI) -> ASGIApp:
-    async def asgi(scope, receive, send):  # type: ignore[no-untyped-def]
+    async def asgi(scope, receive, send):
         if scope["type"] == "http":
             source = upload_source(scope)
             if source is not None:
@@ -131,6 +133,6 @@ async def _follow_changes(context: AppContext) -> None:
         try:
             await asyncio.to_thread(context.sync)
             while context.runtime_changes:
-                await context.publisher.reconfigure(context.runtime_changes.pop())
+                await context.deployer.reconfigure(context.runtime_changes.pop())
         except Exception:  # keep following; a database hiccup must not stop cache updates for good
             log.exception("Could not read the change log; retrying")

@@ -1,4 +1,4 @@
-"""Everything a running server holds: settings, database, blob store and the read caches."""
+"""Everything a running server holds: settings, database, blob store, the read caches, and the publishing parts."""
 
 from __future__ import annotations
 
@@ -6,14 +6,23 @@ import time
 from dataclasses import dataclass, field
 
 from packyard.auth.authenticator import Authenticator
+from packyard.changelog.events import record
+from packyard.changelog.prepare import prepare
 from packyard.config import Settings
 from packyard.db import Database
-from packyard.publishing.deploy import Publisher
+from packyard.publishing.deploy.pipeline import Deployer
+from packyard.publishing.deploy.tasks import Tasks
+from packyard.publishing.environments.admin import check_host
+from packyard.publishing.environments.builder import Environments
+from packyard.publishing.runtime.limits import defaults
+from packyard.publishing.runtime.supervisor import Supervisor
+from packyard.publishing.sites.registry import Sites
 from packyard.publishing.users import Callers
-from packyard.repository import indexer
-from packyard.repository.files import FileIndex
+from packyard.publishing.variables import Vault
+from packyard.repository.index import indexer
+from packyard.repository.index.page_cache import PageCache
 from packyard.repository.mirror.service import Mirror
-from packyard.repository.page_cache import PageCache
+from packyard.repository.serving.files import FileIndex
 from packyard.storage import LocalBlobStore
 
 # Changes that alter what an API key may do: a role, a lock, a revoked key.
@@ -29,7 +38,13 @@ class AppContext:
     files: FileIndex
     auth: Authenticator
     mirror: Mirror = field(init=False)
-    publisher: Publisher = field(init=False)
+    # Publishing: deploy tasks, the variables' key, built environments, app processes, content served as files.
+    tasks: Tasks = field(init=False)
+    vault: Vault = field(init=False)
+    environments: Environments = field(init=False)
+    supervisor: Supervisor = field(init=False)
+    sites: Sites = field(init=False)
+    deployer: Deployer = field(init=False)
     callers: Callers = field(init=False)
     _roots_rendered_at: float = field(default=0.0, repr=False)
     _root_interval: float = field(default=0.5, repr=False)
@@ -48,8 +63,6 @@ class AppContext:
 
     @classmethod
     def open(cls, settings: Settings) -> AppContext:
-        from packyard.repository.services import prepare
-
         db = Database(settings.database_url)
         prepare(db, settings.mirror.upstream)
         store = LocalBlobStore(settings.blob_dir)
@@ -62,9 +75,18 @@ class AppContext:
             auth=Authenticator(db, settings.token_secret(), settings.authentication.api_token_auth),
         )
         context.mirror = Mirror(settings.mirror, db, store, on_change=lambda: context.sync(render_roots=False))
-        context.publisher = Publisher(settings, db, store)
+        context.tasks = Tasks()
+        context.vault = Vault(settings.encryption_key())
+        context.environments = Environments(settings, db)
+        context.supervisor = Supervisor(defaults(settings.scheduler), float(settings.scheduler.queue_timeout))
+        context.sites = Sites(
+            settings.data_dir / "apps", settings.quarto.executable, float(settings.publishing.render_timeout)
+        )
+        context.deployer = Deployer(
+            settings, db, store, context.tasks, context.vault, context.environments, context.supervisor, context.sites
+        )
         if settings.python.external:  # must fail the start when fatal; otherwise found in the background
-            context.publisher.check_host()
+            check_host(settings.python)
         context.callers = Callers(db)
         context.render_roots()
         return context
@@ -75,8 +97,6 @@ class AppContext:
 
     def render_roots(self) -> None:
         """Re-render root pages that new projects marked stale."""
-        from packyard.repository.services import record
-
         started = self._roots_rendered_at = time.monotonic()
         with self.db.session() as session:
             if not indexer.stale_roots(session):

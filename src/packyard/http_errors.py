@@ -15,6 +15,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+try:  # the status-line tables `install_reason_phrases` extends; if uvicorn moves them, nothing is extended
+    from uvicorn.protocols.http import h11_impl, httptools_impl
+except ImportError:  # pragma: no cover
+    h11_impl = httptools_impl = None  # type: ignore[assignment]
+
 from packyard.errors import PackyardError
 
 REASON: ContextVar[str | None] = ContextVar("packyard_reason", default=None)
@@ -61,19 +66,17 @@ def install_reason_phrases() -> None:
     """Let uvicorn write our reason phrase into the status line. uvicorn looks status lines up in a module
     dictionary while sending the response start, in the task that set REASON, so a dict that consults it
     is enough. If uvicorn changes shape this quietly does nothing and clients still get the body."""
-    try:
-        from uvicorn.protocols.http import h11_impl, httptools_impl
-    except ImportError:  # pragma: no cover
+    if h11_impl is None or httptools_impl is None:  # pragma: no cover
         return
 
-    class StatusLines(dict):  # type: ignore[type-arg]
+    class StatusLines(dict):
         def __getitem__(self, status: int) -> bytes:
             reason = REASON.get()
             if reason:
                 return b"HTTP/1.1 %d %s\r\n" % (status, reason.encode("latin-1"))
             return super().__getitem__(status)
 
-    class Phrases(dict):  # type: ignore[type-arg]
+    class Phrases(dict):
         def __getitem__(self, status: int) -> bytes:
             reason = REASON.get()
             return reason.encode("latin-1") if reason else super().__getitem__(status)

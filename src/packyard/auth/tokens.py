@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from packyard.auth.errors import InvalidToken, ScopeNotGranted
 from packyard.auth.models import Token
+from packyard.changelog.events import record
 from packyard.db import utcnow
 from packyard.errors import PackyardError
 
@@ -139,8 +140,6 @@ def create_token(
         expires_at=now + expires if isinstance(expires, timedelta) else expires,
     )
     session.add(row)
-    from packyard.repository.services import record  # the change log is shared by every domain
-
     record(session, "token-create", detail=row.jti)
     claims: dict[str, object] = {
         "aud": AUDIENCE,
@@ -165,8 +164,6 @@ def revoke_token(session: Session, jti: str) -> Token:
         raise PackyardError(f"No token with id `{jti}`; `packyard token list` shows the ids.")
     if row.revoked_at is None:
         row.revoked_at = utcnow()
-        from packyard.repository.services import record
-
         record(session, "token-revoke", detail=jti)
     return row
 

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from sqlalchemy.orm import Session
 
+from packyard.cli.env import env_app
+from packyard.cli.local import DataDir, local_session, settings_for
+from packyard.cli.mirror import mirror_app
 from packyard.cli.output import err, fail, out, table
-from packyard.config import ConfigError, Settings, load_settings, write_default_config
-from packyard.db import Database
+from packyard.cli.policy import policy_app
+from packyard.cli.publishing import content_app, key_app, user_app
 from packyard.errors import PackyardError
 
 app = typer.Typer(
@@ -27,39 +27,6 @@ token_app = typer.Typer(no_args_is_help=True, help="API tokens for uploads and a
 app.add_typer(source_app, name="source")
 app.add_typer(repo_app, name="repo")
 app.add_typer(token_app, name="token")
-
-
-DataDir = Annotated[
-    Path | None,
-    typer.Option("--data-dir", envvar="PACKYARD_DATA_DIR", help="Data directory [default: ./packyard-data]."),
-]
-
-
-def settings_for(data_dir: Path | None) -> Settings:
-    try:
-        settings = load_settings(data_dir)
-    except ConfigError as exc:
-        fail(str(exc), hint="Fix the file or the PACKYARD_* variable, then run the command again.")
-        raise  # unreachable; fail exits
-    write_default_config(settings.data_dir)
-    return load_settings(settings.data_dir)
-
-
-@contextmanager
-def local_session(data_dir: Path | None) -> Iterator[tuple[Settings, Session]]:
-    """A session on the data directory's database, for commands run on the server host."""
-    from packyard.repository.services import prepare
-
-    settings = settings_for(data_dir)
-    db = Database(settings.database_url)
-    try:
-        prepare(db, settings.mirror.upstream)
-        with db.session() as session:
-            yield settings, session
-    except PackyardError as exc:
-        fail(str(exc))
-    finally:
-        db.dispose()
 
 
 @app.command()
@@ -121,7 +88,7 @@ def source_update(
     from datetime import date
 
     from packyard.cli.mirror import _uv
-    from packyard.repository import curated
+    from packyard.repository.policy import curated
 
     if not file.is_file():
         fail(f"`{file}` does not exist.")
@@ -380,11 +347,6 @@ def add(
 
     add_files(source, path, address, token)
 
-
-from packyard.cli.env import env_app  # noqa: E402 - these modules import local_session from here
-from packyard.cli.mirror import mirror_app  # noqa: E402
-from packyard.cli.policy import policy_app  # noqa: E402
-from packyard.cli.publishing import content_app, key_app, user_app  # noqa: E402
 
 app.add_typer(policy_app, name="policy")
 app.add_typer(mirror_app, name="mirror")

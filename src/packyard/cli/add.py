@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 import httpx
 from packaging.utils import parse_wheel_filename
@@ -117,7 +117,10 @@ def add_files(source: str, paths: list[Path], address: str | None, token: str | 
                 task = progress.add_task(path.name, total=path.stat().st_size)
                 signature = path.with_name(path.name + ".asc")
                 with path.open("rb") as handle:
-                    multipart = {"content": (path.name, _Reader(handle, progress, task), "application/octet-stream")}
+                    reader = cast(BinaryIO, _Reader(handle, progress, task))  # httpx needs only its read()
+                    multipart: dict[str, tuple[str, BinaryIO | bytes, str]] = {
+                        "content": (path.name, reader, "application/octet-stream")
+                    }
                     if signature.exists():
                         multipart["gpg_signature"] = (
                             signature.name,

@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from packyard.cli.local import settings_for
 from packyard.cli.output import fail, out, table
 
 if TYPE_CHECKING:
-    from packyard.publishing.environments import Environments
+    from packyard.publishing.environments.builder import Environments
 
 env_app = typer.Typer(no_args_is_help=True, help="Python environments built for deployed content.")
 DataDir = Annotated[
@@ -24,11 +25,10 @@ DataDir = Annotated[
 
 @contextmanager
 def environments(data_dir: Path | None) -> Iterator[Environments]:
-    from packyard.cli import settings_for
+    from packyard.changelog.prepare import prepare
     from packyard.db import Database
     from packyard.errors import PackyardError
-    from packyard.publishing.environments import Environments
-    from packyard.repository.services import prepare
+    from packyard.publishing.environments.builder import Environments
 
     settings = settings_for(data_dir)
     db = Database(settings.database_url)

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from packyard.cli.local import local_session
 from packyard.cli.output import fail, out, table
 
 policy_app = typer.Typer(no_args_is_help=True, help="Block rules: what a repository may not serve, and why.")
@@ -25,8 +26,7 @@ def block(
     data_dir: DataDir = None,
 ) -> None:
     """Block a project, or the versions of it that match a specifier."""
-    from packyard.cli import local_session
-    from packyard.repository.policy import create_rule
+    from packyard.repository.policy.admin import create_rule
 
     with local_session(data_dir) as (_, session):
         rule = create_rule(session, project, version, reason, repo)
@@ -38,8 +38,7 @@ def block(
 @policy_app.command("list")
 def list_(data_dir: DataDir = None) -> None:
     """List block rules."""
-    from packyard.cli import local_session
-    from packyard.repository.policy import list_rules
+    from packyard.repository.policy.admin import list_rules
 
     with local_session(data_dir) as (_, session):
         rows = [
@@ -54,8 +53,7 @@ def remove(
     rule_id: Annotated[int, typer.Argument(help="Rule id, from `packyard policy list`.")], data_dir: DataDir = None
 ) -> None:
     """Remove a block rule."""
-    from packyard.cli import local_session
-    from packyard.repository.policy import remove_rule
+    from packyard.repository.policy.admin import remove_rule
 
     with local_session(data_dir) as (_, session):
         rule = remove_rule(session, rule_id)
@@ -70,8 +68,7 @@ def test(
     data_dir: DataDir = None,
 ) -> None:
     """Explain whether a repository serves NAME==VERSION, step by step; exits 1 when it does not."""
-    from packyard.cli import local_session
-    from packyard.repository.policy import explain
+    from packyard.repository.policy.admin import explain
 
     name, sep, version = requirement.partition("==")
     if not sep or not name.strip() or not version.strip():

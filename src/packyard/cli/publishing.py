@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from sqlalchemy import select
 
-from packyard.cli import DataDir, local_session, settings_for
+from packyard.cli.local import DataDir, local_session, settings_for
 from packyard.cli.output import err, fail, out, table
 
 user_app = typer.Typer(no_args_is_help=True, help="Publishing users: admin, publisher or viewer.")
@@ -228,7 +228,7 @@ def content_runtime(
 
     The running server applies a change within a second, without a redeploy."""
     from packyard.publishing import content as contents
-    from packyard.publishing import scheduler
+    from packyard.publishing.runtime import limits
 
     given = {
         "min_processes": min_processes,
@@ -242,13 +242,11 @@ def content_runtime(
     }
     with local_session(data_dir) as (settings, session):
         content = contents.get(session, guid)
-        changes = {name: scheduler.parse(name, text) for name, text in given.items() if text is not None}
-        if scheduler.apply(content, changes, settings.scheduler):
+        changes = {name: limits.parse(name, text) for name, text in given.items() if text is not None}
+        if limits.apply(content, changes, settings.scheduler):
             contents.runtime_changed(session, content)
             err.print(f"Updated the runtime settings of `{content.name}` ({guid}).")
-        rows = [
-            [name, f"{value:g}", source] for name, value, source in scheduler.described(content, settings.scheduler)
-        ]
+        rows = [[name, f"{value:g}", source] for name, value, source in limits.described(content, settings.scheduler)]
     table(["SETTING", "VALUE", "FROM"], rows)
 
 

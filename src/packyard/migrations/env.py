@@ -2,6 +2,7 @@ from alembic import context
 from sqlalchemy import create_engine
 
 import packyard.auth.models
+import packyard.changelog.events
 import packyard.publishing.models
 import packyard.repository.models  # noqa: F401
 from packyard.db import Base

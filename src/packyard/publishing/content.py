@@ -10,12 +10,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from packyard.changelog.events import record
 from packyard.config import SchedulerSettings
 from packyard.db import utcnow
-from packyard.publishing import scheduler
-from packyard.publishing.bundles import APP_MODES
-from packyard.publishing.errors import Forbidden, NotFound, PublishingError
+from packyard.publishing.bundles.manifest import APP_MODES
+from packyard.publishing.errors import Forbidden, NameInUse, NotFound, PublishingError
 from packyard.publishing.models import Bundle, Content, User
+from packyard.publishing.runtime import limits
 from packyard.publishing.users import Caller, require_publisher
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]{3,64}$")
@@ -28,11 +29,6 @@ EDITABLE: dict[str, type | tuple[type, ...]] = {
     "access_type": str,
     "default_py_environment_management": (bool, type(None)),
 }
-
-
-class Conflict(PublishingError):
-    status_code = 409
-    code = 26
 
 
 def content_json(content: Content, owner_guid: str, address: str) -> dict[str, Any]:
@@ -59,7 +55,7 @@ def content_json(content: Content, owner_guid: str, address: str) -> dict[str, A
         "r_environment_management": None,
         "default_py_environment_management": content.py_environment_management,
         "py_environment_management": content.py_environment_management,
-        **{name: getattr(content, name) for name in scheduler.FIELDS},
+        **{name: getattr(content, name) for name in limits.FIELDS},
         "run_as": None,
         "run_as_current_user": False,
         "owner_guid": owner_guid,
@@ -102,7 +98,7 @@ def create(session: Session, caller: Caller, body: Any) -> Content:
     _check_name(name)
     taken = select(Content.id).where(Content.name == name, Content.owner_id == caller.user_id)
     if session.scalar(taken) is not None:
-        raise Conflict(f"You already have content named `{name}`; pick another name or update that content.")
+        raise NameInUse(f"You already have content named `{name}`; pick another name or update that content.")
     content = Content(guid=str(uuid.uuid4()), name=name, owner_id=caller.user_id, title=body.get("title"))
     session.add(content)
     session.flush()
@@ -179,8 +175,8 @@ def patch(session: Session, caller: Caller, content: Content, body: Any, default
     check_owner(caller, content)
     if not isinstance(body, dict):
         raise PublishingError('Send a JSON object of fields to change, e.g. {"title": "My API"}.')
-    runtime = {key: value for key, value in body.items() if key in scheduler.FIELDS}
-    if scheduler.apply(content, runtime, defaults):
+    runtime = {key: value for key, value in body.items() if key in limits.FIELDS}
+    if limits.apply(content, runtime, defaults):
         runtime_changed(session, content)
     for key, value in body.items():
         kind = EDITABLE.get(key)
@@ -188,14 +184,14 @@ def patch(session: Session, caller: Caller, content: Content, body: Any, default
             continue  # Connect ignores fields it does not let you set; so do we
         if not isinstance(value, kind):
             raise PublishingError(f"Field `{key}` has the value {value!r}, which is not valid for it.")
-        if key == "name":
+        if key == "name" and isinstance(value, str):
             _check_name(value)
             content.name = value
-        elif key == "access_type":
+        elif key == "access_type" and isinstance(value, str):
             if value not in ACCESS_TYPES:
                 raise PublishingError(f"`access_type` {value!r} is not known; use one of {', '.join(ACCESS_TYPES)}.")
             content.access_type = value
-        elif key == "default_py_environment_management":
+        elif key == "default_py_environment_management" and isinstance(value, bool):
             content.py_environment_management = value
         else:
             setattr(content, key, value)
@@ -204,8 +200,6 @@ def patch(session: Session, caller: Caller, content: Content, body: Any, default
 
 def runtime_changed(session: Session, content: Content) -> None:
     """Tell the server (this process or, for the CLI, the running one) to apply the content's new settings."""
-    from packyard.repository.services import record  # the change log is shared by every domain
-
     record(session, "content-runtime", detail=content.guid)
 
 

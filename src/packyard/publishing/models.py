@@ -69,7 +69,7 @@ class Content(Base):
     py_version: Mapped[str | None] = mapped_column(String(40), nullable=True)
     # None follows the server's `[python] environment_management`.
     py_environment_management: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
-    # Runtime settings (scheduler.py); None follows the server's `[scheduler]` default.
+    # Runtime settings (runtime/limits.py); None follows the server's `[scheduler]` default.
     min_processes: Mapped[int | None] = mapped_column(Integer, nullable=True)
     max_processes: Mapped[int | None] = mapped_column(Integer, nullable=True)
     max_conns_per_process: Mapped[int | None] = mapped_column(Integer, nullable=True)

@@ -13,22 +13,16 @@ from sqlalchemy.orm import Session
 
 from packyard.publishing import content as contents
 from packyard.publishing import variables
-from packyard.publishing.errors import NotFound, PublishingError
+from packyard.publishing.deploy.tasks import Task
+from packyard.publishing.errors import ActiveBundle, NotFound, PublishingError
 from packyard.publishing.models import Bundle, Content
-from packyard.publishing.runtime import AppProcess, read_log_tail
-from packyard.publishing.tasks import Task
+from packyard.publishing.runtime.process import AppProcess, read_log_tail
 from packyard.publishing.users import Caller
 
 if TYPE_CHECKING:
     from packyard.context import AppContext
 
 T = TypeVar("T")
-
-
-class ActiveBundle(PublishingError):
-    """Connect's code 75: the active bundle cannot be deleted."""
-
-    code = 75
 
 
 async def in_thread(context: AppContext, work: Callable[[Session], T]) -> T:
@@ -43,15 +37,14 @@ async def in_thread(context: AppContext, work: Callable[[Session], T]) -> T:
 
 async def patch(context: AppContext, caller: Caller, guid: str, body: Any) -> Content:
     """Change a content's fields and runtime settings (owner or admin); new settings apply to its processes now."""
-    publisher = context.publisher
 
     def work(session: Session) -> Content:
-        content = contents.patch(session, caller, contents.get(session, guid), body, publisher.settings.scheduler)
+        content = contents.patch(session, caller, contents.get(session, guid), body, context.settings.scheduler)
         session.flush()
         return content
 
     content = await in_thread(context, work)
-    publisher.configure(content)  # a change made with the CLI comes through the change log instead
+    context.deployer.configure(content)  # a change made with the CLI comes through the change log instead
     return content
 
 
@@ -60,7 +53,7 @@ async def set_variables(
 ) -> list[str]:
     """Set (or, for a None value, delete) variables checked by `variables.validate`; the content's processes
     start again with them, as on Connect. Returns every name the content now has."""
-    vault = context.publisher.vault
+    vault = context.vault
 
     def work(session: Session) -> list[str]:
         content = contents.owned(session, caller, guid)
@@ -68,7 +61,7 @@ async def set_variables(
 
     names = await in_thread(context, work)
     if changes:
-        await context.publisher.restart(guid, "its environment variables changed")
+        await context.deployer.restart(guid, "its environment variables changed")
     return names
 
 
@@ -101,13 +94,13 @@ async def deploy(
 ) -> tuple[Task, int]:
     """Start the deploy task of a bundle: activating an older one is a rollback, the same task rsconnect runs."""
     number = await in_thread(context, lambda s: bundle_to_deploy(s, caller, guid, bundle_id))
-    task = context.publisher.start_deploy(guid, number, activate and not build_only, build_only)
+    task = context.deployer.start_deploy(guid, number, activate and not build_only, build_only)
     return task, number
 
 
 def task_of(context: AppContext, guid: str, task_id: str) -> Task:
     """A deploy task of this content (finished ones are kept for an hour); NotFound otherwise."""
-    task = context.publisher.tasks.get(task_id)
+    task = context.tasks.get(task_id)
     if task.content_guid != guid:
         raise NotFound(f"Content `{guid}` has no task `{task_id}`; finished tasks are kept for an hour.")
     return task
@@ -121,16 +114,16 @@ class Logs:
 
 def logs(context: AppContext, guid: str, lines: int) -> Logs:
     """The tails of the app's log and the deploy log; the caller's right to read them is checked before."""
-    publisher = context.publisher
+    deployer = context.deployer
     return Logs(
-        app=read_log_tail(publisher.log_path(guid), lines),
-        deploy=read_log_tail(publisher.content_dir(guid) / "deploy.log", lines),
+        app=read_log_tail(deployer.log_path(guid), lines),
+        deploy=read_log_tail(deployer.content_dir(guid) / "deploy.log", lines),
     )
 
 
 def processes(context: AppContext, guid: str) -> list[AppProcess]:
     """The content's running processes (its pool's, then a draft's)."""
-    return context.publisher.supervisor.processes(guid)
+    return context.supervisor.processes(guid)
 
 
 def bundle_path(context: AppContext, bundle: Bundle) -> Path:

@@ -13,21 +13,15 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from packyard.changelog.events import record
 from packyard.db import utcnow
-from packyard.publishing.errors import Forbidden, PublishingError
+from packyard.publishing.errors import BadCredentials, Forbidden, PublishingError
 from packyard.publishing.models import User, WebSession
 from packyard.publishing.users import Caller, get_user
-from packyard.repository.services import record
 
 MIN_PASSWORD = 8
 SEEN_EVERY = timedelta(minutes=1)  # `last_seen_at` is written at most this often per session
 _hasher = PasswordHasher()  # argon2id with the library's current parameters (RFC 9106 low-memory)
-
-
-class BadCredentials(PublishingError):
-    """Unknown user and wrong password read the same, so the page does not tell which names exist."""
-
-    status_code = 401
 
 
 @dataclass(frozen=True)

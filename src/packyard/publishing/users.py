@@ -14,22 +14,15 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from packyard.changelog.events import record
 from packyard.db import Database, utcnow
-from packyard.publishing.errors import Conflict, Forbidden, NotFound, PublishingError
+from packyard.publishing.errors import Conflict, Forbidden, InvalidKey, NotFound, PublishingError
 from packyard.publishing.models import ROLES, ApiKey, User
-from packyard.repository.services import record  # the change log is shared by every domain
 
 # Seconds a verified key is trusted without a database read; role, lock and key changes in the change log end
 # the trust at once (`AppContext.sync`), so this bounds only writes that bypass the log.
 CALLER_TTL = 30.0
 _USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-
-
-class InvalidKey(PublishingError):
-    """Connect's code 30: rsconnect prints `The specified API key is not valid.`"""
-
-    status_code = 401
-    code = 30
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Sources hold packages; repositories serve sources in priority order; events record every change."""
+"""Sources hold packages; repositories serve sources in priority order; simple pages are stored rendered."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     ForeignKey,
-    Index,
     Integer,
     LargeBinary,
     String,
@@ -146,23 +145,6 @@ class CuratedEntry(Base):
     source_id: Mapped[int] = mapped_column(ForeignKey("sources.id"), primary_key=True)
     project: Mapped[str] = mapped_column(String(200), primary_key=True)  # normalized
     specifier: Mapped[str] = mapped_column(Text, default="")  # empty: every version
-
-
-class Event(Base):
-    """The change log: every write appends here. Its id is the serial that caches and snapshots follow."""
-
-    __tablename__ = "events"
-    # Snapshots read a project's yank history from here.
-    __table_args__ = (Index("ix_events_source_project", "source_id", "project"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
-    kind: Mapped[str] = mapped_column(String(40))
-    source_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    repository_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    project: Mapped[str] = mapped_column(String(200), default="")
-    filename: Mapped[str] = mapped_column(String(300), default="")
-    detail: Mapped[str] = mapped_column(Text, default="")
 
 
 class SimplePage(Base):

@@ -6,13 +6,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import bindparam, func, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from packyard.db import Database, utcnow
-from packyard.repository import indexer
+from packyard.changelog.events import record
+from packyard.db import utcnow
 from packyard.repository.errors import Conflict, NotFound, RepositoryError
-from packyard.repository.models import DistFile, Event, Project, Repository, Source, Subscription
+from packyard.repository.index import indexer
+from packyard.repository.models import DistFile, Project, Repository, Source, Subscription
 from packyard.repository.names import check_entity_name, normalize
 
 SOURCE_TYPES = ("local-python", "pypi", "curated-pypi")
@@ -21,13 +21,7 @@ DEFAULT_REPOSITORY = "pypi"
 DEFAULT_MIRROR = "pypi"  # the source; PPM's built-in PyPI source has this name too
 
 
-_INSERT_EVENT = Event.__table__.insert().returning(Event.__table__.c.id)
 _SOURCE_BY_NAME = select(Source).where(Source.name == bindparam("name"))
-
-
-def record(session: Session, kind: str, **fields: object) -> int:
-    """Append to the change log; returns the event id, which is the new serial."""
-    return session.execute(_INSERT_EVENT, {"kind": kind, **fields}).scalar_one()
 
 
 def get_source(session: Session, name: str) -> Source:
@@ -162,17 +156,6 @@ def ensure_mirror(session: Session) -> bool:
     if repo is not None:
         subscribe(session, DEFAULT_REPOSITORY, DEFAULT_MIRROR)
     return True
-
-
-def prepare(db: Database, mirror_upstream: str = "") -> None:
-    """Migrate the schema and create the defaults; safe when several processes start at once."""
-    db.upgrade()
-    for step in (ensure_defaults, ensure_mirror) if mirror_upstream else (ensure_defaults,):
-        try:
-            with db.session() as session:
-                step(session)
-        except (IntegrityError, Conflict):
-            continue  # another process did it first, in one transaction, so it is complete
 
 
 def _release_files(

@@ -17,12 +17,14 @@ from sqlalchemy import func, or_, select
 
 from packyard.auth import tokens
 from packyard.auth.models import Token
+from packyard.changelog.events import Event
 from packyard.db import utcnow
 from packyard.errors import PackyardError
 from packyard.publishing import signin, users
 from packyard.publishing.models import ROLES, ApiKey, PythonEnvironment, User
-from packyard.repository import policy, services
-from packyard.repository.models import BlockRule, Event, Repository, Source
+from packyard.repository import services
+from packyard.repository.models import BlockRule, Repository, Source
+from packyard.repository.policy.admin import create_rule, list_rules, remove_rule
 from packyard.web.errors import PageError
 from packyard.web.render import render
 from packyard.web.session import WebUser, admin_only, check_csrf, context
@@ -375,7 +377,7 @@ def token_revoke(request: Request, jti: str) -> HTMLResponse:
 
 
 def _environments(request: Request, notice: Notice | None = None, status: int = 200) -> HTMLResponse:
-    envs = context(request).publisher.environments
+    envs = context(request).environments
     return _page(
         request,
         "environments.html",
@@ -394,7 +396,7 @@ def environments_page(request: Request, user: Admin) -> HTMLResponse:
 @router.post("/environments/{key}/remove", dependencies=CHANGE)
 def environment_remove(request: Request, key: str) -> HTMLResponse:
     def write() -> str:
-        removed = context(request).publisher.environments.remove(key, force=False)
+        removed = context(request).environments.remove(key, force=False)
         return f"Removed environment {removed[:12]}; content that needs it again rebuilds it."
 
     return _environments(request, *_attempt(request, write))
@@ -427,7 +429,7 @@ def _rules(
                 "reason": r.reason,
                 "created_at": r.created_at,
             }
-            for r, repo in policy.list_rules(session)
+            for r, repo in list_rules(session)
         ]
         repositories = list(session.scalars(select(Repository.name).order_by(Repository.name)))
     form = form or {"project": "", "specifier": "", "repository": "", "reason": ""}
@@ -449,7 +451,7 @@ def rule_create(
 ) -> HTMLResponse:
     def write() -> str:
         with context(request).db.session() as session:
-            rule = policy.create_rule(session, project, specifier, reason, repository or None)
+            rule = create_rule(session, project, specifier, reason, repository or None)
             where = f"repository `{repository}`" if repository else "every repository"
             versions = f"versions `{rule.specifier}`" if rule.specifier else "every version"
             return f"Rule {rule.id}: `{rule.project}` {versions} is blocked in {where}."
@@ -463,7 +465,7 @@ def rule_create(
 def rule_remove(request: Request, rule_id: int) -> HTMLResponse:
     def write() -> str:
         with context(request).db.session() as session:
-            rule = policy.remove_rule(session, rule_id)
+            rule = remove_rule(session, rule_id)
             return f"Removed rule {rule_id} (`{rule.project}`); its versions are served again."
 
     return _rules(request, *_attempt(request, write))

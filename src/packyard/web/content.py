@@ -16,11 +16,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from packyard.publishing import content as contents
-from packyard.publishing import operations, scheduler, variables
-from packyard.publishing.errors import Forbidden, NotFound, PublishingError
-from packyard.publishing.manifest import FILE_APP_MODES
+from packyard.publishing import operations, variables
+from packyard.publishing.bundles.manifest import FILE_APP_MODES
+from packyard.publishing.errors import Forbidden, NotFound, PublishingError, RuntimeSettingError
 from packyard.publishing.models import Bundle, Content, PythonEnvironment, User
-from packyard.publishing.scheduler import RuntimeSettingError
+from packyard.publishing.runtime import limits
 from packyard.web.errors import PageError
 from packyard.web.render import render
 from packyard.web.session import WebUser, check_csrf, context, signed_in
@@ -152,10 +152,11 @@ def size(value: int | None) -> str:
         return "?"
     if value < 1024:
         return f"{value:,} B"
+    scaled = float(value)
     for unit in ("KiB", "MiB", "GiB"):
-        value /= 1024
-        if value < 1024 or unit == "GiB":
-            return f"{value:,.1f} {unit}"
+        scaled /= 1024
+        if scaled < 1024 or unit == "GiB":
+            return f"{scaled:,.1f} {unit}"
     return ""
 
 
@@ -169,7 +170,7 @@ def code(text: str) -> Markup:
     )
 
 
-HELPERS = {"when": when, "size": size, "code": code}
+HELPERS: dict[str, Any] = {"when": when, "size": size, "code": code}
 
 
 def _content_url(request: Request, guid: str) -> str:
@@ -228,7 +229,7 @@ async def info_tab(request: Request, user: User_, guid: str) -> Response:
     running = operations.processes(ctx, guid) if item.can_change else []
     installed = None
     if environment is not None:
-        installed = await asyncio.to_thread(ctx.publisher.environments.lock_text, environment.key)
+        installed = await asyncio.to_thread(ctx.environments.lock_text, environment.key)
     return _page(
         request,
         item,
@@ -249,7 +250,7 @@ async def info_tab(request: Request, user: User_, guid: str) -> Response:
 def _runtime_rows(item: Item, request: Request) -> list[dict[str, Any]]:
     settings = context(request).settings.scheduler
     rows = []
-    for name, value, source in scheduler.described(item.content, settings):
+    for name, value, source in limits.described(item.content, settings):
         label, help_text = RUNTIME_LABELS[name]
         own = getattr(item.content, name)
         rows.append(
@@ -302,13 +303,13 @@ async def runtime_save(request: Request, user: User_, guid: str) -> Response:
     item = await _load(request, user, guid)
     _require_owner(item, user, "runtime settings")
     form = await request.form()
-    typed = {name: str(form.get(name, "")).strip() for name in scheduler.FIELDS}
+    typed = {name: str(form.get(name, "")).strip() for name in limits.FIELDS}
     changes: dict[str, Any] = {}
     errors: dict[str, str] = {}
     for name, text in typed.items():
         try:
-            changes[name] = None if text == "" else scheduler.parse(name, text)
-            scheduler.check_value(name, changes[name])
+            changes[name] = None if text == "" else limits.parse(name, text)
+            limits.check_value(name, changes[name])
         except RuntimeSettingError as exc:
             errors[name] = exc.message
     if not errors:

@@ -1,19 +1,8 @@
-"""What goes wrong on a page becomes an HTML page (error.html) saying what to do; anonymous visitors sign in."""
+"""The errors page routes raise; `error_pages.py` turns them (and any other) into pages."""
 
 from __future__ import annotations
 
-from http import HTTPStatus
-from urllib.parse import quote
-
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import RedirectResponse, Response
-from starlette.exceptions import HTTPException
-
 from packyard.errors import PackyardError
-
-# Paths whose errors are pages even when no route matched (`/repos/nope/` is a 404 page, not text).
-PAGE_PREFIXES = ("/repos/", "/connect/", "/admin/", "/static/", "/login", "/logout")
 
 
 class PageError(PackyardError):
@@ -42,54 +31,3 @@ class CsrfRejected(PackyardError):
             "The form's security token is missing or out of date, so nothing was changed; "
             "reload the page and submit the form again."
         )
-
-
-def is_page(request: Request) -> bool:
-    route = request.scope.get("route")
-    endpoint = getattr(route, "endpoint", None)
-    if endpoint is not None:
-        return getattr(endpoint, "__module__", "").startswith("packyard.web.")
-    path = request.url.path
-    return path == "/" or path.startswith(PAGE_PREFIXES)
-
-
-def error_page(request: Request, message: str, status: int) -> Response:
-    from packyard.web.render import render
-
-    return render(
-        request,
-        "error.html",
-        section=getattr(request.state, "section", "home"),
-        status=status,
-        message=message,
-        title=HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error",
-    )
-
-
-def sign_in_redirect(path: str) -> RedirectResponse:
-    return RedirectResponse(f"/login?next={quote(path, safe='/')}", status_code=303)
-
-
-def page_message(request: Request, exc: Exception) -> tuple[str, int]:
-    """The sentence and status an error shows as on a page."""
-    if isinstance(exc, PackyardError):
-        return exc.message, exc.status_code
-    if isinstance(exc, RequestValidationError):
-        first = exc.errors()[0]
-        field = ".".join(str(part) for part in first.get("loc", ())[1:]) or "the request"
-        return f"The form field `{field}` is not right: {first.get('msg', 'invalid')}; correct it and retry.", 400
-    if isinstance(exc, HTTPException):
-        if exc.status_code == 404:
-            return f"There is no page at `{request.url.path}`; start again from the home page.", 404
-        if exc.status_code == 405:
-            return f"`{request.url.path}` does not take {request.method} requests; use the page's links.", 405
-        return str(exc.detail), exc.status_code
-    return "Something went wrong on the server; try again, and tell an administrator if it repeats.", 500
-
-
-def install(api: FastAPI) -> None:
-    @api.exception_handler(SignInRequired)
-    async def _sign_in(request: Request, exc: SignInRequired) -> Response:
-        if request.method in ("GET", "HEAD"):
-            return sign_in_redirect(exc.path)
-        return error_page(request, "Your session has ended; sign in again, then repeat what you were doing.", 401)

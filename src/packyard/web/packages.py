@@ -12,11 +12,12 @@ from fastapi.responses import RedirectResponse, Response
 from markupsafe import Markup, escape
 from starlette.concurrency import run_in_threadpool
 
-from packyard.repository import browse, descriptions, snapshots
+from packyard.repository.browse import catalog, descriptions
 from packyard.repository.errors import UpstreamUnavailable
+from packyard.repository.index import snapshots
+from packyard.repository.index.page_cache import RepoInfo
 from packyard.repository.models import Repository
 from packyard.repository.names import is_valid_project_name, normalize
-from packyard.repository.page_cache import RepoInfo
 from packyard.web import client_setup
 from packyard.web.errors import PageError, SignInRequired
 from packyard.web.render import render
@@ -30,7 +31,7 @@ LISTED_DAYS = 60
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _summaries = descriptions.Summaries()
 # A repository's project list (names, latest versions, summaries), kept until the change log moves on.
-_listings: dict[tuple[int, int], tuple[int, list[browse.ProjectEntry]]] = {}
+_listings: dict[tuple[int, int], tuple[int, list[catalog.ProjectEntry]]] = {}
 _listings_lock = threading.Lock()
 
 
@@ -57,7 +58,7 @@ def _page_number(value: str | None) -> int:
     return int(value)
 
 
-def _listing(request: Request, info: RepoInfo) -> list[browse.ProjectEntry]:
+def _listing(request: Request, info: RepoInfo) -> list[catalog.ProjectEntry]:
     c = context(request)
     key = (id(c), info.id)
     serial = c.pages.serial
@@ -66,7 +67,7 @@ def _listing(request: Request, info: RepoInfo) -> list[browse.ProjectEntry]:
     if cached is not None and cached[0] == serial:
         return cached[1]
     with c.db.session() as session:
-        entries = browse.project_entries(session, c.store, info.id, _summaries)
+        entries = catalog.project_entries(session, c.store, info.id, _summaries)
     with _listings_lock:
         _listings[key] = (serial, entries)
     return entries
@@ -81,7 +82,7 @@ def _description(request: Request, info: RepoInfo) -> str:
 @router.get("/repos/")
 def repositories(request: Request) -> Response:
     with context(request).db.session() as session:
-        repos = browse.visible_repositories(session, signed_in=current_user(request) is not None)
+        repos = catalog.visible_repositories(session, signed_in=current_user(request) is not None)
     return render(request, "packages/repos.html", section="packages", repos=repos)
 
 
@@ -94,8 +95,8 @@ def projects(request: Request, repo: str, q: str = "", page: str | None = None) 
             f"The search `{query[:40]}...` is {len(query)} characters long; search with at most {MAX_QUERY}."
         )
     number = _page_number(page)
-    entries = browse.search(_listing(request, info), query)
-    result = browse.paginate(entries, number, PER_PAGE)
+    entries = catalog.search(_listing(request, info), query)
+    result = catalog.paginate(entries, number, PER_PAGE)
     if number > result.pages:
         raise PageError(
             f"Page {number} is past the last page of results ({result.pages}); go back to page 1.",
@@ -139,9 +140,9 @@ async def project(request: Request, repo: str, name: str, version: str | None = 
     if info.mirrored:
         await c.mirror.ensure(info, normalized)
 
-    def load() -> browse.ProjectDetail | None:
+    def load() -> catalog.ProjectDetail | None:
         with c.db.session() as session:
-            return browse.project_detail(session, c.store, repo, info.id, normalized, version or None)
+            return catalog.project_detail(session, c.store, repo, info.id, normalized, version or None)
 
     try:
         detail = await run_in_threadpool(load)
@@ -153,7 +154,7 @@ async def project(request: Request, repo: str, name: str, version: str | None = 
                 pass  # the page says the metadata is not here yet
             else:
                 detail = await run_in_threadpool(load)
-    except browse.VersionNotFound:
+    except catalog.VersionNotFound:
         raise PageError(
             f"Version `{version}` of `{normalized}` is not in repository `{repo}`; "
             f"the versions it has are listed at /repos/{repo}/packages/{normalized}/.",

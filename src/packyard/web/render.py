@@ -54,7 +54,8 @@ def environment() -> Environment:
 def render(request: Request, template: str, *, section: str, status: int = 200, **context: Any) -> HTMLResponse:
     assert section in SECTIONS, f"section must be one of {SECTIONS}, not {section!r}"
     token = csrf_token(request)
-    values = {"request": request, "user": current_user(request), "csrf_token": token, "section": section}
+    values: dict[str, Any] = {"request": request, "user": current_user(request), "csrf_token": token}
+    values["section"] = section
     values["status"] = status
     values.update(context)
     reset = _csrf.set(token)

@@ -7,11 +7,11 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from packyard.changelog.events import record
 from packyard.db import utcnow
-from packyard.repository import indexer
+from packyard.repository.index import indexer
 from packyard.repository.mirror.upstream import UpstreamPage
 from packyard.repository.models import DistFile, MirrorPage, Project
-from packyard.repository.services import record
 
 UPLOADED_BY = "upstream"
 

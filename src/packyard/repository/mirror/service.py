@@ -28,15 +28,16 @@ from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
 from packyard import __version__
+from packyard.changelog.events import record
 from packyard.config import MirrorSettings
 from packyard.db import Database, utcnow
-from packyard.repository import indexer
 from packyard.repository.errors import UpstreamUnavailable
+from packyard.repository.index import indexer
+from packyard.repository.index.page_cache import RepoInfo, SourceInfo
 from packyard.repository.mirror import records
 from packyard.repository.mirror.upstream import ACCEPT, UpstreamPage, parse_page
 from packyard.repository.models import CoreMetadata, DistFile, Project
-from packyard.repository.page_cache import RepoInfo, SourceInfo
-from packyard.repository.services import record
+from packyard.repository.policy.rules import curated_specifier
 from packyard.storage import LocalBlobStore
 
 log = logging.getLogger("packyard.mirror")
@@ -204,8 +205,6 @@ class Mirror:
             return found is not None
 
     def _curated(self, source_id: int, name: str) -> bool:
-        from packyard.repository.policy import curated_specifier
-
         with self.db.session() as session:
             return curated_specifier(session, source_id, name) is not None
 

@@ -67,7 +67,9 @@ class UploadEndpoint:
                 length = value
         loop = asyncio.get_running_loop()
         # Credentials and the source are checked from the headers, before a byte of the body is stored.
-        grant = c.auth.cached(authorization) or await loop.run_in_executor(None, c.auth.authenticate, authorization)
+        grant = c.auth.cached(authorization)
+        if grant is None:
+            grant = await loop.run_in_executor(None, c.auth.authenticate, authorization)
         if source not in c.pages.sources:
             await loop.run_in_executor(None, self._source_exists, source)
         grant.require("sources:write", "source", source)

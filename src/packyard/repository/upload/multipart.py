@@ -168,7 +168,7 @@ async def read_upload(
 def _streaming_parser(boundary: bytes, reader: _Reader) -> MultipartParser:
     return MultipartParser(
         boundary,
-        {  # type: ignore[arg-type]
+        {
             "on_part_begin": reader.on_part_begin,
             "on_part_data": reader.on_part_data,
             "on_part_end": reader.on_part_end,

@@ -10,11 +10,12 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from packyard.db import Database, utcnow
-from packyard.repository import indexer
+from packyard.changelog.events import record
+from packyard.db import Database, table_of, utcnow
 from packyard.repository.errors import FileAlreadyExists, UploadRejected
+from packyard.repository.index import indexer
 from packyard.repository.models import CoreMetadata, DistFile, Project, Source
-from packyard.repository.services import get_source, record
+from packyard.repository.services import get_source
 from packyard.repository.upload.archive import DistMetadata, inspect_sdist, inspect_wheel
 from packyard.repository.upload.checks import (
     Candidate,
@@ -26,22 +27,22 @@ from packyard.repository.upload.checks import (
 from packyard.repository.upload.multipart import UploadParts, discard
 from packyard.storage import BlobStore
 
-_FILES = DistFile.__table__
-_SOURCE_ID = select(Source.__table__.c.id).where(Source.__table__.c.name == bindparam("name"))
+_FILES = table_of(DistFile)
+_SOURCE_ID = select(table_of(Source).c.id).where(table_of(Source).c.name == bindparam("name"))
 _EXISTING = select(_FILES.c.filename, _FILES.c.sha256).where(
     _FILES.c.source_id == bindparam("source_id"), _FILES.c.filename == bindparam("filename")
 )
-_PROJECT_ID = select(Project.__table__.c.id).where(
-    Project.__table__.c.source_id == bindparam("source_id"), Project.__table__.c.name == bindparam("name")
+_PROJECT_ID = select(table_of(Project).c.id).where(
+    table_of(Project).c.source_id == bindparam("source_id"), table_of(Project).c.name == bindparam("name")
 )
-_INSERT_PROJECT = Project.__table__.insert().returning(Project.__table__.c.id)
+_INSERT_PROJECT = table_of(Project).insert().returning(table_of(Project).c.id)
 _RELEASE_SDIST = select(_FILES.c.filename).where(
     _FILES.c.project_id == bindparam("project_id"),
     _FILES.c.version == bindparam("version"),
     _FILES.c.packagetype == "sdist",
 )
 _INSERT_FILE = _FILES.insert()
-_METADATA = CoreMetadata.__table__
+_METADATA = table_of(CoreMetadata)
 _METADATA_EXISTS = select(_METADATA.c.sha256).where(_METADATA.c.sha256 == bindparam("sha256"))
 _INSERT_METADATA = _METADATA.insert()
 

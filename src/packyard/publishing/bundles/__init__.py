@@ -1,0 +1,1 @@
+"""Bundles: unpacking an uploaded tar.gz safely and reading its manifest."""

@@ -1,0 +1,1 @@
+"""The Connect server API that rsconnect-python speaks (`/__api__/...`)."""

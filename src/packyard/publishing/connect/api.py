@@ -1,0 +1,459 @@
+"""The Connect server API that rsconnect-python uses (`/__api__/...`); handlers stay thin.
+
+The contract, with the fields each call reads, is ../shared/research/connect-api.md. Every answer is JSON
+with a body (rsconnect treats a 204 as an error), errors are `{"error", "code", "payload"}`, and nothing
+here redirects (the client would re-send a POST as a GET).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
+from starlette.datastructures import UploadFile
+
+from packyard import __version__
+from packyard.errors import PackyardError
+from packyard.publishing import content as contents
+from packyard.publishing import operations, variables
+from packyard.publishing.environments.interpreters import find_interpreters
+from packyard.publishing.errors import Forbidden, PublishingError
+from packyard.publishing.models import User
+from packyard.publishing.users import Caller
+
+# 2025.06.0+ turns on rsconnect's draft, verify, activate flow; above 2025.11.0 it sends git metadata as a
+# multipart upload. Packyard implements both.
+CONNECT_VERSION = "2025.12.0"
+
+router = APIRouter(prefix="/__api__")
+
+
+def connect_error(exc: PackyardError, status: int | None = None) -> JSONResponse:
+    """Connect's error body; rsconnect prints `error`, and reads `code` on `v1/user` (30: invalid key)."""
+    code = getattr(exc, "code", None) or {401: 30, 403: 6, 404: 4}.get(status or exc.status_code, 3)
+    return JSONResponse({"error": exc.message, "code": code, "payload": None}, status or exc.status_code)
+
+
+async def _caller(request: Request) -> Caller:
+    return await request.app.state.packyard.callers.required(dict(request.headers))
+
+
+def _db(request: Request) -> Any:
+    return request.app.state.packyard.db
+
+
+def _address(request: Request) -> str:
+    return request.app.state.packyard.settings.server.address
+
+
+async def _json(request: Request) -> Any:
+    body = await request.body()
+    try:
+        return json.loads(body) if body else None
+    except ValueError as exc:
+        raise PublishingError(f"The request body is not valid JSON ({exc}); send a JSON document.") from exc
+
+
+def _in_thread(request: Request, work: Any) -> Any:
+    """Run `work(session)` in one transaction off the event loop."""
+    return operations.in_thread(request.app.state.packyard, work)
+
+
+# -- server ------------------------------------------------------------------------------------------------
+
+
+@router.get("/server_settings")
+async def server_settings(request: Request) -> dict[str, Any]:
+    return {
+        "version": CONNECT_VERSION,
+        "build": f"packyard {__version__}",
+        "hostname": request.url.hostname,
+        "python": {"enabled": True},
+        "license": {"product": "Packyard"},
+    }
+
+
+@router.get("/v1/server_settings/python")
+async def python_settings(request: Request) -> dict[str, Any]:
+    await _caller(request)
+    interpreters = await asyncio.to_thread(find_interpreters, request.app.state.packyard.settings.python.executables)
+    installations = [
+        {"version": i.version, "cluster_name": "Local", "image_name": "Local", "publishable": True}
+        for i in interpreters
+    ]
+    return {"installations": installations, "api_enabled": True}
+
+
+@router.get("/v1/user")
+async def current_user(request: Request) -> dict[str, Any]:
+    caller = await _caller(request)
+
+    def work(session: Any) -> dict[str, Any]:
+        user = session.get(User, caller.user_id)
+        return {
+            "guid": user.guid,
+            "username": user.username,
+            "email": user.email,
+            "first_name": "",
+            "last_name": "",
+            "user_role": user.role,
+            "created_time": contents.iso(user.created_at),
+            "updated_time": contents.iso(user.created_at),
+            "active_time": None,
+            "confirmed": True,
+            "locked": user.locked,
+        }
+
+    return await _in_thread(request, work)
+
+
+# -- content -----------------------------------------------------------------------------------------------
+
+
+@router.get("/v1/content")
+async def list_content(request: Request, name: str | None = None) -> list[dict[str, Any]]:
+    caller = await _caller(request)
+    address = _address(request)
+
+    def work(session: Any) -> list[dict[str, Any]]:
+        items = contents.visible(session, caller, name)
+        return [contents.content_json(c, contents.owner_guid(session, c), address) for c in items]
+
+    return await _in_thread(request, work)
+
+
+@router.post("/v1/content")
+async def create_content(request: Request) -> dict[str, Any]:
+    caller = await _caller(request)
+    body = await _json(request)
+    address = _address(request)
+
+    def work(session: Any) -> dict[str, Any]:
+        content = contents.create(session, caller, body)
+        return contents.content_json(content, caller.guid, address)
+
+    return await _in_thread(request, work)
+
+
+@router.get("/v1/content/{guid}")
+async def get_content(request: Request, guid: str) -> dict[str, Any]:
+    caller = await _caller(request)
+    address = _address(request)
+
+    def work(session: Any) -> dict[str, Any]:
+        content = contents.viewable(session, caller, guid)
+        return contents.content_json(content, contents.owner_guid(session, content), address)
+
+    return await _in_thread(request, work)
+
+
+@router.patch("/v1/content/{guid}")
+async def patch_content(request: Request, guid: str) -> dict[str, Any]:
+    caller = await _caller(request)
+    body = await _json(request)
+    address = _address(request)
+
+    content = await operations.patch(request.app.state.packyard, caller, guid, body)
+    owner = await _in_thread(request, lambda s: contents.owner_guid(s, content))
+    return contents.content_json(content, owner, address)
+
+
+@router.delete("/v1/content/{guid}")
+async def delete_content(request: Request, guid: str) -> dict[str, Any]:
+    caller = await _caller(request)
+
+    def work(session: Any) -> None:
+        content = contents.get(session, guid)
+        contents.check_owner(caller, content)
+        session.delete(content)
+
+    await _in_thread(request, work)
+    await request.app.state.packyard.deployer.remove(guid)
+    return {"guid": guid, "deleted": True}
+
+
+@router.get("/applications/{content_id}")
+async def legacy_application(request: Request, content_id: str) -> dict[str, Any]:
+    """rsconnect calls this for `--app-id 25` (an id without a hyphen), then reads `guid`."""
+    caller = await _caller(request)
+
+    def work(session: Any) -> dict[str, Any]:
+        content = contents.get_by_id(session, content_id)
+        if not contents.can_view(caller, content):
+            raise Forbidden(f"User `{caller.username}` may not see content {content_id}.")
+        return {"id": content.id, "guid": content.guid, "name": content.name, "title": content.title}
+
+    return await _in_thread(request, work)
+
+
+# -- environment variables -----------------------------------------------------------------------------------
+
+
+@router.get("/v1/content/{guid}/environment")
+async def get_variables(request: Request, guid: str) -> list[str]:
+    caller = await _caller(request)
+    return await operations.variable_names(request.app.state.packyard, caller, guid)
+
+
+@router.patch("/v1/content/{guid}/environment")
+async def patch_variables(request: Request, guid: str) -> list[str]:
+    caller = await _caller(request)
+    changes = variables.validate(await _json(request))
+    return await operations.set_variables(request.app.state.packyard, caller, guid, changes)
+
+
+# -- bundles -----------------------------------------------------------------------------------------------
+
+
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+@router.post("/v1/content/{guid}/bundles")
+async def upload_bundle(request: Request, guid: str) -> dict[str, Any]:
+    """The raw tar.gz body (chunked, no Content-Type) or multipart `archive` + `metadata`."""
+    caller = await _caller(request)
+    context = request.app.state.packyard
+    content = await _in_thread(request, lambda s: contents.owned(s, caller, guid))
+    limit = context.settings.bundle_max_size
+    started = time.monotonic()
+    staged = context.store.stage()
+    metadata: dict[str, Any] = {}
+    try:
+        if request.headers.get("content-type", "").startswith("multipart/form-data"):
+            metadata = await _receive_multipart(request, staged, limit)
+        else:
+            async for chunk in request.stream():
+                _write_limited(staged, chunk, limit)
+        _check_archive(staged)
+        seconds = time.monotonic() - started
+        digest = await asyncio.to_thread(context.store.commit, staged)
+    except BaseException:
+        context.store.discard(staged)
+        raise
+
+    def work(session: Any) -> dict[str, Any]:
+        fresh = contents.get(session, content.guid)
+        bundle = contents.add_bundle(session, fresh, digest, staged.size, seconds, metadata)
+        return contents.bundle_json(bundle, fresh)
+
+    return await _in_thread(request, work)
+
+
+def _write_limited(staged: Any, chunk: bytes, limit: int) -> None:
+    if staged.size + len(chunk) > limit:
+        raise PublishingError(
+            f"The bundle is larger than this server's limit of {limit:,} bytes (`[publishing] bundle_max_size`); "
+            "leave data files out of it, or ask an administrator to raise the limit."
+        )
+    staged.write(chunk)
+
+
+def _check_archive(staged: Any) -> None:
+    staged.handle.flush()
+    with open(staged.path, "rb") as f:
+        head = f.read(2)
+    if not head:
+        raise PublishingError("The bundle is empty; upload the .tar.gz that rsconnect makes.")
+    if head != GZIP_MAGIC:
+        raise PublishingError(
+            f"The bundle is not a gzip-compressed tar archive (it starts with {head!r}); "
+            "upload the .tar.gz that rsconnect makes."
+        )
+
+
+async def _receive_multipart(request: Request, staged: Any, limit: int) -> dict[str, Any]:
+    form = await request.form(max_files=1, max_fields=10)
+    try:
+        archive = form.get("archive")
+        if not isinstance(archive, UploadFile):
+            raise PublishingError("The multipart upload has no `archive` file part; send the bundle as `archive`.")
+        while chunk := await archive.read(1 << 20):
+            _write_limited(staged, chunk, limit)
+        raw = form.get("metadata")
+        if raw is None:
+            return {}
+        try:
+            metadata = json.loads(raw if isinstance(raw, str) else await raw.read())
+        except ValueError as exc:
+            raise PublishingError(f"The `metadata` part is not valid JSON ({exc}).") from exc
+        if not isinstance(metadata, dict):
+            raise PublishingError("The `metadata` part must be a JSON object of strings.")
+        return {str(k): str(v) for k, v in metadata.items()}
+    finally:
+        await form.close()
+
+
+@router.get("/v1/content/{guid}/bundles")
+async def list_bundles(request: Request, guid: str) -> list[dict[str, Any]]:
+    caller = await _caller(request)
+
+    def work(session: Any) -> list[dict[str, Any]]:
+        content = contents.owned(session, caller, guid)
+        return [contents.bundle_json(b, content) for b in contents.bundles(session, content)]
+
+    return await _in_thread(request, work)
+
+
+@router.get("/v1/content/{guid}/bundles/{bundle_id}")
+async def get_bundle(request: Request, guid: str, bundle_id: str) -> dict[str, Any]:
+    caller = await _caller(request)
+
+    def work(session: Any) -> dict[str, Any]:
+        content = contents.owned(session, caller, guid)
+        return contents.bundle_json(contents.get_bundle(session, content, bundle_id), content)
+
+    return await _in_thread(request, work)
+
+
+@router.delete("/v1/content/{guid}/bundles/{bundle_id}")
+async def delete_bundle(request: Request, guid: str, bundle_id: str) -> dict[str, Any]:
+    caller = await _caller(request)
+
+    bundle = await _in_thread(request, lambda s: operations.delete_bundle(s, caller, guid, bundle_id))
+    return {"id": str(bundle.id), "deleted": True}
+
+
+@router.get("/v1/content/{guid}/bundles/{bundle_id}/download")
+async def download_bundle(request: Request, guid: str, bundle_id: str) -> FileResponse:
+    caller = await _caller(request)
+
+    def work(session: Any) -> tuple[str, int]:
+        content = contents.owned(session, caller, guid)
+        bundle = contents.get_bundle(session, content, bundle_id)
+        return bundle.sha256, bundle.id
+
+    digest, number = await _in_thread(request, work)
+    path = request.app.state.packyard.store.path(digest)  # the same file the pages' download link serves
+    return FileResponse(path, media_type="application/gzip", filename=f"bundle-{number}.tar.gz")
+
+
+# -- deploys and tasks ---------------------------------------------------------------------------------------
+
+
+def _requested_bundle(body: Any) -> Any:
+    return body.get("bundle_id") if isinstance(body, dict) else None
+
+
+@router.post("/v1/content/{guid}/deploy", status_code=202)
+async def deploy(request: Request, guid: str) -> dict[str, Any]:
+    caller = await _caller(request)
+    body = await _json(request) or {}
+    activate = not (isinstance(body, dict) and body.get("activate") is False)
+    context = request.app.state.packyard
+    task, bundle_id = await operations.deploy(context, caller, guid, _requested_bundle(body), activate)
+    return {"task_id": task.id, "bundle_id": str(bundle_id)}
+
+
+@router.post("/v1/content/{guid}/build", status_code=202)
+async def build(request: Request, guid: str) -> dict[str, Any]:
+    caller = await _caller(request)
+    body = await _json(request) or {}
+    context = request.app.state.packyard
+    task, bundle_id = await operations.deploy(context, caller, guid, _requested_bundle(body), build_only=True)
+    return {"task_id": task.id, "bundle_id": str(bundle_id)}
+
+
+@router.get("/v1/tasks/{task_id}")
+async def get_task(request: Request, task_id: str, first: int = 0, wait: float = 0) -> dict[str, Any]:
+    await _caller(request)
+    task = request.app.state.packyard.tasks.get(task_id)
+    await task.wait(max(first, 0), min(max(wait, 0.0), 30.0))
+    return task.as_json(max(first, 0))
+
+
+# -- logs and environments -------------------------------------------------------------------------------------
+
+
+@router.get("/v1/content/{guid}/log")
+async def content_log(request: Request, guid: str, lines: int = 200) -> dict[str, Any]:
+    """The app's output and the deploy logs (Packyard's own endpoint; `packyard content logs` reads the same)."""
+    caller = await _caller(request)
+    await _in_thread(request, lambda s: contents.owned(s, caller, guid))
+    logs = operations.logs(request.app.state.packyard, guid, lines)
+    return {"app": logs.app, "deploy": logs.deploy}
+
+
+@router.get("/v1/content/{guid}/jobs")
+async def content_jobs(request: Request, guid: str) -> list[dict[str, Any]]:
+    """The content's running processes, in the shape of Connect's jobs (no history of finished ones is kept)."""
+    caller = await _caller(request)
+    content = await _in_thread(request, lambda s: contents.owned(s, caller, guid))
+    hostname = socket.gethostname()
+    return [
+        {
+            "id": str(process.pid),
+            "key": f"{process.bundle_id}-{process.pid}",
+            "ppid": os.getpid(),
+            "pid": process.pid,
+            "app_id": str(content.id),
+            "bundle_id": str(process.bundle_id),
+            "tag": "run_app",
+            "status": 0,  # running
+            "start_time": contents.iso(process.started_at),
+            "end_time": None,
+            "exit_code": None,
+            "hostname": hostname,
+            "connections": process.in_flight,  # Packyard's: requests and websockets in flight
+        }
+        for process in operations.processes(request.app.state.packyard, guid)
+    ]
+
+
+@router.get("/v1/content/{guid}/lockfile")
+async def lockfile(request: Request, guid: str) -> Any:
+    caller = await _caller(request)
+    environments = request.app.state.packyard.environments
+
+    def work(session: Any) -> tuple[str | None, str | None]:
+        content = contents.owned(session, caller, guid)
+        if content.bundle_id is None:
+            return None, None
+        bundle = contents.get_bundle(session, content, content.bundle_id)
+        return bundle.environment_key, bundle.py_version
+
+    key, version = await _in_thread(request, work)
+    text = environments.lock_text(key) if key else None
+    if text is None:
+        raise PublishingError(f"Content `{guid}` has no built environment to export; deploy it first.")
+    return PlainTextResponse(text, headers={"Generated-By": f"Packyard {__version__} for Python {version}"})
+
+
+@router.get("/v1/system/caches/runtime")
+async def runtime_caches(request: Request) -> dict[str, Any]:
+    caller = await _caller(request)
+    _require_admin(caller)
+    rows = await asyncio.to_thread(request.app.state.packyard.environments.list)
+    versions = sorted({row.python_version for row in rows})
+    return {"caches": [{"language": "Python", "version": v, "image_name": "Local"} for v in versions]}
+
+
+@router.delete("/v1/system/caches/runtime")
+async def delete_runtime_cache(request: Request) -> dict[str, Any]:
+    caller = await _caller(request)
+    _require_admin(caller)
+    body = await _json(request) or {}
+    if not isinstance(body, dict) or body.get("language", "Python") != "Python":
+        raise PublishingError('Send {"language": "Python", "version": "3.11.7", "image_name": "Local"}.')
+    context = request.app.state.packyard
+    version, dry_run = body.get("version"), bool(body.get("dry_run"))
+    removed = await asyncio.to_thread(context.environments.clear_runtime_cache, version, dry_run)
+    answer = {"language": "Python", "version": version, "image_name": body.get("image_name", "Local")}
+    if dry_run:  # Connect answers a dry run at once, without a task; rsconnect prints "Dry run finished"
+        return {**answer, "task_id": None, "environments": removed}
+    task = context.tasks.create("")
+    task.log(f"Removed {len(removed)} Python {version or ''} environment(s); content rebuilds on its next start.")
+    for key in removed:
+        task.log(f"  {key}")
+    task.finish()
+    return {**answer, "task_id": task.id}
+
+
+def _require_admin(caller: Caller) -> None:
+    if not caller.is_admin:
+        raise Forbidden(f"User `{caller.username}` is not an administrator; this needs role `admin`.")

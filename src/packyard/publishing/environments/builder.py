@@ -1,0 +1,351 @@
+"""Python environments for deployed content: built with uv, named by the sha256 of what decides their
+contents, reused by every bundle with the same packages and Python, and reaped when nothing uses them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, update
+from sqlalchemy.exc import IntegrityError
+
+from packyard.config import Settings
+from packyard.db import Database, utcnow
+from packyard.publishing.environments import uv
+from packyard.publishing.environments.admin import EnvironmentAdmin
+from packyard.publishing.environments.interpreters import Interpreter
+from packyard.publishing.environments.plan import InstallPlan
+from packyard.publishing.environments.store import (
+    CONSTRAINTS_FILE,
+    LOCK_FILE,
+    OVERRIDES_FILE,
+    REQUIREMENTS_FILE,
+    EnvironmentStore,
+    size_of,
+)
+from packyard.publishing.errors import EnvironmentBuildError
+from packyard.publishing.models import PythonEnvironment
+
+# Part of every key: bump it when the way environments are built changes, so old ones are not reused.
+LAYOUT_VERSION = 1
+
+
+@dataclass
+class BuiltEnvironment:
+    key: str | None  # None when unmanaged
+    python: Path  # the python to run the app with
+    path: Path | None
+    cache_hit: bool
+    reason: str  # one sentence for the deploy log
+    timings: dict[str, float] = field(default_factory=dict)  # seconds: venv, resolve, prepare, install, total
+    lock: str = ""  # `uv pip freeze` of the environment ("" when unmanaged)
+
+
+class Environments(EnvironmentAdmin):
+    """Builds, reuses and (through `EnvironmentAdmin`) lists and removes content environments."""
+
+    def __init__(self, settings: Settings, db: Database) -> None:
+        self.settings = settings
+        self.db = db
+        self.root = (settings.data_dir / "environments").resolve()
+        # In the data directory, like the environments: same filesystem, so uv hardlinks instead of copying.
+        self.cache = (settings.data_dir / "cache" / "uv").resolve()
+        self.store = EnvironmentStore(self.root)
+        self._building: dict[str, asyncio.Lock] = {}
+
+    def key(self, interpreter: Interpreter, plan: InstallPlan) -> tuple[str, dict[str, Any]]:
+        """The environment's key and the inputs it hashes: everything that decides what gets installed."""
+        inputs = {
+            "layout": LAYOUT_VERSION,
+            "python": {"version": interpreter.version, "path": str(interpreter.path)},
+            "requirements": plan.requirements,
+            "constraints": plan.constraints,
+            "excluded": plan.excluded,
+            "external": sorted(plan.external),
+            "system_site_packages": bool(plan.external),
+            "index_url": self.settings.index_url,
+            "extra_index_urls": list(self.settings.python.extra_index_urls),
+            "uv": uv.uv_version(),
+        }
+        canonical = json.dumps(inputs, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest(), inputs
+
+    async def prepare(
+        self,
+        interpreter: Interpreter,
+        plan: InstallPlan,
+        *,
+        managed: bool,
+        log: Callable[[str], None],
+        previous: str | None = None,
+    ) -> BuiltEnvironment:
+        """The environment for a plan: reused when one with the same key is ready, else built once."""
+        started = time.monotonic()
+        if not managed:
+            return BuiltEnvironment(
+                None,
+                interpreter.path,
+                None,
+                False,
+                f"Environment management is off: running on the host's Python {interpreter.version} and its packages.",
+                {"total": 0.0},
+            )
+        key, inputs = self.key(interpreter, plan)
+        hit = await asyncio.to_thread(self._use, key, interpreter, plan)
+        if hit is not None:
+            return self._built(key, interpreter, hit, started, waited=False)
+        lock = self._building.setdefault(key, asyncio.Lock())
+        try:
+            if lock.locked():
+                log(f"Waiting for another deploy that is building environment {key[:12]} ...")
+            async with lock:
+                fd = await self._lock_exclusive(key, log)
+                try:
+                    hit = await asyncio.to_thread(self._use, key, interpreter, plan, True)
+                    if hit is not None:
+                        return self._built(key, interpreter, hit, started, waited=True)
+                    reason = await asyncio.to_thread(self._why_new, key, inputs, previous)
+                    log(reason)  # before uv's lines, so the log says why it is building before it builds
+                    return await self._build(key, inputs, interpreter, plan, log, reason, started)
+                finally:
+                    os.close(fd)
+        finally:
+            if self._building.get(key) is lock and not lock.locked():
+                del self._building[key]
+
+    def _built(
+        self, key: str, interpreter: Interpreter, hit: tuple[dict[str, Any], str], started: float, waited: bool
+    ) -> BuiltEnvironment:
+        marker, lock = hit
+        built = datetime.fromisoformat(marker["built_at"])
+        if waited:
+            reason = (
+                f"Waited for another deploy to build environment {key[:12]} for the same packages and "
+                f"Python {interpreter.version}; reusing it."
+            )
+        else:
+            reason = (
+                f"Reusing environment {key[:12]}, built {built:%Y-%m-%d %H:%M} UTC for the same packages and "
+                f"Python {interpreter.version}."
+            )
+        path = self.store.path(key)
+        total = round(time.monotonic() - started, 6)
+        return BuiltEnvironment(key, path / "bin" / "python", path, True, reason, {"total": total}, lock)
+
+    def _use(
+        self, key: str, interpreter: Interpreter, plan: InstallPlan, have_lock: bool = False
+    ) -> tuple[dict[str, Any], str] | None:
+        """A ready environment's marker and lock, its row touched; None when it must be built."""
+        # A shared lock keeps a removal from deleting the environment between this check and the touch,
+        # and makes a half-removed or half-built environment a miss rather than a hit.
+        fd = None if have_lock else self.store.try_lock(key, shared=True)
+        if fd is None and not have_lock:
+            return None
+        try:
+            marker = self.store.ready(key)
+            if marker is None:
+                return None
+            lock = (self.store.path(key) / LOCK_FILE).read_text()
+            with contextlib.suppress(IntegrityError):  # another hit recorded the missing row at the same moment
+                self._touch(key, interpreter, plan, marker)
+            return marker, lock
+        finally:
+            if fd is not None:
+                os.close(fd)
+
+    def _touch(self, key: str, interpreter: Interpreter, plan: InstallPlan, marker: dict[str, Any]) -> None:
+        with self.db.session() as session:
+            now = utcnow()
+            touch = update(PythonEnvironment).where(PythonEnvironment.key == key).values(last_used_at=now)
+            result = cast(CursorResult[Any], session.execute(touch))
+            # Built by a server on another database, or the row was lost: record it.
+            if result.rowcount == 0:
+                session.add(
+                    PythonEnvironment(
+                        key=key,
+                        python_version=interpreter.version,
+                        python_path=str(interpreter.path),
+                        packages="\n".join(plan.requirements),
+                        size=size_of(self.store.path(key)),
+                        build_seconds=float(marker.get("timings", {}).get("total", 0.0)),
+                        created_at=datetime.fromisoformat(marker["built_at"]),
+                        last_used_at=now,
+                    )
+                )
+
+    async def _lock_exclusive(self, key: str, log: Callable[[str], None]) -> int:
+        """The key's lock file, exclusively: another server process may be building the same key."""
+        announced = False
+        while True:
+            fd = self.store.try_lock(key)  # never blocks
+            if fd is not None:
+                return fd
+            if not announced:
+                log(f"Waiting for another process that is building environment {key[:12]} ...")
+                announced = True
+            await asyncio.sleep(0.1)
+
+    async def _build(
+        self,
+        key: str,
+        inputs: dict[str, Any],
+        interpreter: Interpreter,
+        plan: InstallPlan,
+        log: Callable[[str], None],
+        reason: str,
+        started: float,
+    ) -> BuiltEnvironment:
+        path = self.store.path(key)
+        if path.exists():
+            log(f"Removing environment {key[:12]}, which an interrupted build left unfinished.")
+            await asyncio.to_thread(shutil.rmtree, path, True)
+        self.root.mkdir(parents=True, exist_ok=True)
+        timings: dict[str, float] = {}
+        uv_exe = uv.uv_bin()
+        cache = ["--no-config", "--cache-dir", str(self.cache)]
+        try:
+            venv = [uv_exe, "venv", *cache, "--python", str(interpreter.path), "--no-python-downloads"]
+            venv += ["--system-site-packages"] if plan.external else []
+            mark = time.monotonic()
+            status, lines = await uv.run_streaming([*venv, str(path)], log, str(self.root))
+            if status != 0:
+                raise EnvironmentBuildError(
+                    f"Creating the environment with Python {interpreter.version} (`{interpreter.path}`) failed: "
+                    + "\n".join(uv.error_lines(lines))
+                    + "\nCheck that this interpreter runs, or fix `[python] executables`."
+                )
+            timings["venv"] = round(time.monotonic() - mark, 6)
+            python = path / "bin" / "python"
+            (path / REQUIREMENTS_FILE).write_text("".join(f"{line}\n" for line in plan.requirements))
+            install = [
+                uv_exe,
+                "pip",
+                "install",
+                *cache,
+                "--python",
+                str(python),
+                "--index-url",
+                self.settings.index_url,
+            ]
+            for url in self.settings.python.extra_index_urls:
+                install += ["--extra-index-url", url]
+            install += ["-r", str(path / REQUIREMENTS_FILE)]
+            if plan.constraints:
+                (path / CONSTRAINTS_FILE).write_text("".join(f"{line}\n" for line in plan.constraints))
+                install += ["-c", str(path / CONSTRAINTS_FILE)]
+            if plan.excluded:
+                # uv's way to keep a package out of a resolution: override it with a marker that is never true.
+                overrides = "".join(f'{name} ; sys_platform == "never"\n' for name in plan.excluded)
+                (path / OVERRIDES_FILE).write_text(overrides)
+                install += ["--override", str(path / OVERRIDES_FILE)]
+            installed: list[str] = []
+
+            def collect(line: str) -> None:
+                # uv lists what it installed as ` + name==version`: in a fresh venv that is `uv pip freeze`'s
+                # output, without a second uv process on the deploy's critical path.
+                if line.startswith(" + "):
+                    installed.append(line[3:].strip())
+                log(line)
+
+            if any(not line.startswith("-") for line in plan.requirements):
+                status, lines = await uv.run_streaming(install, collect, str(self.root))
+                if status != 0:
+                    raise EnvironmentBuildError(
+                        "Installing the bundle's requirements failed: "
+                        + "\n".join(uv.error_lines(lines))
+                        + "\nFix the requirements (or upload the missing package to Packyard) and deploy again."
+                    )
+                timings.update(uv.timings(lines))
+            lock = "".join(f"{line}\n" for line in sorted(installed, key=str.lower))
+            (path / LOCK_FILE).write_text(lock)
+            size = await asyncio.to_thread(size_of, path)
+            timings["total"] = round(time.monotonic() - started, 6)
+            built_at = utcnow()
+            marker = {"key": key, "built_at": built_at.isoformat(), "inputs": inputs, "timings": timings}
+            await asyncio.to_thread(self.store.write_ready, key, marker)
+        except BaseException:
+            # Nothing half-built survives: a failed or cancelled build leaves no directory to mistake for one.
+            await asyncio.shield(asyncio.to_thread(shutil.rmtree, path, True))
+            raise
+        await asyncio.to_thread(self._record, key, interpreter, plan, size, timings["total"], built_at)
+        return BuiltEnvironment(key, python, path, False, reason, timings, lock)
+
+    def _record(
+        self, key: str, interpreter: Interpreter, plan: InstallPlan, size: int, seconds: float, built_at: datetime
+    ) -> None:
+        with self.db.session() as session:
+            row = session.get(PythonEnvironment, key) or PythonEnvironment(key=key)
+            row.python_version = interpreter.version
+            row.python_path = str(interpreter.path)
+            row.packages = "\n".join(plan.requirements)
+            row.size = size
+            row.build_seconds = seconds
+            row.created_at = built_at
+            row.last_used_at = built_at
+            session.add(row)
+
+    def _why_new(self, key: str, inputs: dict[str, Any], previous: str | None) -> str:
+        """Why this deploy builds: nothing like it yet, or what changed since the previous bundle's environment."""
+        if not previous:
+            return f"No environment yet for these packages (key {key[:12]})."
+        if previous == key:
+            return f"Environment {key[:12]} is gone (removed, or its build never finished); building it again."
+        before = self._inputs_of(previous)
+        if before is None:
+            return f"No environment yet for these packages (key {key[:12]}); the previous, {previous[:12]}, is gone."
+        changes = []
+        old, new = set(before.get("requirements", [])), set(inputs["requirements"])
+        if old != new:
+            parts = []
+            if new - old:
+                parts.append("added " + ", ".join(sorted(new - old)))
+            if old - new:
+                parts.append("removed " + ", ".join(sorted(old - new)))
+            changes.append(f"Requirements changed since environment {previous[:12]}: {'; '.join(parts)}.")
+        old_python = before.get("python", {})
+        if old_python.get("version") != inputs["python"]["version"]:
+            changes.append(f"Python changed from {old_python.get('version')} to {inputs['python']['version']}.")
+        elif old_python.get("path") and old_python.get("path") != inputs["python"]["path"]:
+            changes.append(f"Python moved from `{old_python['path']}` to `{inputs['python']['path']}`.")
+        for name, what in (
+            ("external", "External packages"),
+            ("constraints", "Constraints"),
+            ("excluded", "Packages kept out"),
+            ("index_url", "The index"),
+            ("extra_index_urls", "The extra indexes"),
+            ("uv", "uv"),
+        ):
+            if name in before and before[name] != inputs[name]:
+                changes.append(f"{what} changed from {_show(before[name])} to {_show(inputs[name])}.")
+        if not changes:
+            changes.append(f"Environment {previous[:12]} was built by an older Packyard; building a new one.")
+        return " ".join(changes)
+
+    def _inputs_of(self, key: str) -> dict[str, Any] | None:
+        marker = self.store.ready(key)
+        if marker is not None:
+            return marker.get("inputs", {})
+        with self.db.session() as session:
+            row = session.get(PythonEnvironment, key)
+            if row is None:
+                return None
+            return {
+                "requirements": row.packages.splitlines(),
+                "python": {"version": row.python_version, "path": row.python_path},
+            }
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, list):
+        return "(none)" if not value else ", ".join(f"`{v}`" for v in value)
+    return f"`{value}`"

@@ -1,0 +1,429 @@
+"""One app process: the content's own Python on a loopback socket, its output copied to the content's log.
+
+Each process runs `harness.py` on a socket this server bound and listens on, so the port is known before the
+child starts and no other process can take it. Streamlit binds a port itself: it gets one that was free a
+moment ago, is only believed ready once that port's listener is its own, and starts again on another port when
+it lost the race. The child's output goes to the content's log, line by line with a timestamp and the bundle
+id. Which processes serve a content is the supervisor's business (supervisor.py, pool.py); stopping one lets
+its requests in flight finish first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import deque
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
+
+from packyard.publishing.deploy.launchers import KINDS
+from packyard.publishing.errors import AppStartError
+from packyard.publishing.runtime.limits import Limits
+
+log = logging.getLogger("packyard.runtime")
+
+HARNESS = Path(__file__).with_name("harness.py")
+# An old process keeps serving the requests it has for this long after a redeploy.
+DRAIN_GRACE = 30.0
+# After SIGTERM, uvicorn finishes open requests and runs the shutdown lifespan; then it is killed.
+TERM_GRACE = 5.0
+POLL_INTERVAL = 0.025
+MAX_BACKOFF = 60.0
+# A process that ran this long crashed for a new reason: restart it quickly again.
+STABLE_UPTIME = 60.0
+TAIL_LINES = 20
+# Connections queue here while the app imports, so the first probe is answered the moment it is ready.
+LISTEN_BACKLOG = 1024
+# Starts of an app that binds its own port, when another process takes the port first.
+PORT_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    guid: str
+    bundle_id: int
+    kind: str  # what harness.py runs: launchers.KINDS
+    entrypoint: str
+    python: Path  # the content environment's python
+    cwd: Path  # the extracted bundle
+    env: dict[str, str]  # the content's variables plus what Packyard sets; nothing else of the server's
+    log_path: Path  # the content's log file, appended to
+    prefix: str = ""  # the URL prefix the app is told when it starts, if its kind needs one (Dash, Bokeh)
+    full_path: bool = False  # its routes include the prefix: the proxy forwards the full path
+    own_port: bool = False  # it binds a port itself (`streamlit run`), so a port race is possible
+
+
+class Closeable(Protocol):
+    def close(self) -> None: ...
+
+
+class Exchange(Protocol):
+    """A proxy connection in use: when data last moved on it, and how to cut it off."""
+
+    last_io: float
+
+    def expire(self) -> None: ...
+
+
+class Child:
+    """The part of asyncio's `Process` the supervisor uses, over a `subprocess.Popen`. Popen starts the child
+    with vfork; uvloop's subprocess support forks, copying the server's page tables on every app start."""
+
+    def __init__(self, popen: subprocess.Popen[bytes], stdout: asyncio.StreamReader) -> None:
+        self.pid = popen.pid
+        self.stdout = stdout
+        self._popen = popen
+        self._exited: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    @classmethod
+    async def attach(cls, popen: subprocess.Popen[bytes]) -> Child:
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=1 << 20)
+        assert popen.stdout is not None
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), popen.stdout)
+        child = cls(popen, reader)
+        try:  # a pidfd becomes readable when the process exits: no thread, no SIGCHLD handler
+            pidfd = os.pidfd_open(popen.pid)
+        except (AttributeError, OSError):
+            waiter = asyncio.ensure_future(asyncio.to_thread(popen.wait))
+            waiter.add_done_callback(lambda _w: child._reaped())
+        else:
+
+            def exited() -> None:
+                loop.remove_reader(pidfd)
+                os.close(pidfd)
+                popen.wait()
+                child._reaped()
+
+            loop.add_reader(pidfd, exited)
+        return child
+
+    def _reaped(self) -> None:
+        if self._popen.stdin is not None:
+            self._popen.stdin.close()
+        if not self._exited.done():
+            self._exited.set_result(self._popen.returncode)
+
+    @property
+    def returncode(self) -> int | None:
+        return self._popen.returncode
+
+    async def wait(self) -> int:
+        return await asyncio.shield(self._exited)
+
+
+class AppProcess:
+    """One running app. The proxy counts `in_flight` (a request or a websocket: one connection) until it calls
+    `release()`, keeps idle keep-alive connections in `connections` and those in use in `busy`."""
+
+    def __init__(self, spec: ProcessSpec, proc: Child, port: int) -> None:
+        self.spec = spec
+        self.guid = spec.guid
+        self.bundle_id = spec.bundle_id
+        self.port = port
+        self.pid = proc.pid
+        self.started_at = datetime.now(UTC)
+        self.started = time.monotonic()
+        self.in_flight = 0
+        self.last_used = self.started  # when in_flight last went down; the idle timeout counts from it
+        self.limits = Limits()  # the content's runtime settings; its pool keeps them current
+        # Requests waiting for room in this process's pool (shared with it); a release wakes one.
+        self.waiters: deque[asyncio.Future[None]] = deque()
+        self.connections: deque[Closeable] = deque()
+        self.busy: set[Exchange] = set()
+        self.tail: deque[str] = deque(maxlen=TAIL_LINES)
+        # Set once the process is being signalled: the proxy must not send it new requests.
+        self.closed = False
+        self._proc = proc
+        self._output = asyncio.create_task(self._pump_output())
+        self._stopping: asyncio.Task[None] | None = None
+
+    def __repr__(self) -> str:
+        return f"<AppProcess {self.guid} bundle {self.bundle_id} pid {self.pid} port {self.port}>"
+
+    @property
+    def returncode(self) -> int | None:
+        return self._proc.returncode
+
+    @property
+    def alive(self) -> bool:
+        return not self.closed and self._proc.returncode is None
+
+    async def wait(self) -> int:
+        return await self._proc.wait()
+
+    def release(self) -> None:
+        """The proxy is done with one connection counted in `in_flight`."""
+        self.in_flight -= 1
+        self.last_used = time.monotonic()
+        if self.waiters:
+            wake(self.waiters, 1)
+
+    async def stop(self, grace: float = DRAIN_GRACE) -> None:
+        """Let in-flight requests finish (up to `grace` seconds), then SIGTERM, then SIGKILL. Idempotent."""
+        if self._stopping is None:
+            self._stopping = asyncio.create_task(self._stop(grace))
+        await asyncio.shield(self._stopping)
+
+    async def _stop(self, grace: float) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while self.in_flight and self._proc.returncode is None and loop.time() < deadline:
+            await asyncio.sleep(POLL_INTERVAL)
+        # No await between the check above and this flag: a request the proxy counts from now on sees it.
+        self.closed = True
+        self.close_connections()
+        self._signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(self._proc.wait(), max(deadline - loop.time(), TERM_GRACE))
+        except TimeoutError:
+            self._signal(signal.SIGKILL)
+            await self._proc.wait()
+        await self._drain_output()
+
+    def close_connections(self) -> None:
+        while self.connections:
+            self.connections.pop().close()
+
+    async def kill(self) -> None:
+        self.closed = True
+        self.close_connections()
+        self._signal(signal.SIGKILL)
+        await self._proc.wait()
+        await self._drain_output()
+
+    def _signal(self, sig: signal.Signals) -> None:
+        # The child leads its own process group, so whatever the app spawned goes too.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, sig)
+
+    async def _drain_output(self) -> None:
+        # A grandchild that escaped the process group could hold the pipe open forever.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._output), 2.0)
+
+    async def _pump_output(self) -> None:
+        stream = self._proc.stdout
+        assert stream is not None
+        pending = b""
+        try:
+            while chunk := await stream.read(65536):
+                *lines, pending = (pending + chunk).split(b"\n")
+                if lines:
+                    self._write(lines)
+                if len(pending) > 65536:  # a very long line without a newline: write what we have
+                    self._write([pending])
+                    pending = b""
+            if pending:
+                self._write([pending])
+        except Exception:  # the log must never take the process down with it
+            log.exception("Could not copy the output of %r to %s", self, self.spec.log_path)
+
+    def _write(self, lines: list[bytes]) -> None:
+        text = [line.decode("utf-8", "replace").rstrip("\r") for line in lines]
+        self.tail.extend(text)
+        append_log(self.spec.log_path, self.bundle_id, text)
+
+
+async def start(spec: ProcessSpec, init_timeout: float) -> AppProcess:
+    """Start the app and return once it answers HTTP within `init_timeout` seconds; AppStartError with its
+    last output otherwise."""
+    if spec.kind not in KINDS:
+        raise ValueError(f"ProcessSpec.kind is {spec.kind!r}; use one of {sorted(KINDS)}")
+    spec.log_path.parent.mkdir(parents=True, exist_ok=True)
+    attempt = 1
+    while True:
+        process = await _spawn(spec)
+        try:
+            await _wait_ready(process, init_timeout)
+            return process
+        except AppStartError:
+            # An app binding its own port may lose it to another process between our pick and its bind.
+            if not (spec.own_port and attempt < PORT_ATTEMPTS and _taken(process.port)):
+                raise
+        except BaseException:
+            await asyncio.shield(process.kill())
+            raise
+        append_log(spec.log_path, spec.bundle_id, [f"Port {process.port} was taken; trying another."])
+        attempt += 1
+
+
+async def _wait_ready(process: AppProcess, timeout: float) -> None:
+    # A port the app binds itself may be another process's after a lost race: check who answers.
+    owner = process.pid if process.spec.own_port else None
+    probe = asyncio.create_task(_probe(process.port, owner))
+    exited = asyncio.create_task(process.wait())
+    try:
+        await asyncio.wait({probe, exited}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        probe.cancel()
+        exited.cancel()
+    if probe.done() and not probe.cancelled() and probe.exception() is None:
+        return
+    if exited.done() and not exited.cancelled():
+        reason = f"it exited with code {exited.result()}"
+    else:
+        reason = f"it did not answer HTTP within {timeout:g} s (`init_timeout`)"
+    await process.kill()
+    output = "\n".join(process.tail) if process.tail else "(nothing)"
+    raise AppStartError(f"The app did not start: {reason}. Its last output:\n{output}")
+
+
+async def _spawn(spec: ProcessSpec) -> AppProcess:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        argv = [str(spec.python), str(HARNESS), "--kind", spec.kind, "--entrypoint", spec.entrypoint]
+        if spec.prefix:
+            argv += ["--prefix", spec.prefix]
+        if spec.own_port:
+            # The app binds the port itself: ours is closed just before it starts (Supervisor.start retries
+            # when another process takes it first).
+            fd = None
+            sock.close()
+            argv += ["--port", str(port)]
+        else:
+            sock.listen(LISTEN_BACKLOG)
+            fd = sock.fileno()
+            argv += ["--fd", str(fd)]
+        try:
+            popen = await asyncio.to_thread(
+                subprocess.Popen,
+                argv,
+                cwd=spec.cwd,
+                env=child_env(spec),
+                # Never written: the harness takes end of file as the server being gone, and exits.
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                pass_fds=() if fd is None else (fd,),
+                # Its own process group: a Ctrl-C at the server's terminal reaches the server, which stops
+                # the apps in order, and stopping an app reaches whatever it spawned.
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise AppStartError(
+                f"The app did not start: could not run `{spec.python}` in `{spec.cwd}` ({exc.strerror}). "
+                "Rebuild the content's environment, then deploy again."
+            ) from exc
+        proc = await Child.attach(popen)
+    finally:
+        sock.close()  # the child has its own copy
+    return AppProcess(spec, proc, port)
+
+
+def _taken(port: int) -> bool:
+    """Whether another process listens on this loopback port (our app, which never got it, has exited)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # the app's closed connections don't count
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def _listens(pid: int, port: int) -> bool:
+    """Whether process `pid` holds the socket listening on 127.0.0.1:`port` (True where /proc cannot tell)."""
+    address = f"{int.from_bytes(socket.inet_aton('127.0.0.1'), sys.byteorder):08X}:{port:04X}"
+    try:
+        with open("/proc/net/tcp") as table:
+            inodes = {f"socket:[{f[9]}]" for f in map(str.split, table) if f[1] == address and f[3] == "0A"}
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return True
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/{pid}/fd/{fd}") in inodes:
+                return True
+    return False
+
+
+def wake(waiters: deque[asyncio.Future[None]], count: int | None = None) -> None:
+    """Wake `count` (default: all) waiting requests; each looks for room again."""
+    while waiters and count != 0:
+        waiter = waiters.popleft()
+        if not waiter.done():
+            waiter.set_result(None)
+            count = None if count is None else count - 1
+
+
+async def _probe(port: int, owner: int | None = None) -> None:
+    """Return once the app answers `GET /` with any HTTP response (and, with `owner`, it is that process's)."""
+    request = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    while True:
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            await asyncio.sleep(POLL_INTERVAL)
+            continue
+        try:
+            writer.write(request)
+            if (await reader.read(5)).startswith(b"HTTP/") and (owner is None or _listens(owner, port)):
+                return
+        except OSError:
+            pass
+        finally:
+            writer.close()
+        await asyncio.sleep(POLL_INTERVAL)
+
+
+def child_env(spec: ProcessSpec) -> dict[str, str]:
+    """The content's variables over a minimal base: the server's own environment holds secrets."""
+    path = os.environ.get("PATH", os.defpath)
+    base = {
+        # The environment's scripts first, as if it were activated.
+        "PATH": f"{spec.python.parent}{os.pathsep}{path}",
+        "HOME": os.environ.get("HOME", str(spec.cwd)),
+        "LANG": os.environ.get("LANG", "C.UTF-8"),
+        "TMPDIR": os.environ.get("TMPDIR", tempfile.gettempdir()),
+        "PYTHONUNBUFFERED": "1",
+    }
+    return {**base, **spec.env}
+
+
+def _timestamp() -> str:
+    now = datetime.now(UTC)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+
+
+def append_log(path: Path, bundle_id: int, lines: list[str]) -> None:
+    """Append lines to a content log as `<ISO time> [bundle <id>] <line>`, in one write."""
+    prefix = f"{_timestamp()} [bundle {bundle_id}] "
+    data = "".join(f"{prefix}{line}\n" for line in lines).encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+def read_log_tail(path: Path, lines: int) -> list[str]:
+    """The last `lines` lines of a content log, reading backwards from its end (logs grow without bound)."""
+    if lines <= 0:
+        return []
+    try:
+        with open(path, "rb") as f:
+            end = f.seek(0, os.SEEK_END)
+            data = b""
+            position = end
+            while position > 0 and data.count(b"\n") <= lines:
+                step = min(65536, position)
+                position -= step
+                f.seek(position)
+                data = f.read(step) + data
+    except FileNotFoundError:
+        return []
+    return [line.decode("utf-8", "replace") for line in data.splitlines()[-lines:]]

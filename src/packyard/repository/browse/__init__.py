@@ -1,0 +1,1 @@
+"""What the package pages show: projects, search, versions and files, and rendered descriptions."""

@@ -1,0 +1,1 @@
+"""Package policy: block rules and curated allowlists."""

@@ -1,0 +1,222 @@
+"""The hot path, as raw ASGI: simple pages and small files of `/{repo}/latest/...` and of dated snapshots.
+
+Pages are rendered at write time and cached in memory, and file lookups are cached too, so a read is a
+few dictionary lookups and one send. Whatever this path does not answer (other URLs and methods, unknown
+repositories, misses, `Range` requests, large files, mirrored names due for revalidation, files still
+upstream, blocked files) goes to the main app, which also owns the messages.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Protocol
+
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from packyard.auth.authenticator import Authenticator
+from packyard.auth.tokens import Grant
+from packyard.errors import PackyardError
+from packyard.repository.index.page_cache import MISSING, CachedPage, PageCache, RepoInfo
+from packyard.repository.index.pages import JSON_TYPE
+from packyard.repository.mirror.service import Mirror
+from packyard.repository.names import normalize
+from packyard.repository.serving.files import FileIndex, ServedFile
+from packyard.repository.serving.negotiation import TEXT_HTML, negotiate
+from packyard.storage import BlobStore
+
+_VARY = (b"vary", b"Accept")
+# Clients revalidate with If-None-Match on every resolve, so a new upload is visible at once.
+_PAGE_PUBLIC = (b"cache-control", b"max-age=0, must-revalidate")
+_PAGE_PRIVATE = (b"cache-control", b"private, max-age=0, must-revalidate")
+_FILE_PUBLIC = (b"cache-control", b"public, max-age=31536000, immutable")
+_FILE_PRIVATE = (b"cache-control", b"private, max-age=31536000, immutable")
+_RANGES = (b"accept-ranges", b"bytes")
+_TYPES = {JSON_TYPE: JSON_TYPE.encode(), TEXT_HTML: b"text/html; charset=utf-8"}
+# Larger files stream through Starlette's FileResponse instead of being read in one go.
+MAX_INLINE_FILE = 1024 * 1024
+
+
+class ErrorSender(Protocol):
+    """Renders a PackyardError as a response (the app's one error boundary)."""
+
+    async def __call__(
+        self, scope: Scope, receive: Receive, send: Send, exc: PackyardError, status: int | None = None
+    ) -> None: ...
+
+
+class HotPathApp:
+    def __init__(
+        self,
+        pages: PageCache,
+        files: FileIndex,
+        store: BlobStore,
+        auth: Authenticator,
+        mirror: Mirror,
+        fallback: ASGIApp,
+        error: ErrorSender,
+    ) -> None:
+        self.pages = pages
+        self.files = files
+        self.store = store
+        self.auth = auth
+        self.mirror = mirror
+        self.fallback = fallback
+        self.error = error
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
+            return await self.fallback(scope, receive, send)
+        parts = scope["path"].split("/")
+        # Pages: ['', repo, 'latest', 'simple', project, ''] or [..., 'simple', ''] for the root.
+        # Files: ['', repo, 'latest', 'packages', name, sha256, filename].
+        n = len(parts)
+        if n < 5:
+            return await self.fallback(scope, receive, send)
+        day = None
+        if parts[2] != "latest":
+            day = snapshot_day(parts[2])
+            if day is None:
+                return await self.fallback(scope, receive, send)
+        repo = self.pages.repos.get(parts[1])
+        if repo is None:
+            return await self.fallback(scope, receive, send)
+        if parts[3] == "simple" and n in (5, 6) and parts[-1] == "":
+            return await self._page(scope, receive, send, repo, parts[4] if n == 6 else "", day)
+        if parts[3] == "packages" and n == 7:
+            return await self._file(scope, receive, send, repo, parts[5], parts[6], day)
+        return await self.fallback(scope, receive, send)
+
+    async def _page(
+        self, scope: Scope, receive: Receive, send: Send, repo: RepoInfo, project: str, day: date | None
+    ) -> None:
+        if project and project != normalize(project):
+            return await self.fallback(scope, receive, send)  # the main app redirects to the normal name
+        if project and repo.mirrored and not self.mirror.is_fresh(repo.id, project):
+            return await self.fallback(scope, receive, send)  # the main app asks the upstream first
+        accept = authorization = if_none_match = None
+        for key, value in scope["headers"]:
+            if key == b"accept":
+                accept = value.decode("latin-1")
+            elif key == b"authorization":
+                authorization = value.decode("latin-1")
+            elif key == b"if-none-match":
+                if_none_match = value
+        query = scope.get("query_string")
+        if query and query.startswith(b"format="):
+            accept = query[7:].decode("latin-1").replace("%2B", "+").replace("%2b", "+")
+        if repo.authenticated and not await self._authorized(scope, receive, send, repo, authorization):
+            return
+        media = negotiate(accept)
+        if media is None:
+            return await self.error(
+                scope,
+                receive,
+                send,
+                PackyardError(
+                    "None of the media types in `Accept` is served here; ask for "
+                    f"`{JSON_TYPE}`, `application/vnd.pypi.simple.v1+html` or `text/html`."
+                ),
+                status=406,
+            )
+
+        if day is None:
+            page = self.pages.get(repo.id, project)
+            if page is None:
+                page = await run_in_threadpool(self.pages.load, repo.id, project)
+        else:
+            page = self.pages.get((repo.id, day.isoformat()), project)
+            if page is None:
+                page = await run_in_threadpool(self.pages.load_dated, repo.id, day, project)
+        if page is MISSING:
+            return await self.fallback(scope, receive, send)
+        assert isinstance(page, CachedPage)
+        if media == JSON_TYPE:
+            body, etag, length = page.json, page.json_etag, page.json_length
+        else:
+            body, etag, length = page.html, page.html_etag, page.html_length
+        headers = [
+            (b"content-type", _TYPES.get(media) or media.encode()),
+            (b"etag", etag),
+            _VARY,
+            _PAGE_PRIVATE if repo.authenticated else _PAGE_PUBLIC,
+        ]
+        await self._send(scope, send, headers, etag, if_none_match, length, body)
+
+    async def _file(
+        self, scope: Scope, receive: Receive, send: Send, repo: RepoInfo, sha256: str, filename: str, day: date | None
+    ) -> None:
+        authorization = if_none_match = None
+        for key, value in scope["headers"]:
+            if key == b"authorization":
+                authorization = value.decode("latin-1")
+            elif key == b"if-none-match":
+                if_none_match = value
+            elif key == b"range":
+                return await self.fallback(scope, receive, send)
+        if repo.authenticated and not await self._authorized(scope, receive, send, repo, authorization):
+            return
+        found = self.files.cached(repo.id, sha256, filename, day.isoformat() if day else "")
+        if found is False:
+            found = await run_in_threadpool(self.files.find, repo, sha256, filename, day)
+        if (
+            not isinstance(found, ServedFile)
+            or found.upstream is not None
+            or found.blocked is not None
+            or (found.data is None and found.size > MAX_INLINE_FILE)
+        ):
+            return await self.fallback(scope, receive, send)
+        body = found.data
+        if body is None and scope["method"] == "GET":
+            with open(self.store.path(found.digest), "rb") as handle:  # small and usually in the page cache
+                body = handle.read()
+        etag = f'"{found.digest}"'.encode()
+        headers = [
+            (b"content-type", found.media_type.encode()),
+            (b"etag", etag),
+            _FILE_PRIVATE if repo.authenticated else _FILE_PUBLIC,
+            _RANGES,
+        ]
+        await self._send(scope, send, headers, etag, if_none_match, str(found.size).encode(), body or b"")
+
+    async def _authorized(
+        self, scope: Scope, receive: Receive, send: Send, repo: RepoInfo, authorization: str | None
+    ) -> bool:
+        try:
+            grant: Grant | None = self.auth.cached(authorization)
+            if grant is None:
+                grant = await run_in_threadpool(self.auth.authenticate, authorization)
+            grant.require("repos:read", "repo", repo.name)
+        except PackyardError as exc:
+            await self.error(scope, receive, send, exc)
+            return False
+        return True
+
+    @staticmethod
+    async def _send(
+        scope: Scope,
+        send: Send,
+        headers: list[tuple[bytes, bytes]],
+        etag: bytes,
+        if_none_match: bytes | None,
+        length: bytes,
+        body: bytes,
+    ) -> None:
+        if if_none_match is not None and etag in if_none_match:
+            await send({"type": "http.response.start", "status": 304, "headers": headers})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        headers.append((b"content-length", length))
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
+
+
+def snapshot_day(segment: str) -> date | None:
+    """The day a `YYYY-MM-DD` URL segment names, if it is one and not in the future."""
+    if len(segment) != 10 or segment[4] != "-" or segment[7] != "-":
+        return None
+    try:
+        day = date.fromisoformat(segment)
+    except ValueError:
+        return None
+    return day if day <= datetime.now(UTC).date() else None
