@@ -46,6 +46,7 @@ test: $(STAMP)
 	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium)  # page tests (tests/browser.py)
 	$(BIN)/ruff check
 	$(BIN)/ruff format --check
+	$(BIN)/mypy
 	$(BIN)/pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
 lint: $(STAMP)
