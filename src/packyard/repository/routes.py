@@ -19,19 +19,17 @@ from starlette.concurrency import run_in_threadpool
 from packyard import __version__
 from packyard.auth.tokens import Grant
 from packyard.context import AppContext
-from packyard.repository import services, snapshots
+from packyard.repository import services, simple_response, snapshots
 from packyard.repository.errors import (
     Blocked,
     MethodNotAllowed,
-    NotAcceptable,
     NotFound,
     UpstreamUnavailable,
 )
 from packyard.repository.hot_path import snapshot_day
 from packyard.repository.names import normalize
-from packyard.repository.negotiation import TEXT_HTML, negotiate
 from packyard.repository.page_cache import CachedPage, RepoInfo
-from packyard.repository.pages import JSON_TYPE
+from packyard.repository.simple_response import PageAnswerResponse, PageRequest, etag_matches
 
 router = APIRouter()
 _IMMUTABLE = "max-age=31536000, immutable"
@@ -106,24 +104,7 @@ async def simple_project(repo: str, snapshot: str, project: str, request: Reques
             f"Project `{project}` is not in {where}; check the name, or upload it "
             "first with twine, `uv publish` or `packyard add`."
         )
-    media = negotiate(request.query_params.get("format") or request.headers.get("accept"))
-    if media is None:
-        raise NotAcceptable(
-            f"None of the media types in `Accept` is served here; ask for `{JSON_TYPE}`, "
-            "`application/vnd.pypi.simple.v1+html` or `text/html`."
-        )
-    body, etag = (page.json, page.json_etag) if media == JSON_TYPE else (page.html, page.html_etag)
-    headers = {
-        "etag": etag.decode(),
-        "vary": "Accept",
-        "cache-control": ("private, " if info.authenticated else "") + "max-age=0, must-revalidate",
-    }
-    if stale:
-        headers["warning"] = '110 - "Response is Stale"'
-    if etag.decode() in request.headers.get("if-none-match", ""):
-        return Response(status_code=304, headers=headers)
-    content_type = "text/html; charset=utf-8" if media == TEXT_HTML else media
-    return Response(body if request.method == "GET" else b"", headers={**headers, "content-type": content_type})
+    return PageAnswerResponse(simple_response.answer(page, PageRequest.of(request.scope), info.authenticated, stale))
 
 
 @router.api_route("/{repo}/{snapshot}/simple/{rest:path}", methods=["POST", "PUT", "PATCH", "DELETE"])
@@ -155,7 +136,7 @@ async def package_file(repo: str, snapshot: str, name: str, sha256: str, filenam
         "cache-control": ("private, " if info.authenticated else "public, ") + _IMMUTABLE,
         "accept-ranges": "bytes",
     }
-    if etag in request.headers.get("if-none-match", ""):
+    if etag_matches(etag.encode(), request.headers.get("if-none-match", "").encode("latin-1")):
         return Response(status_code=304, headers=headers)
     if found.upstream is not None:
         if filename.endswith(".metadata"):
