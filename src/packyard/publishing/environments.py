@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 
 from packyard.config import Settings
 from packyard.db import Database, utcnow
-from packyard.publishing import uvrun
+from packyard.publishing import install_hints, uvrun
 from packyard.publishing.envadmin import EnvironmentAdmin, EnvironmentInfo, check_externals
 from packyard.publishing.envstore import (
     CONSTRAINTS_FILE,
@@ -250,13 +250,22 @@ class Environments(EnvironmentAdmin):
                     installed.append(line[3:].strip())
                 log(line)
 
-            if any(not line.startswith("-") for line in plan.requirements):
+            wanted = [line for line in plan.requirements if not line.startswith("-")]
+            if wanted:
+                log(install_hints.installing_line(self.settings, len(wanted)))
                 status, lines = await uvrun.run_streaming(install, collect, str(self.root))
                 if status != 0:
+                    missing = install_hints.missing_packages(lines)
+                    hint = (
+                        await asyncio.to_thread(install_hints.missing_hint, self.settings, self.db, missing)
+                        if missing
+                        else "hint: Fix the requirements (or upload the missing package to Packyard) and deploy again."
+                    )
                     raise EnvironmentBuildError(
                         "Installing the bundle's requirements failed: "
                         + "\n".join(uvrun.error_lines(lines))
-                        + "\nFix the requirements (or upload the missing package to Packyard) and deploy again."
+                        + "\n"
+                        + hint
                     )
                 timings.update(uvrun.timings(lines))
             lock = "".join(f"{line}\n" for line in sorted(installed, key=str.lower))
