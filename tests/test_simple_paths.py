@@ -134,3 +134,58 @@ def test_if_none_match_on_both_paths(two_paths: Server, accept: str) -> None:
     hot, routed = both(two_paths, Accept=accept, **{"If-None-Match": other_etag})
     assert hot.status_code == 200
     same(hot, routed)
+
+
+@pytest.mark.parametrize(
+    ("path", "method", "status", "message"),
+    [
+        (
+            "/pypi/latest/simple/%20/",
+            "GET",
+            404,
+            "` ` is not a project name (letters, digits, `.`, `_` and `-`); project pages are "
+            "`/pypi/latest/simple/<name>/`, and `/pypi/latest/simple/` lists the names.",
+        ),
+        (
+            "/routed/latest/simple/two-paths/files/",
+            "GET",
+            404,
+            "`two-paths/files/` is not a project page; project pages are `/routed/latest/simple/<name>/`, and "
+            "`/routed/latest/simple/` lists the names.",
+        ),
+        (
+            "/pypi/latest/simple/..%2F/",
+            "HEAD",
+            404,
+            "",  # HEAD: the status alone
+        ),
+        (
+            "/pypi/someday/simple/two-paths/",
+            "GET",
+            404,
+            "Snapshot `someday` is not `latest` or a past or present date (`YYYY-MM-DD`, UTC); "
+            "`/__api__/repos/<repo>/transaction-dates` lists the dates with changes.",
+        ),
+        (
+            "/nope/latest/simple/two-paths/",
+            "GET",
+            404,
+            "Repository `nope` does not exist. Known repositories: `pypi`, `routed`.",
+        ),
+        (
+            "/routed/latest/simple/two-paths/",
+            "POST",
+            405,
+            "This is the simple index URL, which is read-only; upload to `/upload/pypi/<source>` instead "
+            "(for example `/upload/pypi/local-python-src`).",
+        ),
+    ],
+)
+def test_bad_input_gets_its_status_and_one_sentence(
+    two_paths: Server, path: str, method: str, status: int, message: str
+) -> None:
+    response = httpx.request(method, f"{two_paths.url}{path}", timeout=30)
+    assert response.status_code == status
+    assert response.text == (message + "\n" if message else "")
+    if message:
+        assert response.reason_phrase == " ".join(message.replace("`", "").split())  # twine shows the status line

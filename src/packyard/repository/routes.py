@@ -27,7 +27,7 @@ from packyard.repository.errors import (
     UpstreamUnavailable,
 )
 from packyard.repository.hot_path import snapshot_day
-from packyard.repository.names import normalize
+from packyard.repository.names import is_valid_project_name, normalize
 from packyard.repository.page_cache import CachedPage, RepoInfo
 from packyard.repository.simple_response import PageAnswerResponse, PageRequest, etag_matches
 
@@ -86,6 +86,11 @@ async def simple_project(repo: str, snapshot: str, project: str, request: Reques
     day = snapshot_or_404(snapshot)
     if info.authenticated:
         await authorize(request, "repos:read", "repo", repo)
+    if not is_valid_project_name(project):
+        raise NotFound(
+            f"`{project[:100]}` is not a project name (letters, digits, `.`, `_` and `-`); project pages are "
+            f"`/{repo}/{snapshot}/simple/<name>/`, and `/{repo}/{snapshot}/simple/` lists the names."
+        )
     normalized = normalize(project)
     if normalized != project or not request.url.path.endswith("/"):
         return RedirectResponse(f"/{repo}/{snapshot}/simple/{normalized}/", status_code=301)
@@ -105,6 +110,17 @@ async def simple_project(repo: str, snapshot: str, project: str, request: Reques
             "first with twine, `uv publish` or `packyard add`."
         )
     return PageAnswerResponse(simple_response.answer(page, PageRequest.of(request.scope), info.authenticated, stale))
+
+
+@router.api_route("/{repo}/{snapshot}/simple/{rest:path}", methods=["GET", "HEAD"])
+async def simple_other(repo: str, snapshot: str, rest: str, request: Request) -> Response:
+    """Below `simple/`, anything but `<name>/`: a 404 that says so, rather than a 405 for the other methods."""
+    repo_or_404(request, repo)
+    snapshot_or_404(snapshot)
+    raise NotFound(
+        f"`{rest[:100]}` is not a project page; project pages are `/{repo}/{snapshot}/simple/<name>/`, and "
+        f"`/{repo}/{snapshot}/simple/` lists the names."
+    )
 
 
 @router.api_route("/{repo}/{snapshot}/simple/{rest:path}", methods=["POST", "PUT", "PATCH", "DELETE"])
