@@ -64,6 +64,8 @@ class PageAnswerResponse(Response):
     def __init__(self, answer: PageAnswer) -> None:
         self.answer = answer
         self.status_code = answer.status
+        self.body = answer.body
+        self.raw_headers = list(answer.headers)
         self.background = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

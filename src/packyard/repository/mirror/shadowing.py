@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import logging
 
-import httpx
 from starlette.concurrency import run_in_threadpool
 
 from packyard.db import Database
-from packyard.repository.errors import UpstreamUnavailable
 from packyard.repository.mirror.service import Mirror
 from packyard.repository.page_cache import RepoInfo, SourceInfo
 from packyard.repository.services import record
@@ -38,7 +36,7 @@ async def shadow_warning(
                 hidden.setdefault(below.id, (below, []))[1].append(repo.name)
     parts = []
     for mirrored, repo_names in hidden.values():
-        url = await _upstream_lists(mirror, mirrored, project)
+        url = await mirror.upstream_lists(mirrored, project)
         if url is not None:
             names = ", ".join(f"`{n}`" for n in sorted(repo_names))
             parts.append((mirrored, url, names))
@@ -60,22 +58,3 @@ async def shadow_warning(
 
     await run_in_threadpool(remember)
     return message
-
-
-async def _upstream_lists(mirror: Mirror, source: SourceInfo, project: str) -> str | None:
-    """The upstream's page URL for `project` when the upstream lists it (or the mirror already found it there)."""
-    try:
-        url = mirror.upstream_of(source) + project + "/"
-    except UpstreamUnavailable:
-        return None  # a mirror source without an upstream hides nothing
-    if source.type == "curated-pypi" and not await run_in_threadpool(mirror._curated, source.id, project):
-        return None
-    found, _etag, age, _has = await run_in_threadpool(mirror._cached_state, source.id, project)
-    if age is not None and found:
-        return url
-    try:
-        response = await mirror.client.get(url, headers={"accept": "text/html"})
-    except httpx.HTTPError as exc:
-        log.info("Could not ask %s whether it has `%s`: %s", url, project, exc)
-        return None
-    return url if response.status_code == 200 else None
