@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.publishing import Publishing, copy_app, publishing_server, setup_publishing
+from tests.upstreams import Peers
 
 
 @pytest.fixture(scope="module")
@@ -37,3 +38,21 @@ def test_first_deploy_on_an_empty_repository_says_how_to_provide_packages(empty:
         "`PACKYARD_MIRROR_UPSTREAM`) and restart the server" in output
     )
     assert "then deploy again" in output
+
+
+def test_with_a_mirror_the_hint_names_its_upstream(
+    module_peers: Peers, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    upstream = module_peers.pypiserver([])  # an upstream without fastapi either
+    env = {"PACKYARD_MIRROR_UPSTREAM": upstream.index}
+    with publishing_server("sqlite", tmp_path_factory.mktemp("packyard-mirrored"), env) as server:
+        mirrored = setup_publishing(server, tmp_path_factory.mktemp("publisher-home"), pins=[])
+        result = mirrored.deploy("fastapi", copy_app("fastapi-app", tmp_path), check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert (
+        "hint: `fastapi` is in neither the `pypi` repository's own sources nor its mirror upstream "
+        f"`{upstream.index}`. Check the name and version, or upload it to a source the repository serves: "
+        "`packyard add --source local-python-src --path <wheels>`" in output
+    )
+    assert "`[mirror] upstream`" not in output
