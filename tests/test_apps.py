@@ -21,7 +21,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.publishing import APPS, Publishing, copy_app, publishing_server, setup_publishing
+from tests.publishing import Publishing, copy_app, publishing_server, setup_publishing
 
 
 @pytest.fixture(scope="module")

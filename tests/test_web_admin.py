@@ -200,7 +200,9 @@ def test_api_keys_are_shown_once_and_revoked(web: Server, admin: Page) -> None:
     assert httpx.get(f"{web.url}/__api__/v1/user", headers={"Authorization": f"Key {key}"}).status_code == 401
     assert [kind for kind, _ in events(web, "key-")] == ["key-create", "key-revoke"]
     admin.goto("/admin/")
-    expect(admin.get_by_role("table", name="Recent changes").get_by_role("row").nth(1)).to_contain_text("key-revoke")
+    latest = admin.get_by_role("table", name="Recent changes").get_by_role("row").nth(1)
+    expect(latest).to_contain_text("API key revoked")
+    expect(latest).to_contain_text("key “laptop” of pat")
 
 
 def test_environment_cache_lists_and_removes_unused(web: Server, admin: Page) -> None:

@@ -9,6 +9,7 @@ from typing import BinaryIO, cast
 
 import httpx
 from packaging.utils import parse_wheel_filename
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
 from packyard.cli.output import err, fail, out
@@ -138,6 +139,9 @@ def add_files(source: str, paths: list[Path], address: str | None, token: str | 
             if response.status_code == 200:
                 uploaded += 1
                 err.print(f"Uploaded {path.name}")
+                for line in response.text.splitlines():
+                    if line.startswith("warning:"):  # e.g. the upload now hides a mirror's upstream versions
+                        err.print(f"[yellow]{escape(line)}[/]", soft_wrap=True)
             else:
                 failures.append(f"{path.name}: {response.status_code} {response.text.strip()}")
                 err.print(f"[red]Failed[/] {path.name}: {response.text.strip()}", soft_wrap=True)

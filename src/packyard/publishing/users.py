@@ -109,7 +109,7 @@ def create_key(session: Session, username: str, name: str = "") -> tuple[ApiKey,
     row = ApiKey(user_id=user.id, name=name.strip(), key_hash=hash_key(key), prefix=key[:6])
     session.add(row)
     session.flush()
-    record(session, "key-create", detail=f"{row.id} {username}")
+    record(session, "key-create", detail=f"{row.id} {username} {row.name}".strip())
     return row, key
 
 
@@ -125,8 +125,10 @@ def revoke_key(session: Session, key_id: int) -> ApiKey:
     row = session.get(ApiKey, key_id)
     if row is None:
         raise NotFound(f"There is no API key with id {key_id}; `packyard key list` shows them.")
+    owner = session.get(User, row.user_id)
     session.delete(row)
-    record(session, "key-revoke", detail=str(key_id))
+    # The row is gone after this, so the change log keeps whose key it was and its name.
+    record(session, "key-revoke", detail=f"{key_id} {owner.username if owner else '?'} {row.name}".strip())
     return row
 
 

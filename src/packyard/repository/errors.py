@@ -5,7 +5,8 @@ RepositoryError
 ├── Conflict                 409  a source or repository name already taken
 ├── InvalidName              400  a source or repository name that cannot appear in a URL
 ├── MethodNotAllowed         405  a write sent to a read-only URL (uv explains a 405 on upload)
-├── NotAcceptable            406  no media type in `Accept` is served
+├── NotAcceptable            406  no media type in `Accept` or `?format=` is served
+├── InvalidQuery             400  a query parameter the simple index cannot read (two formats)
 ├── Blocked                  403  policy blocks the file
 ├── UpstreamUnavailable      502  a mirror's upstream failed and nothing is cached
 └── UploadRejected           400  the upload breaks a rule; nothing was stored
@@ -70,3 +71,8 @@ class UpstreamUnavailable(RepositoryError):
 
 class NotAcceptable(RepositoryError):
     status_code = 406
+    headers = {"vary": "Accept"}
+
+
+class InvalidQuery(RepositoryError):
+    status_code = 400

@@ -25,6 +25,7 @@ from packyard.publishing.models import ROLES, ApiKey, PythonEnvironment, User
 from packyard.repository import services
 from packyard.repository.models import BlockRule, Repository, Source
 from packyard.repository.policy.admin import create_rule, list_rules, remove_rule
+from packyard.web import changes
 from packyard.web.errors import PageError
 from packyard.web.render import render
 from packyard.web.session import WebUser, admin_only, check_csrf, context
@@ -69,8 +70,8 @@ def _attempt(request: Request, write: Callable[[], str]) -> tuple[Notice, int]:
 
 
 # The change log's administrative events, as the overview lists them (uploads and page renders are left out).
-ADMIN_EVENTS = ("policy", "source-create", "repo-create", "repo-edit", "subscribe", "curate")
-ADMIN_EVENT_PREFIXES = ("user-", "key-", "token-", "env-")
+ADMIN_EVENTS = ("policy", "source-create", "repo-create", "repo-edit", "subscribe", "curate", "shadow")
+ADMIN_EVENT_PREFIXES = ("user-", "key-", "token-", "env-", "content-")
 RECENT = 15
 
 # -- overview -----------------------------------------------------------------------------------------------------
@@ -91,10 +92,8 @@ def overview(request: Request, user: Admin) -> HTMLResponse:
             "rules": session.scalar(select(func.count()).select_from(BlockRule)) or 0,
         }
         admin_kinds = or_(Event.kind.in_(ADMIN_EVENTS), *(Event.kind.startswith(p) for p in ADMIN_EVENT_PREFIXES))
-        recent = [
-            (e.at, e.kind, " ".join(part for part in (e.project, e.detail) if part))
-            for e in session.scalars(select(Event).where(admin_kinds).order_by(Event.id.desc()).limit(RECENT))
-        ]
+        events = list(session.scalars(select(Event).where(admin_kinds).order_by(Event.id.desc()).limit(RECENT)))
+        recent = changes.describe(session, events)
     return _page(request, "index.html", count=count, recent=recent)
 
 

@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 
 from packyard.config import Settings
 from packyard.db import Database, utcnow
-from packyard.publishing.environments import uv
+from packyard.publishing.environments import install_hints, uv
 from packyard.publishing.environments.admin import EnvironmentAdmin
 from packyard.publishing.environments.interpreters import Interpreter
 from packyard.publishing.environments.plan import InstallPlan
@@ -257,13 +257,19 @@ class Environments(EnvironmentAdmin):
                     installed.append(line[3:].strip())
                 log(line)
 
-            if any(not line.startswith("-") for line in plan.requirements):
+            wanted = [line for line in plan.requirements if not line.startswith("-")]
+            if wanted:
+                log(install_hints.installing_line(self.settings, len(wanted)))
                 status, lines = await uv.run_streaming(install, collect, str(self.root))
                 if status != 0:
+                    missing = install_hints.missing_packages(lines)
+                    hint = (
+                        await asyncio.to_thread(install_hints.missing_hint, self.settings, self.db, missing)
+                        if missing
+                        else "hint: Fix the requirements (or upload the missing package to Packyard) and deploy again."
+                    )
                     raise EnvironmentBuildError(
-                        "Installing the bundle's requirements failed: "
-                        + "\n".join(uv.error_lines(lines))
-                        + "\nFix the requirements (or upload the missing package to Packyard) and deploy again."
+                        "Installing the bundle's requirements failed: " + "\n".join(uv.error_lines(lines)) + "\n" + hint
                     )
                 timings.update(uv.timings(lines))
             lock = "".join(f"{line}\n" for line in sorted(installed, key=str.lower))

@@ -68,7 +68,8 @@ class CachedPage:
 
 
 # Events that change one project's pages (and perhaps the root); anything else not about tokens reloads all.
-PAGE_EVENTS = frozenset({"upload", "yank", "unyank", "root-render", "mirror", "delete", "policy", "curate"})
+# `shadow` (an upload hides a mirror's upstream versions) changes no page, but evicting one project is cheap.
+PAGE_EVENTS = frozenset({"upload", "yank", "unyank", "root-render", "mirror", "delete", "policy", "curate", "shadow"})
 # Events of other domains (tokens, publishing): no page depends on them, so they do not reload the cache.
 OTHER_DOMAINS = ("token-", "content-", "user-", "key-", "env-")
 MISSING = object()  # a cached "no such page", so repeated 404s cost no query

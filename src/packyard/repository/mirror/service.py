@@ -199,6 +199,25 @@ class Mirror:
         for key in [k for k in self._fresh if k[1] == name]:
             del self._fresh[key]
 
+    async def upstream_lists(self, source: SourceInfo, name: str) -> str | None:
+        """The upstream's page URL for `name` when the upstream lists it (or listed it at the last refresh);
+        None when it does not, has no upstream, or cannot be asked. The mirror's records are left as they are."""
+        try:
+            url = self.upstream_of(source) + name + "/"
+        except UpstreamUnavailable:
+            return None
+        if source.type == "curated-pypi" and not await run_in_threadpool(self._curated, source.id, name):
+            return None
+        found, _etag, age, _has_files = await run_in_threadpool(self._cached_state, source.id, name)
+        if age is not None and found:
+            return url
+        try:
+            response = await self.client.get(url, headers={"accept": ACCEPT})
+        except httpx.HTTPError as exc:
+            log.info("Could not ask %s whether it lists `%s`: %s", url, name, exc)
+            return None
+        return url if response.status_code == 200 else None
+
     def _has_project(self, source_id: int, name: str) -> bool:
         with self.db.session() as session:
             found = session.scalar(select(Project.id).where(Project.source_id == source_id, Project.name == name))

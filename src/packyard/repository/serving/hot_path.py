@@ -18,21 +18,16 @@ from packyard.auth.authenticator import Authenticator
 from packyard.auth.tokens import Grant
 from packyard.errors import PackyardError
 from packyard.repository.index.page_cache import MISSING, CachedPage, PageCache, RepoInfo
-from packyard.repository.index.pages import JSON_TYPE
 from packyard.repository.mirror.service import Mirror
 from packyard.repository.names import normalize
+from packyard.repository.serving import simple_response
 from packyard.repository.serving.files import FileIndex, ServedFile
-from packyard.repository.serving.negotiation import TEXT_HTML, negotiate
+from packyard.repository.serving.simple_response import PageRequest, etag_matches
 from packyard.storage import BlobStore
 
-_VARY = (b"vary", b"Accept")
-# Clients revalidate with If-None-Match on every resolve, so a new upload is visible at once.
-_PAGE_PUBLIC = (b"cache-control", b"max-age=0, must-revalidate")
-_PAGE_PRIVATE = (b"cache-control", b"private, max-age=0, must-revalidate")
 _FILE_PUBLIC = (b"cache-control", b"public, max-age=31536000, immutable")
 _FILE_PRIVATE = (b"cache-control", b"private, max-age=31536000, immutable")
 _RANGES = (b"accept-ranges", b"bytes")
-_TYPES = {JSON_TYPE: JSON_TYPE.encode(), TEXT_HTML: b"text/html; charset=utf-8"}
 # Larger files stream through Starlette's FileResponse instead of being read in one go.
 MAX_INLINE_FILE = 1024 * 1024
 
@@ -94,32 +89,9 @@ class HotPathApp:
             return await self.fallback(scope, receive, send)  # the main app redirects to the normal name
         if project and repo.mirrored and not self.mirror.is_fresh(repo.id, project):
             return await self.fallback(scope, receive, send)  # the main app asks the upstream first
-        accept = authorization = if_none_match = None
-        for key, value in scope["headers"]:
-            if key == b"accept":
-                accept = value.decode("latin-1")
-            elif key == b"authorization":
-                authorization = value.decode("latin-1")
-            elif key == b"if-none-match":
-                if_none_match = value
-        query = scope.get("query_string")
-        if query and query.startswith(b"format="):
-            accept = query[7:].decode("latin-1").replace("%2B", "+").replace("%2b", "+")
+        authorization = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"), None)
         if repo.authenticated and not await self._authorized(scope, receive, send, repo, authorization):
             return
-        media = negotiate(accept)
-        if media is None:
-            return await self.error(
-                scope,
-                receive,
-                send,
-                PackyardError(
-                    "None of the media types in `Accept` is served here; ask for "
-                    f"`{JSON_TYPE}`, `application/vnd.pypi.simple.v1+html` or `text/html`."
-                ),
-                status=406,
-            )
-
         if day is None:
             page = self.pages.get(repo.id, project)
             if page is None:
@@ -131,17 +103,11 @@ class HotPathApp:
         if page is MISSING:
             return await self.fallback(scope, receive, send)
         assert isinstance(page, CachedPage)
-        if media == JSON_TYPE:
-            body, etag, length = page.json, page.json_etag, page.json_length
-        else:
-            body, etag, length = page.html, page.html_etag, page.html_length
-        headers = [
-            (b"content-type", _TYPES.get(media) or media.encode()),
-            (b"etag", etag),
-            _VARY,
-            _PAGE_PRIVATE if repo.authenticated else _PAGE_PUBLIC,
-        ]
-        await self._send(scope, send, headers, etag, if_none_match, length, body)
+        try:
+            answer = simple_response.answer(page, PageRequest.of(scope), repo.authenticated)
+        except PackyardError as exc:
+            return await self.error(scope, receive, send, exc)
+        await answer.send(send)
 
     async def _file(
         self, scope: Scope, receive: Receive, send: Send, repo: RepoInfo, sha256: str, filename: str, day: date | None
@@ -202,7 +168,7 @@ class HotPathApp:
         length: bytes,
         body: bytes,
     ) -> None:
-        if if_none_match is not None and etag in if_none_match:
+        if if_none_match is not None and etag_matches(etag, if_none_match):
             await send({"type": "http.response.start", "status": 304, "headers": headers})
             await send({"type": "http.response.body", "body": b""})
             return

@@ -23,16 +23,15 @@ from packyard.repository import services
 from packyard.repository.errors import (
     Blocked,
     MethodNotAllowed,
-    NotAcceptable,
     NotFound,
     UpstreamUnavailable,
 )
 from packyard.repository.index import snapshots
 from packyard.repository.index.page_cache import CachedPage, RepoInfo
-from packyard.repository.index.pages import JSON_TYPE
-from packyard.repository.names import normalize
+from packyard.repository.names import is_valid_project_name, normalize
+from packyard.repository.serving import simple_response
 from packyard.repository.serving.hot_path import snapshot_day
-from packyard.repository.serving.negotiation import TEXT_HTML, negotiate
+from packyard.repository.serving.simple_response import PageAnswerResponse, PageRequest, etag_matches
 
 router = APIRouter()
 _IMMUTABLE = "max-age=31536000, immutable"
@@ -91,6 +90,11 @@ async def simple_project(repo: str, snapshot: str, project: str, request: Reques
     day = snapshot_or_404(snapshot)
     if info.authenticated:
         await authorize(request, "repos:read", "repo", repo)
+    if not is_valid_project_name(project):
+        raise NotFound(
+            f"`{project[:100]}` is not a project name (letters, digits, `.`, `_` and `-`); project pages are "
+            f"`/{repo}/{snapshot}/simple/<name>/`, and `/{repo}/{snapshot}/simple/` lists the names."
+        )
     normalized = normalize(project)
     if normalized != project or not request.url.path.endswith("/"):
         return RedirectResponse(f"/{repo}/{snapshot}/simple/{normalized}/", status_code=301)
@@ -109,24 +113,18 @@ async def simple_project(repo: str, snapshot: str, project: str, request: Reques
             f"Project `{project}` is not in {where}; check the name, or upload it "
             "first with twine, `uv publish` or `packyard add`."
         )
-    media = negotiate(request.query_params.get("format") or request.headers.get("accept"))
-    if media is None:
-        raise NotAcceptable(
-            f"None of the media types in `Accept` is served here; ask for `{JSON_TYPE}`, "
-            "`application/vnd.pypi.simple.v1+html` or `text/html`."
-        )
-    body, etag = (page.json, page.json_etag) if media == JSON_TYPE else (page.html, page.html_etag)
-    headers = {
-        "etag": etag.decode(),
-        "vary": "Accept",
-        "cache-control": ("private, " if info.authenticated else "") + "max-age=0, must-revalidate",
-    }
-    if stale:
-        headers["warning"] = '110 - "Response is Stale"'
-    if etag.decode() in request.headers.get("if-none-match", ""):
-        return Response(status_code=304, headers=headers)
-    content_type = "text/html; charset=utf-8" if media == TEXT_HTML else media
-    return Response(body if request.method == "GET" else b"", headers={**headers, "content-type": content_type})
+    return PageAnswerResponse(simple_response.answer(page, PageRequest.of(request.scope), info.authenticated, stale))
+
+
+@router.api_route("/{repo}/{snapshot}/simple/{rest:path}", methods=["GET", "HEAD"])
+async def simple_other(repo: str, snapshot: str, rest: str, request: Request) -> Response:
+    """Below `simple/`, anything but `<name>/`: a 404 that says so, rather than a 405 for the other methods."""
+    repo_or_404(request, repo)
+    snapshot_or_404(snapshot)
+    raise NotFound(
+        f"`{rest[:100]}` is not a project page; project pages are `/{repo}/{snapshot}/simple/<name>/`, and "
+        f"`/{repo}/{snapshot}/simple/` lists the names."
+    )
 
 
 @router.api_route("/{repo}/{snapshot}/simple/{rest:path}", methods=["POST", "PUT", "PATCH", "DELETE"])
@@ -158,7 +156,7 @@ async def package_file(repo: str, snapshot: str, name: str, sha256: str, filenam
         "cache-control": ("private, " if info.authenticated else "public, ") + _IMMUTABLE,
         "accept-ranges": "bytes",
     }
-    if etag in request.headers.get("if-none-match", ""):
+    if etag_matches(etag.encode(), request.headers.get("if-none-match", "").encode("latin-1")):
         return Response(status_code=304, headers=headers)
     if found.upstream is not None:
         if filename.endswith(".metadata"):

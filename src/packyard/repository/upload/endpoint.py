@@ -19,6 +19,7 @@ from packyard.errors import PackyardError
 from packyard.http_errors import send_error
 from packyard.repository import services
 from packyard.repository.errors import FileTooLarge
+from packyard.repository.mirror.shadowing import shadow_warning
 from packyard.repository.upload.multipart import read_upload
 from packyard.repository.upload.service import UploadResult, accept_upload
 
@@ -91,6 +92,11 @@ class UploadEndpoint:
             return result
 
         result = await loop.run_in_executor(None, store)
+        info = c.pages.source_info.get(source)
+        if result.new_project and info is not None and not info.is_mirror:
+            warning = await shadow_warning(c.mirror, c.db, list(c.pages.repos.values()), info, result.project)
+            if warning is not None:
+                return f"{result.message}\n{warning}\n"
         return result.message + "\n"
 
     def _source_exists(self, source: str) -> None:

@@ -54,6 +54,7 @@ class UploadResult:
     created: bool
     serial: int | None = None  # the change-log event of a created file
     project: str = ""
+    new_project: bool = False  # the project's first file in this source
 
     @property
     def message(self) -> str:
@@ -217,4 +218,4 @@ def _store(
         )
         serial = record(session, "upload", source_id=source_id, project=c.name, filename=c.filename, detail=sha256)
         indexer.source_changed(session, source_id, c.name, serial, new_project)
-        return UploadResult(c.filename, sha256, created=True, serial=serial, project=c.name)
+        return UploadResult(c.filename, sha256, created=True, serial=serial, project=c.name, new_project=new_project)
