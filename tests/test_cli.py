@@ -94,3 +94,34 @@ def test_bad_config_file_is_reported(packyard, tmp_path: Path) -> None:  # type:
     result = packyard("repo", "list")
     assert result.returncode == 1
     assert "unknown key `database.urll`" in result.stderr
+
+
+def cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """`packyard` with these arguments, outside any test server, in an 160-column terminal without colors."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("PACKYARD_")}
+    environ.update(NO_COLOR="1", COLUMNS="160", **(env or {}))
+    return subprocess.run([str(BIN / "packyard"), *args], capture_output=True, text=True, env=environ, cwd=cwd)
+
+
+@pytest.mark.parametrize(
+    ("args", "shown"),
+    [
+        (("token", "list", "--help"), ["[env var: PACKYARD_DATA_DIR]", "[default: (./packyard-data)]"]),
+        (("add", "-h"), ["[env var: PACKYARD_ADDRESS]", "[env var: PACKYARD_TOKEN]"]),
+        (("env", "prune", "-h"), ["[default: (`[python] environment_reap_frequency`)]"]),
+        (("source", "create", "-h"), ["default: `[mirror] upstream`."]),
+        (("mirror", "prefetch", "-h"), ["[env var: PACKYARD_ADDRESS]"]),
+    ],
+)
+def test_help_shows_defaults_and_variables(args: tuple[str, ...], shown: list[str]) -> None:
+    result = cli(*args)
+    assert result.returncode == 0, result.stderr
+    for text in shown:
+        assert text in result.stdout
+
+
+def test_version_and_short_help() -> None:
+    from importlib.metadata import version
+
+    assert cli("--version").stdout == f"packyard {version('packyard')}\n"
+    assert "Usage: packyard token create" in cli("token", "create", "-h").stdout

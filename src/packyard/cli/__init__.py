@@ -11,7 +11,7 @@ import typer
 from sqlalchemy.orm import Session
 
 from packyard.cli.output import err, fail, out, table
-from packyard.config import ConfigError, Settings, load_settings, write_default_config
+from packyard.config import DEFAULT_DATA_DIR, ConfigError, Settings, load_settings, write_default_config
 from packyard.db import Database
 from packyard.errors import PackyardError
 
@@ -19,6 +19,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
     help="Packyard: Python package repository and publishing server.",
 )
 source_app = typer.Typer(no_args_is_help=True, help="Sources hold packages.")
@@ -31,8 +32,27 @@ app.add_typer(token_app, name="token")
 
 DataDir = Annotated[
     Path | None,
-    typer.Option("--data-dir", envvar="PACKYARD_DATA_DIR", help="Data directory [default: ./packyard-data]."),
+    typer.Option(
+        "--data-dir", envvar="PACKYARD_DATA_DIR", show_default=DEFAULT_DATA_DIR, help="The server's data directory."
+    ),
 ]
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        print(f"packyard {version('packyard')}")
+        raise typer.Exit
+
+
+@app.callback()
+def main_options(
+    version: Annotated[
+        bool, typer.Option("--version", "-V", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Packyard: Python package repository and publishing server."""
 
 
 def settings_for(data_dir: Path | None) -> Settings:
@@ -95,7 +115,7 @@ def source_create(
     ] = "local-python",
     upstream: Annotated[
         str | None,
-        typer.Option(help="Simple index a `pypi` or `curated-pypi` source mirrors; default: `[mirror] upstream`."),
+        typer.Option(help="Simple index a `pypi` or `curated-pypi` source mirrors; default: `\\[mirror] upstream`."),
     ] = None,
     data_dir: DataDir = None,
 ) -> None:
@@ -372,8 +392,8 @@ def delete(
 def add(
     source: Annotated[str, typer.Option(help="Source to upload into, e.g. `local-python-src`.")],
     path: Annotated[list[Path], typer.Option(help="A wheel, sdist or folder of them; repeatable.")],
-    address: Annotated[str | None, typer.Option(help="Server address [env: PACKYARD_ADDRESS].")] = None,
-    token: Annotated[str | None, typer.Option(help="API token [env: PACKYARD_TOKEN].")] = None,
+    address: Annotated[str | None, typer.Option(envvar="PACKYARD_ADDRESS", help="Server address.")] = None,
+    token: Annotated[str | None, typer.Option(envvar="PACKYARD_TOKEN", help="API token.")] = None,
 ) -> None:
     """Upload distributions to a server, skipping files already there."""
     from packyard.cli.add import add_files

@@ -10,16 +10,13 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from packyard.cli import DataDir
 from packyard.cli.output import fail, out, table
 
 if TYPE_CHECKING:
     from packyard.publishing.environments import Environments
 
 env_app = typer.Typer(no_args_is_help=True, help="Python environments built for deployed content.")
-DataDir = Annotated[
-    Path | None,
-    typer.Option("--data-dir", envvar="PACKYARD_DATA_DIR", help="Data directory [default: ./packyard-data]."),
-]
 
 
 @contextmanager
@@ -78,7 +75,7 @@ def rm(
 def prune(
     older_than: Annotated[
         str | None,
-        typer.Option(help="Idle time, e.g. `7d`, `12h`, `0s` [default: `[python] environment_reap_frequency`]."),
+        typer.Option(help="Idle time, e.g. `7d`, `12h`, `0s`.", show_default="`[python] environment_reap_frequency`"),
     ] = None,
     data_dir: DataDir = None,
 ) -> None:

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from packyard.cli import DataDir
 from packyard.cli.output import fail, out, table
 
 policy_app = typer.Typer(no_args_is_help=True, help="Block rules: what a repository may not serve, and why.")
-DataDir = Annotated[
-    Path | None,
-    typer.Option("--data-dir", envvar="PACKYARD_DATA_DIR", help="Data directory [default: ./packyard-data]."),
-]
 
 
 @policy_app.command("block")
