@@ -13,20 +13,37 @@ from tests.conftest import BIN
 
 @pytest.fixture
 def packyard(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """`packyard` on a data directory that `packyard init` created."""
     env = {**os.environ, "PACKYARD_DATA_DIR": str(tmp_path / "data"), "NO_COLOR": "1", "COLUMNS": "200"}
 
     def call(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([str(BIN / "packyard"), *args], capture_output=True, text=True, env=env)
 
+    assert call("init").returncode == 0
     return call
 
 
-def test_first_use_creates_defaults_and_config(packyard, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    result = packyard("repo", "list")
+def test_init_creates_defaults_and_config(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    created = cli("init", "--data-dir", str(data))
+    assert created.returncode == 0, created.stderr
+    assert f"Created data directory {data}" in created.stderr
+    assert (data / "packyard.toml").exists() and (data / "packyard.db").exists()
+    result = cli("repo", "list", env={"PACKYARD_DATA_DIR": str(data)})
     assert result.returncode == 0, result.stderr
+    assert f"Using data directory {data}\n" == result.stderr
     assert "pypi" in result.stdout and "local-python-src" in result.stdout
-    assert (tmp_path / "data" / "packyard.toml").exists()
-    assert "local-python-src  local-python  0" in packyard("source", "list").stdout
+    assert "local-python-src  local-python  0" in cli("source", "list", "--data-dir", str(data)).stdout
+
+
+@pytest.mark.parametrize("args", [("token", "create", "--description", "x", "--scope", "admin"), ("repo", "list")])
+def test_commands_elsewhere_refuse_to_create_a_data_directory(tmp_path: Path, args: tuple[str, ...]) -> None:
+    result = cli(*args, cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert f"error: No Packyard data directory at `{tmp_path / 'packyard-data'}`" in result.stderr
+    assert "`--data-dir DIR` or `PACKYARD_DATA_DIR=DIR`" in result.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_sources_and_repositories(packyard) -> None:  # type: ignore[no-untyped-def]
@@ -89,7 +106,6 @@ def test_token_lifecycle(packyard) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_bad_config_file_is_reported(packyard, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    (tmp_path / "data").mkdir()
     (tmp_path / "data" / "packyard.toml").write_text("[database]\nurll = 'x'\n")
     result = packyard("repo", "list")
     assert result.returncode == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,7 +12,7 @@ import typer
 from sqlalchemy.orm import Session
 
 from packyard.cli.output import err, fail, out, table
-from packyard.config import DEFAULT_DATA_DIR, ConfigError, Settings, load_settings, write_default_config
+from packyard.config import CONFIG_NAME, DEFAULT_DATA_DIR, ConfigError, Settings, load_settings, write_default_config
 from packyard.db import Database
 from packyard.errors import PackyardError
 
@@ -55,14 +56,27 @@ def main_options(
     """Packyard: Python package repository and publishing server."""
 
 
-def settings_for(data_dir: Path | None) -> Settings:
+def settings_for(data_dir: Path | None, create: bool = False) -> Settings:
+    """The settings of an existing data directory, said on stderr; `create` makes a new one (`run`, `init`)."""
     try:
         settings = load_settings(data_dir)
     except ConfigError as exc:
         fail(str(exc), hint="Fix the file or the PACKYARD_* variable, then run the command again.")
         raise  # unreachable; fail exits
-    write_default_config(settings.data_dir)
-    return load_settings(settings.data_dir)
+    path = settings.data_dir.resolve()
+    if not (path / CONFIG_NAME).is_file():
+        if not create:
+            fail(
+                f"No Packyard data directory at `{path}` (it has no `{CONFIG_NAME}`)",
+                hint="Pass the server's data directory with `--data-dir DIR` or `PACKYARD_DATA_DIR=DIR`, or create "
+                f"one here with `packyard init --data-dir {shlex.quote(str(path))}` "
+                "(`packyard run` creates one on first start).",
+            )
+        write_default_config(path)
+        err.print(f"Created data directory {path}", soft_wrap=True)
+    elif not create:
+        err.print(f"Using data directory {path}", soft_wrap=True)
+    return load_settings(path)
 
 
 @contextmanager
@@ -88,10 +102,10 @@ def run(
     host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
 ) -> None:
-    """Start the server."""
+    """Start the server; on first start, create the data directory."""
     from packyard.server import serve
 
-    settings = settings_for(data_dir)
+    settings = settings_for(data_dir, create=True)
     if host:
         settings.server.host = host
     if port:
@@ -105,6 +119,26 @@ def run(
         f"Package index: http://{settings.server.host}:{settings.server.port}/pypi/latest/simple/", soft_wrap=True
     )
     serve(settings)
+
+
+@app.command()
+def init(data_dir: DataDir = None) -> None:
+    """Create a data directory (configuration and database) without starting the server."""
+    from packyard.repository.services import prepare
+
+    settings = settings_for(data_dir, create=True)
+    db = Database(settings.database_url)
+    try:
+        prepare(db, settings.mirror.upstream)
+    except PackyardError as exc:
+        fail(str(exc))
+    finally:
+        db.dispose()
+    where = shlex.quote(str(settings.data_dir))
+    out.print(
+        f"Data directory {settings.data_dir} is ready; start the server with `packyard run --data-dir {where}`.",
+        soft_wrap=True,
+    )
 
 
 @source_app.command("create")
