@@ -1,4 +1,5 @@
 # Two entry points for a fresh machine: `make run` and `make test`. Both bootstrap the virtualenv.
+# `make run` takes DATA_DIR, HOST and PORT, e.g. `make run PORT=8080`.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -13,7 +14,7 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-* && touch $@
 
 run: $(STAMP)
-	$(BIN)/packyard run $(if $(DATA_DIR),--data-dir $(DATA_DIR))
+	$(BIN)/packyard run $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT))
 
 test: $(STAMP)
 	@command -v gpg >/dev/null || (apt-get update -qq && apt-get install -y -qq gnupg)  # signing tests

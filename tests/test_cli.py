@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
+import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 
-from tests.conftest import BIN
+from tests.conftest import BIN, free_port, stop_process
 
 
 @pytest.fixture
@@ -141,3 +146,61 @@ def test_version_and_short_help() -> None:
 
     assert cli("--version").stdout == f"packyard {version('packyard')}\n"
     assert "Usage: packyard token create" in cli("token", "create", "-h").stdout
+
+
+@contextmanager
+def running(*args: str, cwd: Path | None = None) -> Iterator[subprocess.Popen[str]]:
+    """`packyard run` with these arguments (no test configuration written), until it answers on its port."""
+    command = [str(BIN / "packyard"), "run", *args] if args[:1] != ("packyard",) else [str(BIN / args[0]), *args[1:]]
+    port = int(command[command.index("--port") + 1])
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("PACKYARD_")}
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**environ, "NO_COLOR": "1"}, cwd=cwd
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None, process.communicate()[0]
+            assert time.monotonic() < deadline, "server did not start"
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/__ping__", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        yield process
+    finally:
+        stop_process(process)  # type: ignore[arg-type]
+
+
+def test_address_follows_the_port_it_runs_on(tmp_path: Path) -> None:
+    data, first, second = tmp_path / "data", free_port(), free_port()
+    with running("--data-dir", str(data), "--port", str(first)):
+        page = httpx.get(f"http://127.0.0.1:{first}/repos/pypi/setup").text
+        assert f"http://127.0.0.1:{first}/pypi/latest/simple/" in page and ":4242" not in page
+        listed = cli("repo", "list", "--data-dir", str(data)).stdout
+        assert f"http://127.0.0.1:{first}/pypi/latest/simple/" in listed
+    assert "address" not in tomllib.loads((data / "packyard.toml").read_text())["server"]
+    with running("--data-dir", str(data), "--port", str(second)):
+        page = httpx.get(f"http://127.0.0.1:{second}/repos/pypi/setup").text
+        assert f"http://127.0.0.1:{second}/pypi/latest/simple/" in page and f":{first}/" not in page
+    # An address the operator sets stays, whatever the port.
+    config = data / "packyard.toml"
+    config.write_text(config.read_text().replace("[server]\n", '[server]\naddress = "https://pkgs.example.com"\n'))
+    with running("--data-dir", str(data), "--port", str(first)):
+        assert (
+            "https://pkgs.example.com/pypi/latest/simple/"
+            in httpx.get(f"http://127.0.0.1:{first}/repos/pypi/setup").text
+        )
+        assert "https://pkgs.example.com/pypi/latest/simple/" in cli("repo", "list", "--data-dir", str(data)).stdout
+
+
+def test_a_busy_port_is_refused_before_listening(tmp_path: Path) -> None:
+    port = free_port()
+    with running("--data-dir", str(tmp_path / "data"), "--port", str(port)):
+        result = cli("run", "--data-dir", str(tmp_path / "data"), "--port", str(port))
+    assert result.returncode == 1
+    assert "listening" not in result.stdout
+    assert f"error: Port {port} on `127.0.0.1` is already in use" in result.stderr
+    assert "Traceback" not in result.stderr
+    hint = result.stderr.split("hint: ", 1)[1]
+    assert f"`packyard run --data-dir {tmp_path / 'data'} --port " in hint and " PORT=" in hint

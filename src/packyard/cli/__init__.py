@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import shlex
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,7 +14,15 @@ import typer
 from sqlalchemy.orm import Session
 
 from packyard.cli.output import err, fail, out, table
-from packyard.config import CONFIG_NAME, DEFAULT_DATA_DIR, ConfigError, Settings, load_settings, write_default_config
+from packyard.config import (
+    CONFIG_NAME,
+    DEFAULT_DATA_DIR,
+    SERVED_ADDRESS_NAME,
+    ConfigError,
+    Settings,
+    load_settings,
+    write_default_config,
+)
 from packyard.db import Database
 from packyard.errors import PackyardError
 
@@ -56,10 +66,12 @@ def main_options(
     """Packyard: Python package repository and publishing server."""
 
 
-def settings_for(data_dir: Path | None, create: bool = False) -> Settings:
-    """The settings of an existing data directory, said on stderr; `create` makes a new one (`run`, `init`)."""
+def settings_for(data_dir: Path | None, create: bool = False, overrides: dict[str, str] | None = None) -> Settings:
+    """The settings of an existing data directory, said on stderr; `create` makes a new one (`run`, `init`).
+    `overrides` are `PACKYARD_*` values that win over the environment (`run --port`)."""
+    environ = {**os.environ, **(overrides or {})}
     try:
-        settings = load_settings(data_dir)
+        settings = load_settings(data_dir, environ)
     except ConfigError as exc:
         fail(str(exc), hint="Fix the file or the PACKYARD_* variable, then run the command again.")
         raise  # unreachable; fail exits
@@ -76,7 +88,11 @@ def settings_for(data_dir: Path | None, create: bool = False) -> Settings:
         err.print(f"Created data directory {path}", soft_wrap=True)
     elif not create:
         err.print(f"Using data directory {path}", soft_wrap=True)
-    return load_settings(path)
+    settings = load_settings(path, environ)
+    served = path / SERVED_ADDRESS_NAME
+    if not create and not settings.address_configured and served.is_file():
+        settings.server.address = served.read_text().strip() or settings.server.address
+    return settings
 
 
 @contextmanager
@@ -99,26 +115,58 @@ def local_session(data_dir: Path | None) -> Iterator[tuple[Settings, Session]]:
 @app.command()
 def run(
     data_dir: DataDir = None,
-    host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
-    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Interface to listen on.", show_default="`server.host`: 127.0.0.1")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.", show_default="`server.port`: 4242")] = None,
 ) -> None:
     """Start the server; on first start, create the data directory."""
-    from packyard.server import serve
+    from packyard.server import bind, serve
 
-    settings = settings_for(data_dir, create=True)
+    overrides = {}
     if host:
-        settings.server.host = host
+        overrides["PACKYARD_SERVER_HOST"] = host
     if port:
-        settings.server.port = port
-    out.print(
-        f"Packyard listening on http://{settings.server.host}:{settings.server.port} "
-        f"(data: {settings.data_dir.resolve()})",
-        soft_wrap=True,
-    )
-    out.print(
-        f"Package index: http://{settings.server.host}:{settings.server.port}/pypi/latest/simple/", soft_wrap=True
-    )
-    serve(settings)
+        overrides["PACKYARD_SERVER_PORT"] = str(port)
+    settings = settings_for(data_dir, create=True, overrides=overrides)
+    host, port = settings.server.host, settings.server.port
+    try:
+        sock = bind(host, port)
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            fail(f"Could not listen on `{host}:{port}`", cause=exc)
+        other = _free_port(host, port)
+        again = ["packyard", "run", *(["--data-dir", str(data_dir)] if data_dir else [])]
+        again += [*(["--host", host] if "PACKYARD_SERVER_HOST" in overrides else []), "--port", str(other)]
+        make = ["make", "run", *([f"DATA_DIR={data_dir}"] if data_dir else [])]
+        make += [*([f"HOST={host}"] if "PACKYARD_SERVER_HOST" in overrides else []), f"PORT={other}"]
+        fail(
+            f"Port {port} on `{host}` is already in use, by another server or an earlier `packyard run`",
+            hint=f"Stop that server, or choose another port: `{shlex.join(again)}` "
+            f"(from a Packyard checkout: `{shlex.join(make)}`), or set `[server] port` in packyard.toml.",
+        )
+    served = settings.data_dir / SERVED_ADDRESS_NAME
+    if settings.address_configured:
+        served.unlink(missing_ok=True)
+    else:
+        served.write_text(settings.server.address + "\n")
+    out.print(f"Packyard listening on http://{host}:{port} (data: {settings.data_dir})", soft_wrap=True)
+    out.print(f"Package index: {settings.server.address.rstrip('/')}/pypi/latest/simple/", soft_wrap=True)
+    serve(settings, sock)
+
+
+def _free_port(host: str, taken: int) -> int:
+    """The next free port after `taken` (else any free one), to suggest instead of a busy one."""
+    import socket
+
+    for candidate in [*range(taken + 1, min(taken + 20, 65536)), 0]:
+        try:
+            with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+                s.bind((host, candidate))
+                return int(s.getsockname()[1])
+        except OSError:
+            continue
+    return taken + 1
 
 
 @app.command()
