@@ -74,6 +74,14 @@ def test_sources_and_repositories(packyard) -> None:  # type: ignore[no-untyped-
         (("repo", "subscribe", "--repo", "pypi", "--source", "local-python-src"), "already serves source"),
         (("token", "revoke", "nope"), "No token with id `nope`"),
         (
+            ("token", "create", "--description", "x", "--scope", "sources:write", "--sources", "local-python-src,typo"),
+            "error: Source `typo` does not exist; the sources on this server are `local-python-src` (or use `*`",
+        ),
+        (
+            ("token", "create", "--description", "x", "--scope", "repos:read", "--repos", "privat"),
+            "error: Repository `privat` does not exist; the repositories on this server are `pypi` (or use `*`",
+        ),
+        (
             ("token", "create", "--description", "x", "--scope", "sources:write", "--expires", "1y", "--sources", "*"),
             "Expiry '1y' is not valid",
         ),

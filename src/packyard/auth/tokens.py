@@ -125,6 +125,10 @@ def create_token(
         raise PackyardError(
             "Scope `repos:read` needs the repositories it may read (`--repos`: names, comma-separated, or '*')."
         )
+    if "sources:write" in scope_list:
+        _check_names(session, "source", source_list)
+    if "repos:read" in scope_list:
+        _check_names(session, "repository", repo_list)
     grants: dict[str, list[str]] = {}
     for scope in scope_list:
         grants[scope] = {"sources:write": source_list, "repos:read": repo_list, "admin": [ANY]}[scope]
@@ -153,6 +157,22 @@ def create_token(
     if row.expires_at:
         claims["exp"] = int(row.expires_at.timestamp())
     return jwt.encode(claims, secret, algorithm="HS256"), row
+
+
+def _check_names(session: Session, kind: str, wanted: list[str]) -> None:
+    """A token names sources and repositories that exist (or `*`): a typo would grant nothing, silently."""
+    from packyard.repository.models import Repository, Source
+
+    model = Source if kind == "source" else Repository
+    known = list(session.scalars(select(model.name).order_by(model.name)))
+    for name in wanted:
+        if name != ANY and name not in known:
+            plural = "sources" if kind == "source" else "repositories"
+            listed = ", ".join(f"`{n}`" for n in known) or "none"
+            raise PackyardError(
+                f"{kind.capitalize()} `{name}` does not exist; the {plural} on this server are {listed} "
+                f"(or use `*` for all of them)."
+            )
 
 
 def list_tokens(session: Session) -> list[Token]:
