@@ -212,3 +212,46 @@ def test_a_busy_port_is_refused_before_listening(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
     hint = result.stderr.split("hint: ", 1)[1]
     assert f"`packyard run --data-dir {tmp_path / 'data'} --port " in hint and " PORT=" in hint
+
+
+GUIDS = ["aaaa1111-0000-4000-8000-000000000001", "aaaa2222-0000-4000-8000-000000000002"]
+JTIS = ["cccc1111-0000-4000-8000-000000000003", "cccc2222-0000-4000-8000-000000000004"]
+
+
+def test_ids_are_listed_whole_and_taken_by_prefix(packyard, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from packyard.auth.models import Token
+    from packyard.config import load_settings
+    from packyard.db import Database, utcnow
+    from packyard.publishing.models import Content
+    from packyard.publishing.users import create_user
+
+    db = Database(load_settings(tmp_path / "data", environ={}).database_url)
+    with db.session() as session:  # two of each whose ids share a prefix, made directly to choose the ids
+        owner = create_user(session, "ann", "publisher")
+        session.flush()
+        session.add_all(Content(guid=guid, name=f"app-{i}", owner_id=owner.id) for i, guid in enumerate(GUIDS))
+        session.add_all(
+            Token(jti=jti, description=f"t{i}", scopes="admin", created_at=utcnow()) for i, jti in enumerate(JTIS)
+        )
+    db.dispose()
+    environ = {"PACKYARD_DATA_DIR": str(tmp_path / "data")}
+    for listing in (cli("token", "list", env=environ), cli("content", "list", env=environ)):  # 80 columns, piped
+        assert listing.returncode == 0 and "…" not in listing.stdout
+    assert (
+        JTIS[0] in cli("token", "list", env=environ).stdout and GUIDS[1] in cli("content", "list", env=environ).stdout
+    )
+
+    assert packyard("token", "revoke", "cccc1").stdout == f"Revoked token `{JTIS[0]}`.\n"
+    ambiguous = packyard("token", "revoke", "cccc")
+    assert ambiguous.returncode == 1
+    assert f"error: `cccc` matches 2 tokens: `{JTIS[0]}`, `{JTIS[1]}`" in ambiguous.stderr
+    assert "No token `dddd`; `packyard token list` shows them" in packyard("token", "revoke", "dddd").stderr
+
+    by_name = packyard("content", "runtime", "app-1")
+    assert by_name.returncode == 0, by_name.stderr
+    assert "max_processes" in by_name.stdout
+    assert packyard("content", "runtime", "aaaa2", "--max-processes", "2").returncode == 0
+    assert "max_processes          2" in packyard("content", "runtime", GUIDS[1]).stdout
+    ambiguous = packyard("content", "runtime", "aaaa")
+    assert f"error: `aaaa` matches 2 contents: `{GUIDS[0]}` (app-0), `{GUIDS[1]}` (app-1)" in ambiguous.stderr
+    assert f"No content `{GUIDS[0]}` has run on this server" in packyard("content", "logs", "aaaa1").stderr

@@ -397,13 +397,17 @@ def token_list(data_dir: DataDir = None) -> None:
 
 @token_app.command("revoke")
 def token_revoke(
-    token_id: Annotated[str, typer.Argument(help="Token id (`jti`) from `packyard token list`.")],
+    token_id: Annotated[
+        str, typer.Argument(help="Token id (`jti`) from `packyard token list`, or a unique prefix of one.")
+    ],
     data_dir: DataDir = None,
 ) -> None:
     """Revoke a token; the server refuses it within a second."""
     from packyard.auth.tokens import revoke_token
+    from packyard.cli.lookup import token_id as find
 
     with local_session(data_dir) as (_, session):
+        token_id = find(session, token_id)
         revoke_token(session, token_id)
     out.print(f"Revoked token `{token_id}`.")
 

@@ -9,12 +9,13 @@ from typing import Annotated
 import typer
 from sqlalchemy import select
 
-from packyard.cli import DataDir, local_session, settings_for
+from packyard.cli import DataDir, local_session, lookup
 from packyard.cli.output import err, fail, out, table
 
 user_app = typer.Typer(no_args_is_help=True, help="Publishing users: admin, publisher or viewer.")
 key_app = typer.Typer(no_args_is_help=True, help="API keys for rsconnect (`Authorization: Key`).")
 content_app = typer.Typer(no_args_is_help=True, help="Deployed content.")
+CONTENT_HELP = "Content GUID from `packyard content list`, a unique prefix of one, or the content's name."
 
 
 @user_app.command("create")
@@ -207,7 +208,7 @@ def _setting(name: str, meaning: str) -> object:
 
 @content_app.command("runtime")
 def content_runtime(
-    guid: Annotated[str, typer.Argument(help="Content GUID (`packyard content list`).")],
+    guid: Annotated[str, typer.Argument(help=CONTENT_HELP)],
     min_processes: Annotated[str | None, _setting("min_processes", "Processes kept running")] = None,
     max_processes: Annotated[str | None, _setting("max_processes", "Most processes at once")] = None,
     max_conns_per_process: Annotated[
@@ -241,6 +242,7 @@ def content_runtime(
         "read_timeout": read_timeout,
     }
     with local_session(data_dir) as (settings, session):
+        guid = lookup.content_guid(session, guid)
         content = contents.get(session, guid)
         changes = {name: scheduler.parse(name, text) for name, text in given.items() if text is not None}
         if scheduler.apply(content, changes, settings.scheduler):
@@ -254,14 +256,15 @@ def content_runtime(
 
 @content_app.command("logs")
 def content_logs(
-    guid: Annotated[str, typer.Argument(help="Content GUID (`packyard content list`).")],
+    guid: Annotated[str, typer.Argument(help=CONTENT_HELP)],
     lines: Annotated[int, typer.Option("--lines", "-n", help="How many lines from the end.")] = 50,
     deploy: Annotated[bool, typer.Option("--deploy", help="Show the deploy log instead of the app's output.")] = False,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines.")] = False,
     data_dir: DataDir = None,
 ) -> None:
     """Print a content's output (its processes' stdout and stderr) or its deploy log."""
-    settings = settings_for(data_dir)
+    with local_session(data_dir) as (settings, session):
+        guid = lookup.content_guid(session, guid)
     folder = settings.data_dir / "apps" / guid
     if not folder.is_dir():
         fail(f"No content `{guid}` has run on this server.", hint="`packyard content list` shows the GUIDs.")
