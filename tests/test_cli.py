@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import time
 import tomllib
@@ -212,6 +213,9 @@ def test_a_busy_port_is_refused_before_listening(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
     hint = result.stderr.split("hint: ", 1)[1]
     assert f"`packyard run --data-dir {tmp_path / 'data'} --port " in hint and " PORT=" in hint
+    suggested = hint.split("`")[1]
+    with running(*shlex.split(suggested)):  # the suggested command serves, as printed
+        pass
 
 
 GUIDS = ["aaaa1111-0000-4000-8000-000000000001", "aaaa2222-0000-4000-8000-000000000002"]

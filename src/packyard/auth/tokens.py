@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+import shlex
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
 import jwt
 from sqlalchemy import select
@@ -83,9 +85,19 @@ class Grant:
     def require(self, scope: str, kind: str, resource: str) -> None:
         if not self._allows(scope, resource):
             raise ScopeNotGranted(
-                f"Token `{self.description}` does not grant `{scope}` on {kind} `{resource}`; "
-                f"create one with `packyard token create --scope {scope} --{kind}s {resource}`."
+                f"Token `{self.description}` does not grant `{scope}` on {kind} `{resource}`; create one with "
+                f"`{create_command(self.description, {scope: (resource,)})}`."
             )
+
+
+def create_command(description: str, scopes: dict[str, tuple[str, ...]] | dict[str, list[str]]) -> str:
+    """The `packyard token create` command line for a token like this one, to suggest in a message."""
+    args = ["packyard", "token", "create", "--description", description]
+    for scope, resources in scopes.items():
+        args += ["--scope", scope]
+        if scope != "admin":
+            args += ["--sources" if scope == "sources:write" else "--repos", ",".join(resources)]
+    return shlex.join(args)
 
 
 def _split(values: Iterable[str]) -> list[str]:
@@ -196,9 +208,8 @@ def decode(token: str, secret: str) -> Grant:
     try:
         claims = jwt.decode(token, secret, algorithms=["HS256"], audience=AUDIENCE, options={"require": ["jti", "iat"]})
     except jwt.ExpiredSignatureError as exc:
-        raise InvalidToken(
-            "The token has expired; ask an administrator for a new one (`packyard token create`)."
-        ) from exc
+        claims = jwt.decode(token, secret, algorithms=["HS256"], audience=AUDIENCE, options={"verify_exp": False})
+        raise InvalidToken(expired_message(str(claims.get("description", "")), claims.get("scopes") or {})) from exc
     except jwt.PyJWTError as exc:
         raise InvalidToken(
             "The token is not valid for this server (bad signature or format); check that you copied the whole token."
@@ -210,6 +221,14 @@ def decode(token: str, secret: str) -> Grant:
         scopes={str(k): tuple(v) for k, v in scopes.items()},
         expires_at=claims.get("exp"),
     )
+
+
+def expired_message(description: str, scopes: dict[str, Any]) -> str:
+    """Says which token expired and the command that makes its successor."""
+    if not (description and scopes):
+        return "The token has expired; ask an administrator for a new one."
+    again = create_command(description, scopes)
+    return f"The token `{description}` has expired; ask an administrator for a new one (`{again} --expires 30d`)."
 
 
 def check_not_revoked(session: Session, grant: Grant) -> None:

@@ -71,7 +71,7 @@ def test(
 
     name, sep, version = requirement.partition("==")
     if not sep or not name.strip() or not version.strip():
-        fail(f"`{requirement}` is not NAME==VERSION.", hint="For example: packyard policy test django==3.2")
+        fail(f"`{requirement}` is not NAME==VERSION.", hint="Write it as `packyard policy test django==3.2`.")
     with local_session(data_dir) as (_, session):
         served, lines = explain(session, repo, name.strip(), version.strip())
     for line in lines:

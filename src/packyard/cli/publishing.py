@@ -32,7 +32,9 @@ def user_create(
     from packyard.publishing.signin import set_password
     from packyard.publishing.users import create_user
 
-    password = _read_password() if password_stdin else None
+    password = (
+        _read_password(f"packyard user create {username} --role {role} --password-stdin") if password_stdin else None
+    )
     with local_session(data_dir) as (_, session):
         user = create_user(session, username, role, email)
         if password is not None:
@@ -43,11 +45,11 @@ def user_create(
         out.print(f"hint: `packyard user set-password {username}` lets them sign in to the web pages.")
 
 
-def _read_password() -> str:
+def _read_password(command: str) -> str:
     line = sys.stdin.readline()
     password = line.removesuffix("\n").removesuffix("\r")
     if not password:
-        fail("No password on stdin.", hint="Pipe it in: `printf '%s\\n' \"$PASSWORD\" | packyard user ...`.")
+        fail("No password on stdin.", hint=f"Pipe it in: `printf '%s\\n' \"$PASSWORD\" | {command}`.")
     return password
 
 
@@ -63,7 +65,7 @@ def user_set_password(
     from packyard.publishing.signin import set_password
 
     if password_stdin:
-        password = _read_password()
+        password = _read_password(f"packyard user set-password {username} --password-stdin")
     else:
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
     with local_session(data_dir) as (_, session):
