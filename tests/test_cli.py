@@ -249,7 +249,7 @@ def test_ids_are_listed_whole_and_taken_by_prefix(packyard, tmp_path: Path) -> N
     ambiguous = packyard("token", "revoke", "cccc")
     assert ambiguous.returncode == 1
     assert f"error: `cccc` matches 2 tokens: `{JTIS[0]}`, `{JTIS[1]}`" in ambiguous.stderr
-    assert "No token `dddd`; `packyard token list` shows them" in packyard("token", "revoke", "dddd").stderr
+    assert "No token with id `dddd`; `packyard token list` shows them" in packyard("token", "revoke", "dddd").stderr
 
     by_name = packyard("content", "runtime", "app-1")
     assert by_name.returncode == 0, by_name.stderr

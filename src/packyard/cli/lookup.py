@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from packyard.cli.output import fail
 
 
-def pick(kind: str, given: str, candidates: Iterable[tuple[str, str]], listing: str) -> str:
+def pick(kind: str, given: str, candidates: Iterable[tuple[str, str]], listing: str, key: str = "id") -> str:
     """The one id that `given` names among `(id, label)` candidates: the id itself, a prefix of one, or a label
     (a content's name). None or several is an error that names them and the command that lists them all."""
     given = given.strip()
@@ -21,7 +21,7 @@ def pick(kind: str, given: str, candidates: Iterable[tuple[str, str]], listing: 
     if len(matches) == 1:
         return next(iter(matches))
     if not matches:
-        fail(f"No {kind} `{given}`; `{listing}` shows them with their ids")
+        fail(f"No {kind} with {key} `{given}`; `{listing}` shows them")
     shown = ", ".join(f"`{id_}`" + (f" ({label})" if label else "") for id_, label in sorted(matches.items()))
     fail(
         f"`{given}` matches {len(matches)} {kind}s: {shown}",
@@ -40,4 +40,5 @@ def content_guid(session: Session, given: str) -> str:
     from packyard.publishing.models import Content
 
     rows = session.execute(select(Content.guid, Content.name))
-    return pick("content", given, ((guid, name) for guid, name in rows), "packyard content list")
+    candidates = ((guid, name) for guid, name in rows)
+    return pick("content", given, candidates, "packyard content list", key="GUID or name")
