@@ -20,8 +20,8 @@ DEFAULT_CONFIG = """\
 
 [server]
 # The public address clients use; token issuer and absolute links derive from it. Unset, it is
-# http://<host>:<port> of the running server (`packyard run --host/--port` included); set it when clients
-# reach the server by another name, e.g. through a proxy:
+# http://<host>:<port> of the running server (`packyard run --host/--port` included; 127.0.0.1 for 0.0.0.0);
+# set it when clients reach the server by another name, e.g. through a proxy:
 # address = "https://packages.example.com"
 host = "127.0.0.1"
 port = 4242
