@@ -1,4 +1,5 @@
 # Two entry points for a fresh machine: `make run` and `make test`. Both bootstrap what they need, from uv.lock.
+# `make run` takes DATA_DIR, HOST and PORT, e.g. `make run PORT=8080`.
 PYTHON ?= python3
 # uv itself, pinned, in a folder of its own; it installs both environments exactly as uv.lock says.
 UV_VERSION := 0.13.9
@@ -27,7 +28,7 @@ $(TEST_VENV)/.synced: $(UV) pyproject.toml uv.lock
 STAMP := $(TEST_VENV)/.synced
 
 run: $(VENV)/.synced
-	$(VENV)/bin/packyard run $(if $(DATA_DIR),--data-dir $(DATA_DIR))
+	$(VENV)/bin/packyard run $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT))
 
 # Refresh uv.lock after changing the dependencies in pyproject.toml (`make lock ARGS=--upgrade` moves every pin).
 lock: $(UV)

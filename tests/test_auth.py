@@ -79,9 +79,7 @@ def token_rows(server: Server) -> dict[str, list[str]]:
 
 @pytest.fixture(scope="module")
 def private(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Private:
-    def setup_repo() -> None:
-        server.cli("repo", "create", "--name", "private", "--authenticated")
-        server.cli("repo", "subscribe", "--repo", "private", "--source", "local-python-src")
+    server.cli("repo", "create", "--name", "private", "--authenticated")  # before the tokens that name it
 
     # CLI runs cost seconds of imports each; run them side by side. The expiring token goes first.
     with ThreadPoolExecutor() as pool:
@@ -89,7 +87,7 @@ def private(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Private
             lambda: (create_token(server, EXPIRED, *GRANTS["private"], "--expires", "1s"), time.time())
         )
         revoked = pool.submit(create_token, server, REVOKED, *GRANTS["private"])
-        repo = pool.submit(setup_repo)
+        repo = pool.submit(server.cli, "repo", "subscribe", "--repo", "private", "--source", "local-python-src")
         granted = dict(zip(GRANTS, pool.map(lambda args: server.token(*args), GRANTS.values()), strict=True))
         repo.result()
     expired_token, expired_created = expired.result()
@@ -155,7 +153,13 @@ CREDS = [
     Cred("empty-password", lambda p: basic(""), 401, "Authentication required"),
     Cred("garbage-token", lambda p: basic("garbage"), 401, "The token is not valid for this server"),
     Cred("foreign-signature", _foreign_token, 401, "The token is not valid for this server"),
-    Cred("expired", lambda p: basic(p.tokens["expired"]), 401, "The token has expired"),
+    Cred(
+        "expired",
+        lambda p: basic(p.tokens["expired"]),
+        401,
+        f"The token {EXPIRED} has expired; ask an administrator for a new one (packyard token create --description "
+        f"{EXPIRED} --scope repos:read --repos private --expires 30d).",
+    ),
     Cred("revoked", lambda p: basic(p.tokens["revoked"]), 401, f"The token {REVOKED} was revoked"),
     Cred("read-other-repo", lambda p: basic(p.tokens["pypi-only"]), 403, "does not grant repos:read on repo private"),
     Cred("sources-write-only", lambda p: basic(p.tokens["writer"]), 403, "does not grant repos:read on repo private"),

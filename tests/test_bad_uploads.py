@@ -228,6 +228,7 @@ def env(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[En
     db = Database(settings.database_url)
     e = Env(server, tmp_path_factory.mktemp("bad-uploads"), db, server.data_dir / "blobs")
     assert settings.blob_dir == e.blobs.resolve()
+    server.cli("source", "create", "--name", "other-src")  # a token names sources that exist
     # Each CLI run costs a couple of seconds of imports, so run them side by side.
     with ThreadPoolExecutor() as pool:
         list(pool.map(lambda args: server.token(*args), TOKENS))

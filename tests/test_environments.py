@@ -265,6 +265,7 @@ def test_list_remove_prune_clear_and_cli(setup: Setup) -> None:
     refused = setup.cli("rm", used.key[:8], check=False)
     assert refused.returncode == 1
     assert f"Environment {used.key[:12]} is in use by content `sales-api`" in refused.stderr
+    assert f"`packyard env rm --force {used.key[:12]}`" in refused.stderr  # runnable as printed
     assert setup.envs.remove(spare.key[:10]) == spare.key
     assert not path_of(spare).exists()
 

@@ -19,8 +19,10 @@ DEFAULT_CONFIG = """\
 # named PACKYARD_<SECTION>_<KEY>, e.g. PACKYARD_DATABASE_URL.
 
 [server]
-# The public address clients use; token issuer and absolute links derive from it.
-address = "http://127.0.0.1:4242"
+# The public address clients use; token issuer and absolute links derive from it. Unset, it is
+# http://<host>:<port> of the running server (`packyard run --host/--port` included; 127.0.0.1 for 0.0.0.0);
+# set it when clients reach the server by another name, e.g. through a proxy:
+# address = "https://packages.example.com"
 host = "127.0.0.1"
 port = 4242
 access_log = true
@@ -117,9 +119,18 @@ class ConfigError(Exception):
     """The configuration file or an override has a bad value."""
 
 
+# What first start wrote before the address followed `host` and `port`: in a file, it counts as unset.
+_FROZEN_ADDRESS = (
+    "# The public address clients use; token issuer and absolute links derive from it.\n"
+    'address = "http://127.0.0.1:4242"\n'
+)
+# Where `packyard run` records the address it serves at when none is configured, for the other commands.
+SERVED_ADDRESS_NAME = "served-address"
+
+
 @dataclass
 class ServerSettings:
-    address: str = "http://127.0.0.1:4242"
+    address: str = ""  # empty: `http://<host>:<port>`, see `address_of`
     host: str = "127.0.0.1"
     port: int = 4242
     access_log: bool = True
@@ -218,6 +229,8 @@ class Settings:
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     quarto: QuartoSettings = field(default_factory=QuartoSettings)
     web: WebSettings = field(default_factory=WebSettings)
+    # Whether `server.address` was configured (file or variable), rather than derived from `host` and `port`.
+    address_configured: bool = False
 
     @property
     def database_url(self) -> str:
@@ -323,10 +336,13 @@ def load_settings(data_dir: str | Path | None = None, environ: dict[str, str] | 
     path = root / CONFIG_NAME
     document: dict[str, Any] = {}
     if path.exists():
+        text = path.read_text()
         try:
-            document = tomllib.loads(path.read_text())
+            document = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+        if _FROZEN_ADDRESS in text:
+            document.get("server", {}).pop("address", None)
     document, env = _moved_keys(document, env)
     for section_field in fields(settings):
         section = getattr(settings, section_field.name)
@@ -346,6 +362,9 @@ def load_settings(data_dir: str | Path | None = None, environ: dict[str, str] | 
                 setattr(section, name, _coerce(section_field.name, name, env[env_name], kind))
             elif name in values:
                 setattr(section, name, _coerce(section_field.name, name, values[name], kind))
+    settings.address_configured = bool(settings.server.address)
+    if not settings.address_configured:
+        settings.server.address = address_of(settings.server.host, settings.server.port)
     settings.max_file_size  # noqa: B018 - fail at startup, not at the first upload
     settings.bundle_max_size  # noqa: B018
     _check_scheduler(settings.scheduler)
@@ -360,6 +379,13 @@ def load_settings(data_dir: str | Path | None = None, environ: dict[str, str] | 
             "e.g. `https://pypi.org/simple/`."
         )
     return settings
+
+
+def address_of(host: str, port: int) -> str:
+    """The address of a server listening on `host`:`port`; one on every interface is reached on loopback."""
+    if host in {"", "0.0.0.0", "::"}:
+        host = "127.0.0.1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def _moved_keys(document: dict[str, Any], env: Any) -> tuple[dict[str, Any], Any]:

@@ -91,3 +91,17 @@ def test_bad_scheduler_defaults_stop_the_start(tmp_path: Path, override: dict[st
     with pytest.raises(ConfigError) as error:
         load_settings(tmp_path, environ=override)
     assert message in str(error.value)
+
+
+def test_address_follows_host_and_port_unless_set(tmp_path: Path) -> None:
+    write_default_config(tmp_path)
+    assert load_settings(tmp_path, environ={"PACKYARD_SERVER_PORT": "8080"}).server.address == "http://127.0.0.1:8080"
+    settings = load_settings(tmp_path, environ={"PACKYARD_SERVER_HOST": "0.0.0.0"})
+    assert (settings.server.address, settings.address_configured) == ("http://127.0.0.1:4242", False)
+    # What first start wrote before counts as unset; an address the operator wrote does not.
+    frozen = '# The public address clients use; token issuer and absolute links derive from it.\naddress = "http://127.0.0.1:4242"\n'
+    (tmp_path / "packyard.toml").write_text(f"[server]\n{frozen}port = 5000\n")
+    assert load_settings(tmp_path, environ={}).server.address == "http://127.0.0.1:5000"
+    (tmp_path / "packyard.toml").write_text('[server]\naddress = "http://127.0.0.1:4242"\nport = 5000\n')
+    settings = load_settings(tmp_path, environ={})
+    assert (settings.server.address, settings.address_configured) == ("http://127.0.0.1:4242", True)

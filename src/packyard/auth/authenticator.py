@@ -49,7 +49,7 @@ class Authenticator:
             self._verified[token] = grant
         if tokens.is_expired(grant):
             self._verified.pop(token, None)
-            raise InvalidToken("The token has expired; ask an administrator for a new one (`packyard token create`).")
+            raise InvalidToken(tokens.expired_message(grant.description, dict(grant.scopes)))
         return grant
 
     def forget(self, jti: str) -> None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+import shlex
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
 import jwt
 from sqlalchemy import select
@@ -17,6 +19,7 @@ from packyard.auth.models import Token
 from packyard.changelog.events import record
 from packyard.db import utcnow
 from packyard.errors import PackyardError
+from packyard.repository.models import Repository, Source
 
 AUDIENCE = "packyard"
 SCOPES = ("sources:write", "repos:read", "admin")
@@ -84,9 +87,19 @@ class Grant:
     def require(self, scope: str, kind: str, resource: str) -> None:
         if not self._allows(scope, resource):
             raise ScopeNotGranted(
-                f"Token `{self.description}` does not grant `{scope}` on {kind} `{resource}`; "
-                f"create one with `packyard token create --scope {scope} --{kind}s {resource}`."
+                f"Token `{self.description}` does not grant `{scope}` on {kind} `{resource}`; create one with "
+                f"`{create_command(self.description, {scope: (resource,)})}`."
             )
+
+
+def create_command(description: str, scopes: Mapping[str, Sequence[str]]) -> str:
+    """The `packyard token create` command line for a token like this one, to suggest in a message."""
+    args = ["packyard", "token", "create", "--description", description]
+    for scope, resources in scopes.items():
+        args += ["--scope", scope]
+        if scope != "admin":
+            args += ["--sources" if scope == "sources:write" else "--repos", ",".join(resources)]
+    return shlex.join(args)
 
 
 def _split(values: Iterable[str]) -> list[str]:
@@ -126,6 +139,10 @@ def create_token(
         raise PackyardError(
             "Scope `repos:read` needs the repositories it may read (`--repos`: names, comma-separated, or '*')."
         )
+    if "sources:write" in scope_list:
+        _check_names(session, "source", source_list)
+    if "repos:read" in scope_list:
+        _check_names(session, "repository", repo_list)
     grants: dict[str, list[str]] = {}
     for scope in scope_list:
         grants[scope] = {"sources:write": source_list, "repos:read": repo_list, "admin": [ANY]}[scope]
@@ -154,6 +171,20 @@ def create_token(
     return jwt.encode(claims, secret, algorithm="HS256"), row
 
 
+def _check_names(session: Session, kind: str, wanted: list[str]) -> None:
+    """A token names sources and repositories that exist (or `*`): a typo would grant nothing, silently."""
+    model = Source if kind == "source" else Repository
+    known = list(session.scalars(select(model.name).order_by(model.name)))
+    for name in wanted:
+        if name != ANY and name not in known:
+            plural = "sources" if kind == "source" else "repositories"
+            listed = ", ".join(f"`{n}`" for n in known) or "none"
+            raise PackyardError(
+                f"{kind.capitalize()} `{name}` does not exist; the {plural} on this server are {listed} "
+                f"(or use `*` for all of them)."
+            )
+
+
 def list_tokens(session: Session) -> list[Token]:
     return list(session.scalars(select(Token).order_by(Token.created_at)))
 
@@ -173,9 +204,8 @@ def decode(token: str, secret: str) -> Grant:
     try:
         claims = jwt.decode(token, secret, algorithms=["HS256"], audience=AUDIENCE, options={"require": ["jti", "iat"]})
     except jwt.ExpiredSignatureError as exc:
-        raise InvalidToken(
-            "The token has expired; ask an administrator for a new one (`packyard token create`)."
-        ) from exc
+        claims = jwt.decode(token, secret, algorithms=["HS256"], audience=AUDIENCE, options={"verify_exp": False})
+        raise InvalidToken(expired_message(str(claims.get("description", "")), claims.get("scopes") or {})) from exc
     except jwt.PyJWTError as exc:
         raise InvalidToken(
             "The token is not valid for this server (bad signature or format); check that you copied the whole token."
@@ -187,6 +217,14 @@ def decode(token: str, secret: str) -> Grant:
         scopes={str(k): tuple(v) for k, v in scopes.items()},
         expires_at=claims.get("exp"),
     )
+
+
+def expired_message(description: str, scopes: dict[str, Any]) -> str:
+    """Says which token expired and the command that makes its successor."""
+    if not (description and scopes):
+        return "The token has expired; ask an administrator for a new one."
+    again = create_command(description, scopes)
+    return f"The token `{description}` has expired; ask an administrator for a new one (`{again} --expires 30d`)."
 
 
 def check_not_revoked(session: Session, grant: Grant) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import shlex
 from pathlib import Path
 from typing import Annotated
 
@@ -13,12 +15,15 @@ from packyard.cli.mirror import mirror_app
 from packyard.cli.output import err, fail, out, table
 from packyard.cli.policy import policy_app
 from packyard.cli.publishing import content_app, key_app, user_app
+from packyard.config import SERVED_ADDRESS_NAME
+from packyard.db import Database
 from packyard.errors import PackyardError
 
 app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
     help="Packyard: Python package repository and publishing server.",
 )
 source_app = typer.Typer(no_args_is_help=True, help="Sources hold packages.")
@@ -29,29 +34,98 @@ app.add_typer(repo_app, name="repo")
 app.add_typer(token_app, name="token")
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        print(f"packyard {version('packyard')}")
+        raise typer.Exit
+
+
+@app.callback()
+def main_options(
+    version: Annotated[
+        bool, typer.Option("--version", "-V", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Packyard: Python package repository and publishing server."""
+
+
 @app.command()
 def run(
     data_dir: DataDir = None,
-    host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
-    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Interface to listen on.", show_default="`server.host`: 127.0.0.1")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.", show_default="`server.port`: 4242")] = None,
 ) -> None:
-    """Start the server."""
-    from packyard.server import serve
+    """Start the server; on first start, create the data directory."""
+    from packyard.server import bind, serve
 
-    settings = settings_for(data_dir)
+    overrides = {}
     if host:
-        settings.server.host = host
+        overrides["PACKYARD_SERVER_HOST"] = host
     if port:
-        settings.server.port = port
+        overrides["PACKYARD_SERVER_PORT"] = str(port)
+    settings = settings_for(data_dir, create=True, overrides=overrides)
+    host, port = settings.server.host, settings.server.port
+    try:
+        sock = bind(host, port)
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            fail(f"Could not listen on `{host}:{port}`", cause=exc)
+        other = _free_port(host, port)
+        again = ["packyard", "run", *(["--data-dir", str(data_dir)] if data_dir else [])]
+        again += [*(["--host", host] if "PACKYARD_SERVER_HOST" in overrides else []), "--port", str(other)]
+        make = ["make", "run", *([f"DATA_DIR={data_dir}"] if data_dir else [])]
+        make += [*([f"HOST={host}"] if "PACKYARD_SERVER_HOST" in overrides else []), f"PORT={other}"]
+        fail(
+            f"Port {port} on `{host}` is already in use, by another server or an earlier `packyard run`",
+            hint=f"Stop that server, or choose another port: `{shlex.join(again)}` "
+            f"(from a Packyard checkout: `{shlex.join(make)}`), or set `[server] port` in packyard.toml.",
+        )
+    served = settings.data_dir / SERVED_ADDRESS_NAME
+    if settings.address_configured:
+        served.unlink(missing_ok=True)
+    else:
+        served.write_text(settings.server.address + "\n")
+    out.print(f"Packyard listening on http://{host}:{port} (data: {settings.data_dir})", soft_wrap=True)
+    out.print(f"Package index: {settings.server.address.rstrip('/')}/pypi/latest/simple/", soft_wrap=True)
+    serve(settings, sock)
+
+
+def _free_port(host: str, taken: int) -> int:
+    """The next free port after `taken` (else any free one), to suggest instead of a busy one."""
+    import socket
+
+    for candidate in [*range(taken + 1, min(taken + 20, 65536)), 0]:
+        try:
+            with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+                s.bind((host, candidate))
+                return int(s.getsockname()[1])
+        except OSError:
+            continue
+    return taken + 1
+
+
+@app.command()
+def init(data_dir: DataDir = None) -> None:
+    """Create a data directory (configuration and database) without starting the server."""
+    from packyard.changelog.prepare import prepare
+
+    settings = settings_for(data_dir, create=True)
+    db = Database(settings.database_url)
+    try:
+        prepare(db, settings.mirror.upstream)
+    except PackyardError as exc:
+        fail(str(exc))
+    finally:
+        db.dispose()
+    where = shlex.quote(str(settings.data_dir))
     out.print(
-        f"Packyard listening on http://{settings.server.host}:{settings.server.port} "
-        f"(data: {settings.data_dir.resolve()})",
+        f"Data directory {settings.data_dir} is ready; start the server with `packyard run --data-dir {where}`.",
         soft_wrap=True,
     )
-    out.print(
-        f"Package index: http://{settings.server.host}:{settings.server.port}/pypi/latest/simple/", soft_wrap=True
-    )
-    serve(settings)
 
 
 @source_app.command("create")
@@ -62,7 +136,7 @@ def source_create(
     ] = "local-python",
     upstream: Annotated[
         str | None,
-        typer.Option(help="Simple index a `pypi` or `curated-pypi` source mirrors; default: `[mirror] upstream`."),
+        typer.Option(help="Simple index a `pypi` or `curated-pypi` source mirrors; default: `\\[mirror] upstream`."),
     ] = None,
     data_dir: DataDir = None,
 ) -> None:
@@ -262,13 +336,17 @@ def token_list(data_dir: DataDir = None) -> None:
 
 @token_app.command("revoke")
 def token_revoke(
-    token_id: Annotated[str, typer.Argument(help="Token id (`jti`) from `packyard token list`.")],
+    token_id: Annotated[
+        str, typer.Argument(help="Token id (`jti`) from `packyard token list`, or a unique prefix of one.")
+    ],
     data_dir: DataDir = None,
 ) -> None:
     """Revoke a token; the server refuses it within a second."""
     from packyard.auth.tokens import revoke_token
+    from packyard.cli.lookup import token_id as find
 
     with local_session(data_dir) as (_, session):
+        token_id = find(session, token_id)
         revoke_token(session, token_id)
     out.print(f"Revoked token `{token_id}`.")
 
@@ -339,8 +417,8 @@ def delete(
 def add(
     source: Annotated[str, typer.Option(help="Source to upload into, e.g. `local-python-src`.")],
     path: Annotated[list[Path], typer.Option(help="A wheel, sdist or folder of them; repeatable.")],
-    address: Annotated[str | None, typer.Option(help="Server address [env: PACKYARD_ADDRESS].")] = None,
-    token: Annotated[str | None, typer.Option(help="API token [env: PACKYARD_TOKEN].")] = None,
+    address: Annotated[str | None, typer.Option(envvar="PACKYARD_ADDRESS", help="Server address.")] = None,
+    token: Annotated[str | None, typer.Option(envvar="PACKYARD_TOKEN", help="API token.")] = None,
 ) -> None:
     """Upload distributions to a server, skipping files already there."""
     from packyard.cli.add import add_files

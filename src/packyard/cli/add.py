@@ -87,7 +87,7 @@ def add_files(source: str, paths: list[Path], address: str | None, token: str | 
         fail(
             "No API token.",
             hint="Set `PACKYARD_TOKEN` (an administrator creates one with "
-            "`packyard token create --scope sources:write --sources SOURCE`).",
+            f"`packyard token create --description 'packyard add' --scope sources:write --sources {source}`).",
         )
     assert address and token
     files = collect(paths)

@@ -10,22 +10,19 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from packyard.cli.local import settings_for
+from packyard.cli.local import DataDir
 from packyard.cli.output import fail, out, table
 
 if TYPE_CHECKING:
     from packyard.publishing.environments.builder import Environments
 
 env_app = typer.Typer(no_args_is_help=True, help="Python environments built for deployed content.")
-DataDir = Annotated[
-    Path | None,
-    typer.Option("--data-dir", envvar="PACKYARD_DATA_DIR", help="Data directory [default: ./packyard-data]."),
-]
 
 
 @contextmanager
 def environments(data_dir: Path | None) -> Iterator[Environments]:
     from packyard.changelog.prepare import prepare
+    from packyard.cli.local import settings_for
     from packyard.db import Database
     from packyard.errors import PackyardError
     from packyard.publishing.environments.builder import Environments
@@ -78,7 +75,7 @@ def rm(
 def prune(
     older_than: Annotated[
         str | None,
-        typer.Option(help="Idle time, e.g. `7d`, `12h`, `0s` [default: `[python] environment_reap_frequency`]."),
+        typer.Option(help="Idle time, e.g. `7d`, `12h`, `0s`.", show_default="`[python] environment_reap_frequency`"),
     ] = None,
     data_dir: DataDir = None,
 ) -> None:

@@ -51,7 +51,10 @@ def prefetch(
         list[Path] | None, typer.Option("-r", "--requirement", help="A requirements file; repeatable.")
     ] = None,
     repo: Annotated[str, typer.Option(help="Repository whose mirror to warm.")] = "pypi",
-    address: Annotated[str | None, typer.Option(help="Server address [env: PACKYARD_ADDRESS].")] = None,
+    address: Annotated[
+        str | None,
+        typer.Option(envvar="PACKYARD_ADDRESS", show_default="http://127.0.0.1:4242", help="Server address."),
+    ] = None,
     token: Annotated[str | None, typer.Option(help="API token for an authenticated repository.")] = None,
 ) -> None:
     """Fetch the requirements and everything they need, for every platform, into the cache."""

@@ -23,8 +23,23 @@ def fail(message: str, hint: str | None = None, cause: BaseException | None = No
     sys.exit(1)
 
 
+# Columns whose values commands take back (ids, GUIDs) or clients use (URLs): never shortened with `…`.
+WHOLE = frozenset({"ID", "GUID", "KEY", "URL"})
+
+
 def table(columns: list[str], rows: list[list[str]]) -> None:
+    """Rows under bold headers. Id and URL columns stay whole in a narrow terminal, and output to a pipe or file
+    is as wide as the table, so no value is cut at 80 columns."""
     t = Table(*columns, box=None, header_style="bold", pad_edge=False)
+    for i, column in enumerate(t.columns):
+        if columns[i] in WHOLE:
+            column.no_wrap = True
+            column.min_width = max([len(columns[i]), *(len(row[i]) for row in rows)])
     for row in rows:
         t.add_row(*map(escape, row))  # data, never markup: `[scheduler]` must print as it is
-    out.print(t)
+    console = out
+    if not out.is_terminal:
+        width = out.measure(t, options=out.options.update_width(100_000)).maximum
+        if width > out.width:
+            console = Console(width=width, no_color=out.no_color, highlight=False)
+    console.print(t)

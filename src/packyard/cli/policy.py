@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from packyard.cli.local import local_session
+from packyard.cli.local import DataDir
 from packyard.cli.output import fail, out, table
 
 policy_app = typer.Typer(no_args_is_help=True, help="Block rules: what a repository may not serve, and why.")
-DataDir = Annotated[
-    Path | None,
-    typer.Option("--data-dir", envvar="PACKYARD_DATA_DIR", help="Data directory [default: ./packyard-data]."),
-]
 
 
 @policy_app.command("block")
@@ -26,6 +21,7 @@ def block(
     data_dir: DataDir = None,
 ) -> None:
     """Block a project, or the versions of it that match a specifier."""
+    from packyard.cli.local import local_session
     from packyard.repository.policy.admin import create_rule
 
     with local_session(data_dir) as (_, session):
@@ -38,6 +34,7 @@ def block(
 @policy_app.command("list")
 def list_(data_dir: DataDir = None) -> None:
     """List block rules."""
+    from packyard.cli.local import local_session
     from packyard.repository.policy.admin import list_rules
 
     with local_session(data_dir) as (_, session):
@@ -53,6 +50,7 @@ def remove(
     rule_id: Annotated[int, typer.Argument(help="Rule id, from `packyard policy list`.")], data_dir: DataDir = None
 ) -> None:
     """Remove a block rule."""
+    from packyard.cli.local import local_session
     from packyard.repository.policy.admin import remove_rule
 
     with local_session(data_dir) as (_, session):
@@ -68,11 +66,12 @@ def test(
     data_dir: DataDir = None,
 ) -> None:
     """Explain whether a repository serves NAME==VERSION, step by step; exits 1 when it does not."""
+    from packyard.cli.local import local_session
     from packyard.repository.policy.admin import explain
 
     name, sep, version = requirement.partition("==")
     if not sep or not name.strip() or not version.strip():
-        fail(f"`{requirement}` is not NAME==VERSION.", hint="For example: packyard policy test django==3.2")
+        fail(f"`{requirement}` is not NAME==VERSION.", hint="Write it as `packyard policy test django==3.2`.")
     with local_session(data_dir) as (_, session):
         served, lines = explain(session, repo, name.strip(), version.strip())
     for line in lines:

@@ -9,12 +9,14 @@ from typing import Annotated
 import typer
 from sqlalchemy import select
 
-from packyard.cli.local import DataDir, local_session, settings_for
+from packyard.cli import lookup
+from packyard.cli.local import DataDir, local_session
 from packyard.cli.output import err, fail, out, table
 
 user_app = typer.Typer(no_args_is_help=True, help="Publishing users: admin, publisher or viewer.")
 key_app = typer.Typer(no_args_is_help=True, help="API keys for rsconnect (`Authorization: Key`).")
 content_app = typer.Typer(no_args_is_help=True, help="Deployed content.")
+CONTENT_HELP = "Content GUID from `packyard content list`, a unique prefix of one, or the content's name."
 
 
 @user_app.command("create")
@@ -31,7 +33,9 @@ def user_create(
     from packyard.publishing.signin import set_password
     from packyard.publishing.users import create_user
 
-    password = _read_password() if password_stdin else None
+    password = (
+        _read_password(f"packyard user create {username} --role {role} --password-stdin") if password_stdin else None
+    )
     with local_session(data_dir) as (_, session):
         user = create_user(session, username, role, email)
         if password is not None:
@@ -42,11 +46,11 @@ def user_create(
         out.print(f"hint: `packyard user set-password {username}` lets them sign in to the web pages.")
 
 
-def _read_password() -> str:
+def _read_password(command: str) -> str:
     line = sys.stdin.readline()
     password = line.removesuffix("\n").removesuffix("\r")
     if not password:
-        fail("No password on stdin.", hint="Pipe it in: `printf '%s\\n' \"$PASSWORD\" | packyard user ...`.")
+        fail("No password on stdin.", hint=f"Pipe it in: `printf '%s\\n' \"$PASSWORD\" | {command}`.")
     return password
 
 
@@ -62,7 +66,7 @@ def user_set_password(
     from packyard.publishing.signin import set_password
 
     if password_stdin:
-        password = _read_password()
+        password = _read_password(f"packyard user set-password {username} --password-stdin")
     else:
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
     with local_session(data_dir) as (_, session):
@@ -207,7 +211,7 @@ def _setting(name: str, meaning: str) -> object:
 
 @content_app.command("runtime")
 def content_runtime(
-    guid: Annotated[str, typer.Argument(help="Content GUID (`packyard content list`).")],
+    guid: Annotated[str, typer.Argument(help=CONTENT_HELP)],
     min_processes: Annotated[str | None, _setting("min_processes", "Processes kept running")] = None,
     max_processes: Annotated[str | None, _setting("max_processes", "Most processes at once")] = None,
     max_conns_per_process: Annotated[
@@ -241,6 +245,7 @@ def content_runtime(
         "read_timeout": read_timeout,
     }
     with local_session(data_dir) as (settings, session):
+        guid = lookup.content_guid(session, guid)
         content = contents.get(session, guid)
         changes = {name: limits.parse(name, text) for name, text in given.items() if text is not None}
         if limits.apply(content, changes, settings.scheduler):
@@ -252,14 +257,15 @@ def content_runtime(
 
 @content_app.command("logs")
 def content_logs(
-    guid: Annotated[str, typer.Argument(help="Content GUID (`packyard content list`).")],
+    guid: Annotated[str, typer.Argument(help=CONTENT_HELP)],
     lines: Annotated[int, typer.Option("--lines", "-n", help="How many lines from the end.")] = 50,
     deploy: Annotated[bool, typer.Option("--deploy", help="Show the deploy log instead of the app's output.")] = False,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines.")] = False,
     data_dir: DataDir = None,
 ) -> None:
     """Print a content's output (its processes' stdout and stderr) or its deploy log."""
-    settings = settings_for(data_dir)
+    with local_session(data_dir) as (settings, session):
+        guid = lookup.content_guid(session, guid)
     folder = settings.data_dir / "apps" / guid
     if not folder.is_dir():
         fail(f"No content `{guid}` has run on this server.", hint="`packyard content list` shows the GUIDs.")

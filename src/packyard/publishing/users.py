@@ -162,7 +162,7 @@ def require_publisher(caller: Caller) -> None:
     if not caller.can_publish:
         raise Forbidden(
             f"User `{caller.username}` has role `{caller.role}`, which cannot publish; "
-            "an administrator can run `packyard user set-role NAME publisher`."
+            f"an administrator can run `packyard user set-role {caller.username} publisher`."
         )
 
 

@@ -30,7 +30,7 @@ def get_source(session: Session, name: str) -> Source:
         known = ", ".join(f"`{n}`" for n in session.scalars(select(Source.name).order_by(Source.name)))
         raise NotFound(
             f"Source `{name}` does not exist. Known sources: {known or 'none'}. "
-            "Create it with `packyard source create`."
+            f"Create it with `packyard source create --name {name}`."
         )
     return source
 

@@ -133,7 +133,8 @@ def sections(address: str, repo: str, snapshot: str, authenticated: bool, packag
                 ".netrc",
                 "This repository needs a token to read. pip and uv send the credentials from ~/.netrc; replace "
                 f"{TOKEN_PLACEHOLDER} with a token that grants `repos:read` on `{repo}` (an administrator creates "
-                f"one with `packyard token create --scope repos:read --repos {repo}`). The machine is the host "
+                f"one with `packyard token create --description 'read {repo}' --scope repos:read --repos {repo}`). "
+                "The machine is the host "
                 "alone, without scheme, port or path.",
                 [
                     Snippet(

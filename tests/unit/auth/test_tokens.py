@@ -13,14 +13,16 @@ from packyard.auth.credentials import token_from_header
 from packyard.auth.errors import InvalidToken, ScopeNotGranted
 from packyard.db import Database
 from packyard.errors import PackyardError
+from packyard.changelog.prepare import prepare
 
 SECRET = "s" * 48
 
 
 @pytest.fixture
 def db(tmp_path: Path) -> Database:
+    """A database with the default sources and repositories (`local-python-src`, `pypi`) that tokens name."""
     database = Database(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    database.upgrade()
+    prepare(database)
     return database
 
 

@@ -114,7 +114,8 @@ class EnvironmentAdmin:
         if users and not force:
             raise EnvironmentBuildError(
                 f"Environment {key[:12]} is in use by {_content_list(users)}; deploy other bundles first, or force "
-                "it with `packyard env rm --force` (that content then rebuilds its environment when it next starts)."
+                f"it with `packyard env rm --force {key[:12]}` (that content then rebuilds its environment when it "
+                "next starts)."
             )
         with self.store.locked(key):
             self._delete(key, event="env-remove")

@@ -80,5 +80,5 @@ def block_message(rule: Rule, project: str, version: str, repo: str) -> str:
     scope = f"repository `{repo}`" if rule.repository_id is not None else "every repository on this server"
     return (
         f"`{project}` {version} is blocked in {scope}: {rule.reason} (rule {rule.id}); "
-        "pick another version, or ask an administrator (`packyard policy test`)."
+        f"pick another version, or ask an administrator (`packyard policy test {project}=={version} --repo {repo}`)."
     )
