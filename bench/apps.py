@@ -171,9 +171,9 @@ def main(argv: list[str]) -> int:
         f"# Cold start to first byte per app type ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC, commit {git_commit()})",
         "",
         f"Command: `make bench-apps BENCH_ARGS='--reps {args.reps}'`. Each test app in `tests/apps/` deployed once"
-        " from this Packyard's own `pypi` repository on 127.0.0.1 (pins in `tests/wheelhouse/api.txt` and `apps.txt`), then the server"
-        " restarted before each rep, so the first `GET /content/<guid>/` starts the app (its environment cached)."
-        f" Median of {args.reps}; the second request shows the same page served warm.",
+        " from this Packyard's own `pypi` repository on 127.0.0.1 (pins in `tests/wheelhouse/api.txt` and"
+        " `apps.txt`), then the server restarted before each rep, so the first `GET /content/<guid>/` starts the"
+        f" app (its environment cached). Median of {args.reps}; the second request shows the same page served warm.",
         "",
         "| app | cold start to first byte | warm, next request |",
         "|---|---|---|",
