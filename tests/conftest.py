@@ -143,7 +143,7 @@ def _start(data_dir: Path, database_url: str, env: dict[str, str] | None = None,
         env={**os.environ, "PACKYARD_DATA_DIR": str(data_dir), **(env or {})},
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120  # a loaded 2-core machine has taken over 30 s to import and start
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"server exited:\n{log_path.read_text()}")
