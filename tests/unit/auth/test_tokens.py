@@ -11,9 +11,9 @@ import pytest
 from packyard.auth import tokens
 from packyard.auth.credentials import token_from_header
 from packyard.auth.errors import InvalidToken, ScopeNotGranted
+from packyard.changelog.prepare import prepare
 from packyard.db import Database
 from packyard.errors import PackyardError
-from packyard.changelog.prepare import prepare
 
 SECRET = "s" * 48
 
