@@ -14,6 +14,7 @@ import jwt
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from packyard import formatting
 from packyard.auth.errors import InvalidToken, ScopeNotGranted
 from packyard.auth.models import Token
 from packyard.changelog.events import record
@@ -130,7 +131,7 @@ def create_token(
         if scope not in SCOPES:
             raise PackyardError(f"Scope {scope!r} is not known; use one of: {', '.join(SCOPES)}.")
     if isinstance(expires, datetime) and expires <= utcnow():
-        raise PackyardError(f"Expiry {expires:%Y-%m-%d %H:%M} UTC is in the past; pick a later time.")
+        raise PackyardError(f"Expiry {formatting.moment(expires)} is in the past; pick a later time.")
     if "sources:write" in scope_list and not source_list:
         raise PackyardError(
             "Scope `sources:write` needs the sources it may upload to (`--sources`: names, comma-separated, or '*')."
@@ -230,7 +231,7 @@ def expired_message(description: str, scopes: dict[str, Any]) -> str:
 def check_not_revoked(session: Session, grant: Grant) -> None:
     row = session.get(Token, grant.jti)
     if row is None or row.revoked_at is not None:
-        when = f" on {row.revoked_at:%Y-%m-%d %H:%M} UTC" if row and row.revoked_at else ""
+        when = f" on {formatting.moment(row.revoked_at)}" if row and row.revoked_at else ""
         raise InvalidToken(f"The token `{grant.description}` was revoked{when}; ask an administrator for a new one.")
 
 

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from packyard import formatting
 from packyard.cli.env import env_app
 from packyard.cli.local import DataDir, local_session, settings_for
 from packyard.cli.mirror import mirror_app
@@ -203,7 +204,7 @@ def source_list(data_dir: DataDir = None) -> None:
                 str(s.projects),
                 str(s.files),
                 s.upstream or (settings.mirror.upstream + " (config)" if s.mirrors else "-"),
-                f"{s.created_at:%Y-%m-%d}",
+                formatting.day(s.created_at),
             ]
             for s in list_sources(session)
         ]
@@ -304,7 +305,7 @@ def token_create(
     if not quiet:
         from packyard.cli.output import err
 
-        expiry = f"expires {row.expires_at:%Y-%m-%d %H:%M} UTC" if row.expires_at else "never expires"
+        expiry = f"expires {formatting.moment(row.expires_at)}" if row.expires_at else "never expires"
         err.print(f"Created token `{row.jti}` ({expiry}). Record it now: it is not shown again.")
     print(token)
 
@@ -326,8 +327,8 @@ def token_list(data_dir: DataDir = None) -> None:
                     t.jti,
                     t.description,
                     grants,
-                    f"{t.created_at:%Y-%m-%d}",
-                    f"{t.expires_at:%Y-%m-%d %H:%M}" if t.expires_at else "never",
+                    formatting.day(t.created_at),
+                    formatting.moment(t.expires_at),
                     state,
                 ]
             )

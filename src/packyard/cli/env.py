@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from packyard import formatting
 from packyard.cli.local import DataDir
 from packyard.cli.output import fail, out, table
 
@@ -50,8 +50,8 @@ def list_(data_dir: DataDir = None) -> None:
                 e.key[:12],
                 e.python_version,
                 str(e.installed),
-                _size(e.size),
-                _ago(now, e.last_used_at),
+                formatting.size(e.size),
+                formatting.ago(e.last_used_at, now),
                 ", ".join(e.used_by) if e.used_by else "no",
             ]
             for e in envs.list()
@@ -117,20 +117,3 @@ def _duration(text: str) -> float:
         return float(value)
     fail(f"`{text}` is not a duration.", hint="Write e.g. `7d`, `12h`, `30m` or `0s`.")
     raise AssertionError  # unreachable; fail exits
-
-
-def _size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"
-
-
-def _ago(now: datetime, then: datetime) -> str:
-    seconds = max((now - then).total_seconds(), 0)
-    for unit, length in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= length:
-            return f"{int(seconds // length)}{unit} ago"
-    return "just now"

@@ -9,17 +9,27 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from packyard import formatting
+
 out = Console(no_color=bool(os.environ.get("NO_COLOR")), highlight=False)
 err = Console(stderr=True, no_color=bool(os.environ.get("NO_COLOR")), highlight=False)
 
 
+def styled(text: str) -> str:
+    """Rich markup for a message: its `backticked` names and commands in bold, the backticks kept, so the text
+    reads the same without color (and a command copied from it runs as printed)."""
+    return "".join(
+        f"[bold]`{escape(part)}`[/]" if is_code else escape(part) for part, is_code in formatting.code_spans(text)
+    )
+
+
 def fail(message: str, hint: str | None = None, cause: BaseException | None = None) -> None:
-    err.print(f"[bold red]error[/]: {escape(message)}", markup=True, soft_wrap=True)
+    err.print(f"[bold red]error[/]: {styled(message)}", markup=True, soft_wrap=True)
     while cause is not None:
-        err.print(f"  [red]Caused by[/]: {escape(str(cause))}", markup=True, soft_wrap=True)
+        err.print(f"  [red]Caused by[/]: {styled(str(cause))}", markup=True, soft_wrap=True)
         cause = cause.__cause__
     if hint:
-        err.print(f"\n[bold cyan]hint[/]: {escape(hint)}", markup=True, soft_wrap=True)
+        err.print(f"\n[bold cyan]hint[/]: {styled(hint)}", markup=True, soft_wrap=True)
     sys.exit(1)
 
 

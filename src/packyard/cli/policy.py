@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from packyard import formatting
 from packyard.cli.local import DataDir
 from packyard.cli.output import fail, out, table
 
@@ -39,7 +40,7 @@ def list_(data_dir: DataDir = None) -> None:
 
     with local_session(data_dir) as (_, session):
         rows = [
-            [str(r.id), r.project, r.specifier or "*", repo, r.reason, f"{r.created_at:%Y-%m-%d}"]
+            [str(r.id), r.project, r.specifier or "*", repo, r.reason, formatting.day(r.created_at)]
             for r, repo in list_rules(session)
         ]
     table(["ID", "PROJECT", "VERSIONS", "REPOSITORY", "REASON", "CREATED"], rows)

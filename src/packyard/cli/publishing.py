@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from sqlalchemy import select
 
+from packyard import formatting
 from packyard.cli import lookup
 from packyard.cli.local import DataDir, local_session
 from packyard.cli.output import err, fail, out, table
@@ -161,8 +162,8 @@ def key_list(
                 username,
                 k.name or "-",
                 k.prefix + "…",
-                f"{k.created_at:%Y-%m-%d}",
-                f"{k.last_used_at:%Y-%m-%d %H:%M}" if k.last_used_at else "never",
+                formatting.day(k.created_at),
+                formatting.moment(k.last_used_at),
             ]
             for k, username in list_keys(session, user)
         ]
@@ -197,7 +198,7 @@ def content_list(data_dir: DataDir = None) -> None:
                 c.app_mode,
                 username,
                 str(c.bundle_id) if c.bundle_id else "-",
-                f"{c.last_deployed_at:%Y-%m-%d %H:%M}" if c.last_deployed_at else "never",
+                formatting.moment(c.last_deployed_at),
             ]
             for c, username in session.execute(query)
         ]

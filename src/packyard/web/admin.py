@@ -7,7 +7,6 @@ same change-log events; the page answers with a message, and with the form as se
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -15,6 +14,7 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy import func, or_, select
 
+from packyard import formatting
 from packyard.auth import tokens
 from packyard.auth.models import Token
 from packyard.changelog.events import Event
@@ -52,9 +52,6 @@ def _page(
         section="admin",
         status=status,
         notice=notice,
-        when=_when,
-        ago=_ago,
-        size=_size,
         **values,
     )
 
@@ -352,7 +349,7 @@ def token_create(
                 expires_at,
             )
             created.append((token, row))
-            until = f"expires {row.expires_at:%Y-%m-%d %H:%M} UTC" if row.expires_at else "never expires"
+            until = f"expires {formatting.moment(row.expires_at)}" if row.expires_at else "never expires"
             return f"Created token `{row.description}` ({until}). Copy it now: it is not shown again."
 
     notice, status = _attempt(request, write)
@@ -383,7 +380,7 @@ def _environments(request: Request, notice: Notice | None = None, status: int = 
         notice=notice,
         status=status,
         environments=envs.list(),
-        reap_every=_duration(envs.settings.python.environment_reap_frequency),
+        reap_every=formatting.duration(envs.settings.python.environment_reap_frequency),
     )
 
 
@@ -468,41 +465,3 @@ def rule_remove(request: Request, rule_id: int) -> HTMLResponse:
             return f"Removed rule {rule_id} (`{rule.project}`); its versions are served again."
 
     return _rules(request, *_attempt(request, write))
-
-
-# -- formatting ---------------------------------------------------------------------------------------------------
-
-
-def _when(moment: datetime | None, never: str = "never") -> str:
-    return f"{moment:%Y-%m-%d %H:%M} UTC" if moment else never
-
-
-def _ago(moment: datetime | None) -> str:
-    if moment is None:
-        return "never"
-    seconds = max((utcnow() - moment).total_seconds(), 0)
-    for unit, length in (("day", 86400), ("hour", 3600), ("minute", 60)):
-        if seconds >= length:
-            count = int(seconds // length)
-            return f"{count} {unit}{'s' if count != 1 else ''} ago"
-    return "just now"
-
-
-def _duration(seconds: float) -> str:
-    """Empty when off; else in the largest whole unit, e.g. `1 day`, `12 hours`."""
-    if seconds <= 0:
-        return ""
-    for unit, length in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
-        if seconds >= length and seconds % length == 0 or unit == "second":
-            count = round(seconds / length)
-            return f"{count} {unit}{'s' if count != 1 else ''}"
-    return f"{seconds:g} seconds"
-
-
-def _size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"

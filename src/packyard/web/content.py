@@ -6,12 +6,10 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
-from markupsafe import Markup
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -133,44 +131,8 @@ def _page(request: Request, item: Item, tab: str, *, status: int = 200, **values
         tab_label=next(label for key, label, _ in TABS if key == tab),
         tabs=tabs,
         content_url=_content_url(request, guid),
-        **HELPERS,
         **values,
     )
-
-
-def when(value: datetime | None) -> Markup:
-    """A UTC time as `<time>`, to the minute; a dash for never."""
-    if value is None:
-        return Markup('<span class="muted">never</span>')
-    stamp = value.astimezone(UTC)
-    return Markup('<time datetime="{}">{}</time>').format(stamp.isoformat(), stamp.strftime("%Y-%m-%d %H:%M UTC"))
-
-
-def size(value: int | None) -> str:
-    """Bytes for people: 1,234 B, 12.3 KiB, 4.5 MiB."""
-    if value is None:
-        return "?"
-    if value < 1024:
-        return f"{value:,} B"
-    scaled = float(value)
-    for unit in ("KiB", "MiB", "GiB"):
-        scaled /= 1024
-        if scaled < 1024 or unit == "GiB":
-            return f"{scaled:,.1f} {unit}"
-    return ""
-
-
-def code(text: str) -> Markup:
-    """A message with its `backticked` names set as code, the way the CLI and API messages write them."""
-    parts = str(text).split("`")
-    if len(parts) % 2 == 0:  # an odd backtick: show the text as it is
-        return Markup.escape(text)
-    return Markup("").join(
-        Markup("<code>{}</code>").format(p) if i % 2 else Markup.escape(p) for i, p in enumerate(parts)
-    )
-
-
-HELPERS: dict[str, Any] = {"when": when, "size": size, "code": code}
 
 
 def _content_url(request: Request, guid: str) -> str:
@@ -198,9 +160,7 @@ async def content_list(request: Request, user: User_, q: str = "") -> Response:
     shown = [i for i in items if not needle or needle in f"{i.title} {i.content.name} {i.kind} {i.owner}".lower()]
     shown.sort(key=lambda i: i.content.last_deployed_at or i.content.created_at, reverse=True)
     base = context(request).settings.server.address.rstrip("/")
-    return render(
-        request, "content/list.html", section="content", items=shown, total=len(items), q=q, base=base, **HELPERS
-    )
+    return render(request, "content/list.html", section="content", items=shown, total=len(items), q=q, base=base)
 
 
 @router.get("/connect")

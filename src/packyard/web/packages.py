@@ -9,7 +9,6 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
-from markupsafe import Markup, escape
 from starlette.concurrency import run_in_threadpool
 
 from packyard.repository.browse import catalog, descriptions
@@ -118,7 +117,6 @@ def projects(request: Request, repo: str, q: str = "", page: str | None = None) 
         query=query,
         result=result,
         link=link,
-        when=when,
     )
 
 
@@ -174,8 +172,6 @@ async def project(request: Request, repo: str, name: str, version: str | None = 
         repo=info,
         p=detail,
         install=install,
-        size=human_size,
-        when=when,
     )
 
 
@@ -202,7 +198,6 @@ def setup(request: Request, repo: str, date: str | None = None, package: str = "
         url=client_setup.index_url(address, repo, snapshot),
         sections=client_setup.sections(address, repo, snapshot, info.authenticated, pkg),
         package=pkg,
-        code=inline_code,
     )
 
 
@@ -222,24 +217,3 @@ def _snapshot_day(value: str | None) -> date | None:
             "or use latest."
         )
     return day
-
-
-def inline_code(text: str) -> Markup:
-    """Text whose `backticked` parts are shown as code, the way the CLI and error messages write them."""
-    parts = text.split("`")
-    return Markup("").join(
-        Markup("<code>{}</code>").format(part) if i % 2 else escape(part) for i, part in enumerate(parts)
-    )
-
-
-def human_size(size: int) -> str:
-    value = float(size)
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
-            return f"{size} bytes" if unit == "bytes" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{size} bytes"
-
-
-def when(moment: datetime | None) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if moment is not None else ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from contextvars import ContextVar
+from datetime import datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
-from packyard import __version__
+from packyard import __version__, formatting
 from packyard.web.assets import static_url
 from packyard.web.session import csrf_token, current_user, keep_pre_session_token
 
@@ -33,6 +34,21 @@ SECURITY_HEADERS = {
 _csrf: ContextVar[str] = ContextVar("packyard_csrf", default="")
 
 
+def when(value: datetime | None, never: str = "never") -> Markup:
+    """A time as `<time>`, to the minute in UTC; `never` (muted) for None."""
+    if value is None:
+        return Markup('<span class="muted">{}</span>').format(never)
+    return Markup('<time datetime="{}">{}</time>').format(value.isoformat(), formatting.moment(value))
+
+
+def code(text: str) -> Markup:
+    """A message with its `backticked` names and commands set as code."""
+    return Markup("").join(
+        Markup("<code>{}</code>").format(part) if is_code else Markup.escape(part)
+        for part, is_code in formatting.code_spans(text)
+    )
+
+
 def _csrf_input() -> Markup:
     """The hidden CSRF field of the page being rendered (works in macros imported without context)."""
     return Markup('<input type="hidden" name="csrf_token" value="{}">').format(_csrf.get())
@@ -48,6 +64,7 @@ def environment() -> Environment:
         lstrip_blocks=True,
     )
     env.globals.update(static_url=static_url, csrf_input=_csrf_input, version=__version__)
+    env.globals.update(when=when, code=code, size=formatting.size, ago=formatting.ago, day=formatting.day)
     return env
 
 
