@@ -109,7 +109,9 @@ class Download:
     async def stream(self) -> AsyncIterator[bytes]:
         try:
             handle = self.staged.open()
-        except FileNotFoundError:  # committed (renamed) between the lookup and now
+        except FileNotFoundError:  # committed between the lookup and now, or discarded after a failure
+            if self.error is not None:
+                raise UpstreamUnavailable(self.error) from None
             handle = self.store.open(self.digest)
         with handle:
             sent = 0
