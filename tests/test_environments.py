@@ -18,9 +18,9 @@ from packyard.db import Database
 from packyard.publishing.environments import uv
 from packyard.publishing.environments.admin import check_externals
 from packyard.publishing.environments.builder import BuiltEnvironment, Environments
+from packyard.publishing.environments.folder import LOCK_FILE, READY
 from packyard.publishing.environments.interpreters import Interpreter, choose_interpreter, find_interpreters
 from packyard.publishing.environments.plan import InstallPlan, plan_install
-from packyard.publishing.environments.store import LOCK_FILE, READY
 from packyard.publishing.errors import EnvironmentBuildError
 from packyard.publishing.models import Bundle, Content, User
 from tests.conftest import BIN, Server

@@ -23,7 +23,7 @@ from packyard.repository.index import indexer
 from packyard.repository.index.page_cache import PageCache
 from packyard.repository.mirror.service import Mirror
 from packyard.repository.serving.files import FileIndex
-from packyard.storage import LocalBlobStore
+from packyard.storage import BlobStore, LocalBlobStore
 
 # Changes that alter what an API key may do: a role, a lock, a revoked key.
 CALLER_EVENTS = frozenset({"user-role", "user-lock", "key-revoke"})
@@ -33,7 +33,7 @@ CALLER_EVENTS = frozenset({"user-role", "user-lock", "key-revoke"})
 class AppContext:
     settings: Settings
     db: Database
-    store: LocalBlobStore
+    store: BlobStore
     pages: PageCache
     files: FileIndex
     auth: Authenticator

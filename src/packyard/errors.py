@@ -2,7 +2,8 @@
 
 PackyardError
 ├── repository.errors.RepositoryError      (sources, repositories, uploads)
-└── auth.errors.AuthError                  (credentials, tokens, scopes)
+├── auth.errors.AuthError                  (credentials, tokens, scopes)
+└── storage.interfaces.BlobNotFound        (500: no committed blob for a digest)
 
 Each carries the HTTP status it maps to; HTTP handlers and the CLI render `str(error)` as it is.
 """

@@ -48,7 +48,8 @@ def form_fields(path: Path) -> dict[str, str]:
     """The legacy upload form, from the archive's own metadata, as twine sends it."""
     wheel = path.name.endswith(".whl")
     try:
-        meta = inspect_wheel(path, path.name) if wheel else inspect_sdist(path, path.name)
+        with path.open("rb") as file:
+            meta = inspect_wheel(file, path.name) if wheel else inspect_sdist(file, path.name)
     except PackyardError as exc:
         fail(f"Cannot read `{path}`", cause=exc)
         raise

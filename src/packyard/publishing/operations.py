@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy.orm import Session
@@ -124,7 +123,3 @@ def logs(context: AppContext, guid: str, lines: int) -> Logs:
 def processes(context: AppContext, guid: str) -> list[AppProcess]:
     """The content's running processes (its pool's, then a draft's)."""
     return context.supervisor.processes(guid)
-
-
-def bundle_path(context: AppContext, bundle: Bundle) -> Path:
-    return context.store.path(bundle.sha256)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request
-from fastapi.responses import FileResponse, RedirectResponse, Response
+from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -19,6 +19,7 @@ from packyard.publishing.bundles.manifest import FILE_APP_MODES
 from packyard.publishing.errors import Forbidden, NotFound, PublishingError, RuntimeSettingError
 from packyard.publishing.models import Bundle, Content, PythonEnvironment, User
 from packyard.publishing.runtime import limits
+from packyard.storage import BlobResponse
 from packyard.web.errors import PageError
 from packyard.web.render import render
 from packyard.web.session import WebUser, check_csrf, context, signed_in
@@ -419,9 +420,7 @@ async def version_download(request: Request, user: User_, guid: str, bundle_id: 
         return contents.get_bundle(session, item.content, bundle_id)
 
     bundle = await operations.in_thread(ctx, work)
-    return FileResponse(
-        operations.bundle_path(ctx, bundle), media_type="application/gzip", filename=f"bundle-{bundle.id}.tar.gz"
-    )
+    return BlobResponse(ctx.store, bundle.sha256, media_type="application/gzip", filename=f"bundle-{bundle.id}.tar.gz")
 
 
 @router.get("/connect/apps/{guid}/{tab}")

@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.datastructures import UploadFile
 
 from packyard import __version__
@@ -26,6 +26,7 @@ from packyard.publishing.environments.interpreters import find_interpreters
 from packyard.publishing.errors import Forbidden, PublishingError
 from packyard.publishing.models import User
 from packyard.publishing.users import Caller
+from packyard.storage import BlobResponse, StagedBlob
 
 # 2025.06.0+ turns on rsconnect's draft, verify, activate flow; above 2025.11.0 it sends git metadata as a
 # multipart upload. Packyard implements both.
@@ -245,7 +246,7 @@ async def upload_bundle(request: Request, guid: str) -> dict[str, Any]:
     return await _in_thread(request, work)
 
 
-def _write_limited(staged: Any, chunk: bytes, limit: int) -> None:
+def _write_limited(staged: StagedBlob, chunk: bytes, limit: int) -> None:
     if staged.size + len(chunk) > limit:
         raise PublishingError(
             f"The bundle is larger than this server's limit of {limit:,} bytes (`[publishing] bundle_max_size`); "
@@ -254,9 +255,8 @@ def _write_limited(staged: Any, chunk: bytes, limit: int) -> None:
     staged.write(chunk)
 
 
-def _check_archive(staged: Any) -> None:
-    staged.handle.flush()
-    with open(staged.path, "rb") as f:
+def _check_archive(staged: StagedBlob) -> None:
+    with staged.open() as f:
         head = f.read(2)
     if not head:
         raise PublishingError("The bundle is empty; upload the .tar.gz that rsconnect makes.")
@@ -267,7 +267,7 @@ def _check_archive(staged: Any) -> None:
         )
 
 
-async def _receive_multipart(request: Request, staged: Any, limit: int) -> dict[str, Any]:
+async def _receive_multipart(request: Request, staged: StagedBlob, limit: int) -> dict[str, Any]:
     form = await request.form(max_files=1, max_fields=10)
     try:
         archive = form.get("archive")
@@ -320,7 +320,7 @@ async def delete_bundle(request: Request, guid: str, bundle_id: str) -> dict[str
 
 
 @router.get("/v1/content/{guid}/bundles/{bundle_id}/download")
-async def download_bundle(request: Request, guid: str, bundle_id: str) -> FileResponse:
+async def download_bundle(request: Request, guid: str, bundle_id: str) -> BlobResponse:
     caller = await _caller(request)
 
     def work(session: Any) -> tuple[str, int]:
@@ -329,8 +329,8 @@ async def download_bundle(request: Request, guid: str, bundle_id: str) -> FileRe
         return bundle.sha256, bundle.id
 
     digest, number = await _in_thread(request, work)
-    path = request.app.state.packyard.store.path(digest)  # the same file the pages' download link serves
-    return FileResponse(path, media_type="application/gzip", filename=f"bundle-{number}.tar.gz")
+    store = request.app.state.packyard.store  # the same response the pages' download link gives
+    return BlobResponse(store, digest, media_type="application/gzip", filename=f"bundle-{number}.tar.gz")
 
 
 # -- deploys and tasks ---------------------------------------------------------------------------------------

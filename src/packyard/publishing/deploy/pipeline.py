@@ -38,7 +38,7 @@ from packyard.publishing.sites.files import Site
 from packyard.publishing.sites.registry import Sites
 from packyard.publishing.sites.render import RUNTIME_PACKAGES
 from packyard.publishing.variables import Vault
-from packyard.storage import LocalBlobStore
+from packyard.storage import BlobStore
 
 log = logging.getLogger("packyard.publishing")
 
@@ -63,7 +63,7 @@ class Deployer:
         self,
         settings: Settings,
         db: Database,
-        store: LocalBlobStore,
+        store: BlobStore,
         tasks: Tasks,
         vault: Vault,
         environments: Environments,
@@ -229,13 +229,7 @@ class Deployer:
         say(f"Bundle {bundle.id}: {bundle.size:,} bytes, uploaded in {bundle.upload_seconds:.2f} s.")
         root = self.content_dir(guid) / f"bundle-{bundle.id}"
         began = time.monotonic()
-        manifest = await asyncio.to_thread(
-            extract_bundle,
-            self.store.path(bundle.sha256),
-            root,
-            max_bytes=self.settings.bundle_max_size,
-            max_entries=self.settings.publishing.bundle_max_entries,
-        )
+        manifest = await asyncio.to_thread(self._extract, bundle.sha256, root)
         say(f"Extracted in {time.monotonic() - began:.2f} s: app mode `{manifest.appmode}`.")
         if manifest.appmode not in LAUNCHERS and manifest.appmode not in FILE_APP_MODES:
             raise BundleError(
@@ -334,6 +328,16 @@ class Deployer:
         )
 
     # -- database steps, run in worker threads ------------------------------------------------------------
+
+    def _extract(self, digest: str, root: Path) -> Manifest:
+        """Unpack the bundle's archive, a local file for as long as the extraction takes."""
+        with self.store.local_file(digest) as archive:
+            return extract_bundle(
+                archive,
+                root,
+                max_bytes=self.settings.bundle_max_size,
+                max_entries=self.settings.publishing.bundle_max_entries,
+            )
 
     def _load(self, guid: str, bundle_id: int) -> tuple[Content, Bundle, str | None, dict[str, str]]:
         with self.db.session() as session:

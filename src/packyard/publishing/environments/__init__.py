@@ -1,1 +1,1 @@
-"""Python environments for content: interpreters, install plans, building with uv, the store and its upkeep."""
+"""Python environments for content: interpreters, install plans, building with uv, the folder and its upkeep."""

@@ -14,9 +14,9 @@ from sqlalchemy.orm import Session
 from packyard.changelog.events import record
 from packyard.config import PythonSettings, Settings
 from packyard.db import Database, utcnow
+from packyard.publishing.environments.folder import LOCK_FILE, Busy, EnvironmentFolder
 from packyard.publishing.environments.interpreters import Interpreter, find_interpreters
 from packyard.publishing.environments.plan import host_versions
-from packyard.publishing.environments.store import LOCK_FILE, Busy, EnvironmentStore
 from packyard.publishing.errors import EnvironmentBuildError, NotFound
 from packyard.publishing.models import Bundle, Content, PythonEnvironment
 
@@ -49,7 +49,7 @@ class EnvironmentAdmin:
 
     settings: Settings
     db: Database
-    store: EnvironmentStore
+    folder: EnvironmentFolder
 
     # `list` below is a method, so annotations in this class spell the builtin `builtins.list`.
 
@@ -61,7 +61,7 @@ class EnvironmentAdmin:
         infos = []
         for row in rows:
             try:
-                lock = (self.store.path(row.key) / LOCK_FILE).read_text()
+                lock = (self.folder.directory(row.key) / LOCK_FILE).read_text()
             except OSError:
                 lock = ""
             installed = sum(1 for line in lock.splitlines() if line.strip() and not line.startswith("#"))
@@ -84,7 +84,7 @@ class EnvironmentAdmin:
 
     def lock_text(self, key: str) -> str | None:
         """The `uv pip freeze` of a built environment (Connect's lockfile), or None when it is gone."""
-        path = self.store.path(key) / LOCK_FILE
+        path = self.folder.directory(key) / LOCK_FILE
         return path.read_text() if path.is_file() else None
 
     def resolve(self, prefix: str) -> str:
@@ -95,7 +95,7 @@ class EnvironmentAdmin:
                     select(PythonEnvironment.key).where(PythonEnvironment.key.startswith(prefix, autoescape=True))
                 )
             )
-        keys |= {k for k in self.store.keys_on_disk() if k.startswith(prefix)}
+        keys |= {k for k in self.folder.keys_on_disk() if k.startswith(prefix)}
         if not prefix or not keys:
             raise NotFound(f"No environment with key `{prefix}`; `packyard env list` shows them.")
         if len(keys) > 1:
@@ -117,7 +117,7 @@ class EnvironmentAdmin:
                 f"it with `packyard env rm --force {key[:12]}` (that content then rebuilds its environment when it "
                 "next starts)."
             )
-        with self.store.locked(key):
+        with self.folder.locked(key):
             self._delete(key, event="env-remove")
         return key
 
@@ -125,16 +125,16 @@ class EnvironmentAdmin:
         """Remove environments no active bundle uses that have been idle longer than `max_idle_seconds`, and
         directories with no row. Environments being built are left alone."""
         cutoff = utcnow() - timedelta(seconds=max_idle_seconds)
-        self.store.sweep_trash()
+        self.folder.sweep_trash()
         with self.db.session() as session:
             used = set(self._used_by(session))
             rows = dict(session.execute(select(PythonEnvironment.key, PythonEnvironment.last_used_at)).all())
         candidates = [k for k, last in rows.items() if k not in used and last < cutoff]
-        candidates += [k for k in self.store.keys_on_disk() if k not in rows]
+        candidates += [k for k in self.folder.keys_on_disk() if k not in rows]
         removed = []
         for key in candidates:
             try:
-                with self.store.locked(key, wait=False):
+                with self.folder.locked(key, wait=False):
                     # Looked at again under the lock: a deploy may have just reused it.
                     with self.db.session() as session:
                         row = session.get(PythonEnvironment, key)
@@ -160,7 +160,7 @@ class EnvironmentAdmin:
         ]
         if not dry_run:
             for key in keys:
-                with self.store.locked(key):
+                with self.folder.locked(key):
                     self._delete(key)
         return sorted(keys)
 
@@ -181,7 +181,7 @@ class EnvironmentAdmin:
 
     def _delete(self, key: str, event: str | None = None) -> None:
         """Delete the folder and the row; `event` is logged for removals a person asked for."""
-        self.store.delete(key)
+        self.folder.delete(key)
         with self.db.session() as session:
             session.execute(delete(PythonEnvironment).where(PythonEnvironment.key == key))
             if event:

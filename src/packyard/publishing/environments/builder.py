@@ -23,16 +23,16 @@ from packyard.config import Settings
 from packyard.db import Database, utcnow
 from packyard.publishing.environments import install_hints, uv
 from packyard.publishing.environments.admin import EnvironmentAdmin
-from packyard.publishing.environments.interpreters import Interpreter
-from packyard.publishing.environments.plan import InstallPlan
-from packyard.publishing.environments.store import (
+from packyard.publishing.environments.folder import (
     CONSTRAINTS_FILE,
     LOCK_FILE,
     OVERRIDES_FILE,
     REQUIREMENTS_FILE,
-    EnvironmentStore,
+    EnvironmentFolder,
     size_of,
 )
+from packyard.publishing.environments.interpreters import Interpreter
+from packyard.publishing.environments.plan import InstallPlan
 from packyard.publishing.errors import EnvironmentBuildError
 from packyard.publishing.models import PythonEnvironment
 
@@ -60,7 +60,7 @@ class Environments(EnvironmentAdmin):
         self.root = (settings.data_dir / "environments").resolve()
         # In the data directory, like the environments: same filesystem, so uv hardlinks instead of copying.
         self.cache = (settings.data_dir / "cache" / "uv").resolve()
-        self.store = EnvironmentStore(self.root)
+        self.folder = EnvironmentFolder(self.root)
         self._building: dict[str, asyncio.Lock] = {}
 
     def key(self, interpreter: Interpreter, plan: InstallPlan) -> tuple[str, dict[str, Any]]:
@@ -138,7 +138,7 @@ class Environments(EnvironmentAdmin):
                 f"Reusing environment {key[:12]}, built {built:%Y-%m-%d %H:%M} UTC for the same packages and "
                 f"Python {interpreter.version}."
             )
-        path = self.store.path(key)
+        path = self.folder.directory(key)
         total = round(time.monotonic() - started, 6)
         return BuiltEnvironment(key, path / "bin" / "python", path, True, reason, {"total": total}, lock)
 
@@ -148,14 +148,14 @@ class Environments(EnvironmentAdmin):
         """A ready environment's marker and lock, its row touched; None when it must be built."""
         # A shared lock keeps a removal from deleting the environment between this check and the touch,
         # and makes a half-removed or half-built environment a miss rather than a hit.
-        fd = None if have_lock else self.store.try_lock(key, shared=True)
+        fd = None if have_lock else self.folder.try_lock(key, shared=True)
         if fd is None and not have_lock:
             return None
         try:
-            marker = self.store.ready(key)
+            marker = self.folder.ready(key)
             if marker is None:
                 return None
-            lock = (self.store.path(key) / LOCK_FILE).read_text()
+            lock = (self.folder.directory(key) / LOCK_FILE).read_text()
             with contextlib.suppress(IntegrityError):  # another hit recorded the missing row at the same moment
                 self._touch(key, interpreter, plan, marker)
             return marker, lock
@@ -176,7 +176,7 @@ class Environments(EnvironmentAdmin):
                         python_version=interpreter.version,
                         python_path=str(interpreter.path),
                         packages="\n".join(plan.requirements),
-                        size=size_of(self.store.path(key)),
+                        size=size_of(self.folder.directory(key)),
                         build_seconds=float(marker.get("timings", {}).get("total", 0.0)),
                         created_at=datetime.fromisoformat(marker["built_at"]),
                         last_used_at=now,
@@ -187,7 +187,7 @@ class Environments(EnvironmentAdmin):
         """The key's lock file, exclusively: another server process may be building the same key."""
         announced = False
         while True:
-            fd = self.store.try_lock(key)  # never blocks
+            fd = self.folder.try_lock(key)  # never blocks
             if fd is not None:
                 return fd
             if not announced:
@@ -205,7 +205,7 @@ class Environments(EnvironmentAdmin):
         reason: str,
         started: float,
     ) -> BuiltEnvironment:
-        path = self.store.path(key)
+        path = self.folder.directory(key)
         if path.exists():
             log(f"Removing environment {key[:12]}, which an interrupted build left unfinished.")
             await asyncio.to_thread(shutil.rmtree, path, True)
@@ -278,7 +278,7 @@ class Environments(EnvironmentAdmin):
             timings["total"] = round(time.monotonic() - started, 6)
             built_at = utcnow()
             marker = {"key": key, "built_at": built_at.isoformat(), "inputs": inputs, "timings": timings}
-            await asyncio.to_thread(self.store.write_ready, key, marker)
+            await asyncio.to_thread(self.folder.write_ready, key, marker)
         except BaseException:
             # Nothing half-built survives: a failed or cancelled build leaves no directory to mistake for one.
             await asyncio.shield(asyncio.to_thread(shutil.rmtree, path, True))
@@ -338,7 +338,7 @@ class Environments(EnvironmentAdmin):
         return " ".join(changes)
 
     def _inputs_of(self, key: str) -> dict[str, Any] | None:
-        marker = self.store.ready(key)
+        marker = self.folder.ready(key)
         if marker is not None:
             return marker.get("inputs", {})
         with self.db.session() as session:

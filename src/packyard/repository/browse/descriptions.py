@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from email.message import Message
 from functools import lru_cache
-from pathlib import Path
+from typing import BinaryIO
 
 from packaging.metadata import parse_email
 from readme_renderer import markdown, rst, txt
@@ -112,16 +112,16 @@ def summary_of(data: bytes) -> str:
     return ""
 
 
-def read_pkg_info(path: Path, filename: str) -> bytes | None:
-    """PKG-INFO from an sdist (`.tar.gz` or `.zip`) in the blob store, or None when it has none."""
+def read_pkg_info(file: BinaryIO, filename: str) -> bytes | None:
+    """PKG-INFO from an sdist (`.tar.gz` or `.zip`; `file` is seekable), or None when it has none."""
     try:
         if filename.endswith(".zip"):
-            with zipfile.ZipFile(path) as archive:
+            with zipfile.ZipFile(file) as archive:
                 name = next((n for n in archive.namelist() if n.count("/") == 1 and n.endswith("/PKG-INFO")), None)
                 if name is None or archive.getinfo(name).file_size > MAX_PKG_INFO:
                     return None
                 return archive.read(name)
-        with tarfile.open(path, "r:*") as archive:
+        with tarfile.open(fileobj=file, mode="r:*") as archive:
             for member in archive:
                 if member.name.count("/") == 1 and member.name.endswith("/PKG-INFO") and member.isfile():
                     if member.size > MAX_PKG_INFO:
@@ -155,9 +155,10 @@ def read_metadata(session: Session, store: BlobStore, source: MetadataSource) ->
         if row is not None:
             return row.data
         if store.exists(source.metadata_sha256):  # stored as a blob before migration 0003
-            return store.path(source.metadata_sha256).read_bytes()
+            return store.read(source.metadata_sha256)
     if source.packagetype == "sdist" and store.exists(source.sha256):
-        return read_pkg_info(store.path(source.sha256), source.filename)
+        with store.open(source.sha256) as file:
+            return read_pkg_info(file, source.filename)
     return None
 
 
@@ -187,9 +188,10 @@ class Summaries:
             # not downloaded yet) nothing, which is not remembered so the summary shows once it arrives.
             data = None
             if s.metadata_sha256 and store.exists(s.metadata_sha256):
-                data = store.path(s.metadata_sha256).read_bytes()
+                data = store.read(s.metadata_sha256)
             elif s.packagetype == "sdist" and store.exists(s.sha256):
-                data = read_pkg_info(store.path(s.sha256), s.filename) or b""
+                with store.open(s.sha256) as file:
+                    data = read_pkg_info(file, s.filename) or b""
             if data is not None:
                 self._known[key[s.sha256]] = summary_of(data)
         return {s.sha256: self._known.get(key[s.sha256], "") for s in sources}

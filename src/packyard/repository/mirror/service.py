@@ -38,7 +38,7 @@ from packyard.repository.mirror import records
 from packyard.repository.mirror.upstream import ACCEPT, UpstreamPage, parse_page
 from packyard.repository.models import CoreMetadata, DistFile, Project
 from packyard.repository.policy.rules import curated_specifier
-from packyard.storage import LocalBlobStore
+from packyard.storage import BlobStore
 
 log = logging.getLogger("packyard.mirror")
 K = TypeVar("K", bound=Hashable)
@@ -58,7 +58,7 @@ class Refreshed:
 class Download:
     """One upstream download of one blob, readable by any number of clients while it runs."""
 
-    def __init__(self, store: LocalBlobStore, digest: str, url: str) -> None:
+    def __init__(self, store: BlobStore, digest: str, url: str) -> None:
         self.store = store
         self.digest = digest
         self.url = url
@@ -87,7 +87,7 @@ class Download:
                 self.started.set()
                 async for chunk in response.aiter_bytes(CHUNK):
                     self.staged.write(chunk)
-                    self.staged.handle.flush()
+                    self.staged.flush()  # readers of the staging file see it
                     self.received += len(chunk)
                     self._progress()
             if self.staged.digest != self.digest:
@@ -108,9 +108,11 @@ class Download:
 
     async def stream(self) -> AsyncIterator[bytes]:
         try:
-            handle = open(self.staged.path, "rb")
-        except FileNotFoundError:  # committed (renamed) between the lookup and now
-            handle = open(self.store.path(self.digest), "rb")
+            handle = self.staged.open()
+        except FileNotFoundError:  # committed between the lookup and now, or discarded after a failure
+            if self.error is not None:
+                raise UpstreamUnavailable(self.error) from None
+            handle = self.store.open(self.digest)
         with handle:
             sent = 0
             while True:
@@ -143,7 +145,7 @@ class Mirror:
         self,
         settings: MirrorSettings,
         db: Database,
-        store: LocalBlobStore,
+        store: BlobStore,
         on_change: Callable[[], None],
     ) -> None:
         self.settings = settings

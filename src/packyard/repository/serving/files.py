@@ -118,20 +118,19 @@ class FileIndex:
             if row.url is not None and not self.store.exists(row.sha256):
                 return ServedFile(row.sha256, OCTET_STREAM, row.size, upstream=row.url, source_id=row.source_id)
             # An HTML upstream lists no sizes: until the row learns it, the stored blob knows.
-            size = row.size or self.store.path(row.sha256).stat().st_size
+            size = row.size or self.store.size(row.sha256)
             return ServedFile(row.sha256, OCTET_STREAM, size)
         if kind == ".metadata" and row.metadata_sha256:
             data = session.get(CoreMetadata, row.metadata_sha256)
             if data is not None:
                 return ServedFile(row.metadata_sha256, OCTET_STREAM, len(data.data), data.data)
             if self.store.exists(row.metadata_sha256):  # stored as a blob before migration 0003
-                size = self.store.path(row.metadata_sha256).stat().st_size
-                return ServedFile(row.metadata_sha256, OCTET_STREAM, size)
+                return ServedFile(row.metadata_sha256, OCTET_STREAM, self.store.size(row.metadata_sha256))
             if row.url is not None:
                 return ServedFile(
                     row.metadata_sha256, OCTET_STREAM, 0, upstream=row.url + ".metadata", source_id=row.source_id
                 )
         if kind == ".asc" and row.signature_sha256:
-            signature = self.store.path(row.signature_sha256)
-            return ServedFile(row.signature_sha256, "application/pgp-signature", signature.stat().st_size)
+            size = self.store.size(row.signature_sha256)
+            return ServedFile(row.signature_sha256, "application/pgp-signature", size)
         return None

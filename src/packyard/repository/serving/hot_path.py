@@ -134,8 +134,7 @@ class HotPathApp:
             return await self.fallback(scope, receive, send)
         body = found.data
         if body is None and scope["method"] == "GET":
-            with open(self.store.path(found.digest), "rb") as handle:  # small and usually in the page cache
-                body = handle.read()
+            body = self.store.read(found.digest)  # small and usually in the page cache
         etag = f'"{found.digest}"'.encode()
         headers = [
             (b"content-type", found.media_type.encode()),

@@ -7,7 +7,6 @@ from datetime import date
 
 from fastapi import APIRouter, Request
 from fastapi.responses import (
-    FileResponse,
     JSONResponse,
     PlainTextResponse,
     RedirectResponse,
@@ -32,6 +31,7 @@ from packyard.repository.names import is_valid_project_name, normalize
 from packyard.repository.serving import simple_response
 from packyard.repository.serving.hot_path import snapshot_day
 from packyard.repository.serving.simple_response import PageAnswerResponse, PageRequest, etag_matches
+from packyard.storage import BlobResponse
 
 router = APIRouter()
 _IMMUTABLE = "max-age=31536000, immutable"
@@ -163,7 +163,7 @@ async def package_file(repo: str, snapshot: str, name: str, sha256: str, filenam
             data = await c.mirror.metadata(found.digest, found.upstream)
             return Response(data, media_type=found.media_type, headers=headers)
         if c.store.exists(found.digest):  # arrived since the lookup
-            return FileResponse(c.store.path(found.digest), media_type=found.media_type, headers=headers)
+            return BlobResponse(c.store, found.digest, media_type=found.media_type, headers=headers)
         download = await c.mirror.download(found.digest, found.upstream, found.source_id)
         if request.method == "HEAD" or "range" in request.headers:
             # uv reads a wheel's METADATA with Range requests when there is no `.metadata`: answer those, and
@@ -171,7 +171,7 @@ async def package_file(repo: str, snapshot: str, name: str, sha256: str, filenam
             await download.finished.wait()
             if download.error is not None:
                 raise UpstreamUnavailable(download.error)
-            return FileResponse(c.store.path(found.digest), media_type=found.media_type, headers=headers)
+            return BlobResponse(c.store, found.digest, media_type=found.media_type, headers=headers)
         headers.pop("accept-ranges")  # while it arrives the file is streamed whole
         if download.total is not None:
             headers["content-length"] = str(download.total)
@@ -179,7 +179,7 @@ async def package_file(repo: str, snapshot: str, name: str, sha256: str, filenam
     if found.data is not None:
         return Response(found.data, media_type=found.media_type, headers=headers)
     # octet-stream, never Content-Encoding: gzip, so clients do not unpack a .tar.gz in transit.
-    return FileResponse(c.store.path(found.digest), media_type=found.media_type, headers=headers)
+    return BlobResponse(c.store, found.digest, media_type=found.media_type, headers=headers)
 
 
 @router.get("/__api__/repos/{repo}/transaction-dates")

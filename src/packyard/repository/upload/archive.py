@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import tarfile
 import zipfile
 from dataclasses import dataclass
-from pathlib import Path
+from typing import BinaryIO
 
 from packaging.metadata import parse_email
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -53,9 +54,11 @@ def _parse_metadata(raw: bytes, filename: str, where: str) -> DistMetadata:
     )
 
 
-def inspect_wheel(path: Path, filename: str) -> DistMetadata:
+def inspect_wheel(file: BinaryIO, filename: str) -> DistMetadata:
+    """`file` is seekable: a staged upload opened for reading, or a wheel on disk (`packyard add`)."""
     try:
-        archive = zipfile.ZipFile(path)
+        size = file.seek(0, os.SEEK_END)
+        archive = zipfile.ZipFile(file)
     except (zipfile.BadZipFile, OSError) as exc:
         raise UploadRejected(
             f"{filename!r} is not a valid zip archive, so it is not a wheel; "
@@ -67,7 +70,7 @@ def inspect_wheel(path: Path, filename: str) -> DistMetadata:
             if info.filename.startswith(("/", "\\")) or ".." in info.filename.replace("\\", "/").split("/"):
                 raise UploadRejected(f"{filename!r} contains an unsafe path {info.filename!r}.")
         unpacked = sum(i.file_size for i in infos)
-        if unpacked > RATIO_FLOOR and unpacked > MAX_COMPRESSION_RATIO * max(path.stat().st_size, 1):
+        if unpacked > RATIO_FLOOR and unpacked > MAX_COMPRESSION_RATIO * max(size, 1):
             raise UploadRejected(
                 f"{filename!r} unpacks to {unpacked} bytes, over {MAX_COMPRESSION_RATIO} times "
                 "its size; it looks like a zip bomb."
@@ -96,9 +99,10 @@ def inspect_wheel(path: Path, filename: str) -> DistMetadata:
     return _parse_metadata(raw, filename, metadata_name)
 
 
-def inspect_sdist(path: Path, filename: str) -> DistMetadata:
+def inspect_sdist(file: BinaryIO, filename: str) -> DistMetadata:
     try:
-        archive = tarfile.open(path, "r:gz")
+        file.seek(0)
+        archive = tarfile.open(fileobj=file, mode="r:gz")
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise UploadRejected(
             f"{filename!r} is not a valid gzip-compressed tar archive; rebuild the sdist "

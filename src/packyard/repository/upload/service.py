@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from pathlib import Path
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
@@ -25,7 +24,7 @@ from packyard.repository.upload.checks import (
     check_signature,
 )
 from packyard.repository.upload.multipart import UploadParts, discard
-from packyard.storage import BlobStore
+from packyard.storage import BlobStore, StagedBlob
 
 _FILES = table_of(DistFile)
 _SOURCE_ID = select(table_of(Source).c.id).where(table_of(Source).c.name == bindparam("name"))
@@ -63,8 +62,9 @@ class UploadResult:
         return f"{self.filename} is already stored with identical content; nothing changed."
 
 
-def _inspect(c: Candidate, path: Path) -> DistMetadata:
-    meta = inspect_wheel(path, c.filename) if c.filetype == "bdist_wheel" else inspect_sdist(path, c.filename)
+def _inspect(c: Candidate, staged: StagedBlob) -> DistMetadata:
+    with staged.open() as file:
+        meta = inspect_wheel(file, c.filename) if c.filetype == "bdist_wheel" else inspect_sdist(file, c.filename)
     if meta.name != c.name:
         raise UploadRejected(
             f"The metadata inside {c.filename!r} names project `{meta.name}`, not "
@@ -89,8 +89,7 @@ def accept_upload(
         signature = check_signature(parts.signature)
         staged = parts.content
         assert staged is not None
-        staged.handle.flush()
-        meta = _inspect(candidate, staged.path)
+        meta = _inspect(candidate, staged)
         return _store_with_retry(db, store, source_name, candidate, parts, meta, signature, uploaded_by)
     finally:
         discard(store, parts)

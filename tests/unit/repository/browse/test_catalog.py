@@ -3,6 +3,7 @@ Warehouse renders them, summaries and PKG-INFO from real distributions."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 from packyard.repository.browse.catalog import ProjectEntry, latest_installable, search
@@ -58,11 +59,12 @@ def test_restructured_text_falls_back_to_plain_text_when_it_does_not_parse() -> 
 
 def test_summary_and_metadata_of_a_real_sdist(tmp_path: Path) -> None:
     sdist = make_sdist(tmp_path, "meta-demo", "1.0", requires=["depone>=1"])
-    data = read_pkg_info(sdist, sdist.name)
+    with sdist.open("rb") as file:
+        data = read_pkg_info(file, sdist.name)
     assert data is not None
     assert summary_of(data) == "Test package meta-demo"
     meta = parse(data)
     assert meta.summary == "Test package meta-demo" and meta.requires_dist == ("depone>=1",)
-    assert read_pkg_info(tmp_path / "missing.tar.gz", "missing.tar.gz") is None
+    assert read_pkg_info(io.BytesIO(b"not an archive"), "broken.tar.gz") is None
     # A `Summary:` line in the description body is not the summary.
     assert summary_of(b"Name: x\nVersion: 1\n\nSummary: from the body\n") == ""

@@ -25,14 +25,17 @@ class Busy(Exception):
     """Another build or removal holds the key's lock."""
 
 
-class EnvironmentStore:
-    """Directories under `root`, named by key; `locked` serializes builders and removers across processes."""
+class EnvironmentFolder:
+    """Directories under `root`, named by key; `locked` serializes builders and removers across processes.
+
+    A local cache, not the blob store: a node may delete and rebuild any of it, so its paths are meant to be
+    used (uv builds into them, app processes run from them)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.locks = root / ".locks"
 
-    def path(self, key: str) -> Path:
+    def directory(self, key: str) -> Path:
         return self.root / key
 
     def ready(self, key: str) -> dict[str, Any] | None:
