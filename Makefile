@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: run test lint format bench bench-deploy bench-apps bench-scaling clean
+.PHONY: run test lint format bench bench-deploy bench-apps bench-scaling bench-handmade clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,12 @@ bench-apps: $(STAMP)
 # Scale to zero and back, and requests/s through the proxy against the app on its own port (needs wrk).
 bench-scaling: $(STAMP)
 	$(BIN)/python bench/scaling.py $(BENCH_ARGS)
+
+# Each hand-written part (hot path, multipart splitter, proxy client, file server) against its library (needs wrk).
+bench-handmade: $(STAMP)
+	@command -v wrk >/dev/null || \
+		{ $(if $(filter 0,$(shell id -u)),,sudo )apt-get update -q && $(if $(filter 0,$(shell id -u)),,sudo )apt-get install -y -q wrk; }
+	$(BIN)/python bench/handmade.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
