@@ -10,7 +10,7 @@
 
 Servers run under uvicorn with Packyard's settings (httptools, uvloop) pinned to core 0; wrk runs on core 1 (the
 proxy's app too). Variants alternate round by round, and each figure is the median of the rounds. Run with
-`make bench-handmade` or `.venv/bin/python bench/handmade.py [--part NAME]`; see bench/README.md.
+`make bench-handmade` or `.venv-test/bin/python bench/handmade.py [--part NAME]`; see bench/README.md.
 """
 
 from __future__ import annotations
@@ -591,7 +591,7 @@ def report(results: dict[str, list[Row]], args: argparse.Namespace, argv: list[s
     out = [
         f"# Hand-written parts against the libraries ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC, commit {git_commit()})",
         "",
-        f"Command: `make bench-handmade BENCH_ARGS='{shown}'` (`.venv/bin/python bench/handmade.py {shown}`),"
+        f"Command: `make bench-handmade BENCH_ARGS='{shown}'` (`.venv-test/bin/python bench/handmade.py {shown}`),"
         f" on {socket.gethostname()}: {os.cpu_count()} cores, {cpu}, Python {platform.python_version()}, httpx"
         f" {httpx.__version__}, httpcore {importlib.metadata.version('httpcore')}, python-multipart"
         f" {importlib.metadata.version('python-multipart')}, starlette {importlib.metadata.version('starlette')},"
