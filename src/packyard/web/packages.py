@@ -19,11 +19,12 @@ from packyard.repository.index.page_cache import RepoInfo
 from packyard.repository.models import Repository
 from packyard.repository.names import is_valid_project_name, normalize
 from packyard.web import client_setup
+from packyard.web.error_pages import PageRoute
 from packyard.web.errors import PageError, SignInRequired
 from packyard.web.render import render
 from packyard.web.session import context, current_user
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, route_class=PageRoute)
 PER_PAGE = 50
 MAX_QUERY = 200
 # Days listed under the calendar; the date field reaches every other day.
