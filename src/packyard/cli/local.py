@@ -11,9 +11,9 @@ import typer
 from sqlalchemy.orm import Session
 
 from packyard.cli.output import fail
-from packyard.config import ConfigError, Settings, load_settings, write_default_config
+from packyard.config import Settings, load_settings, write_default_config
 from packyard.db import Database
-from packyard.errors import PackyardError
+from packyard.errors import ConfigError, PackyardError
 
 DataDir = Annotated[
     Path | None,

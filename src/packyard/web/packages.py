@@ -13,7 +13,7 @@ from markupsafe import Markup, escape
 from starlette.concurrency import run_in_threadpool
 
 from packyard.repository.browse import catalog, descriptions
-from packyard.repository.errors import UpstreamUnavailable
+from packyard.repository.errors import UpstreamUnavailable, VersionNotFound
 from packyard.repository.index import snapshots
 from packyard.repository.index.page_cache import RepoInfo
 from packyard.repository.models import Repository
@@ -155,7 +155,7 @@ async def project(request: Request, repo: str, name: str, version: str | None = 
                 pass  # the page says the metadata is not here yet
             else:
                 detail = await run_in_threadpool(load)
-    except catalog.VersionNotFound:
+    except VersionNotFound:
         raise PageError(
             f"Version `{version}` of `{normalized}` is not in repository `{repo}`; "
             f"the versions it has are listed at /repos/{repo}/packages/{normalized}/.",

@@ -16,8 +16,8 @@ from packyard.config import PythonSettings, Settings
 from packyard.db import Database, utcnow
 from packyard.publishing.environments.interpreters import Interpreter, find_interpreters
 from packyard.publishing.environments.plan import host_versions
-from packyard.publishing.environments.store import LOCK_FILE, Busy, EnvironmentStore
-from packyard.publishing.errors import EnvironmentBuildError, NotFound
+from packyard.publishing.environments.store import LOCK_FILE, EnvironmentStore
+from packyard.publishing.errors import EnvironmentBuildError, EnvironmentLocked, NotFound
 from packyard.publishing.models import Bundle, Content, PythonEnvironment
 
 log = logging.getLogger("packyard.environments")
@@ -143,7 +143,7 @@ class EnvironmentAdmin:
                             continue
                     self._delete(key)
                     removed.append(key)
-            except Busy:
+            except EnvironmentLocked:
                 continue  # being built or removed right now
         return removed
 
