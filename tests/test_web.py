@@ -236,3 +236,63 @@ def test_sessions_expire_on_postgresql(tmp_path_factory: pytest.TempPathFactory)
             client.close()
         finally:
             server.stop()
+
+
+NOT_SERVED = "Nothing is served at `{}`; repository indexes live at `/<repo>/latest/simple/`."
+
+
+def test_each_surface_answers_errors_its_own_way(web: Server) -> None:
+    """The same kinds of error get Connect's JSON from the Connect API, an HTML page from the pages, and
+    text or problem+json (with the message as the reason phrase) from the repository."""
+    key = web.cli("key", "create", "--user", "ada", "-q").stdout.strip()
+    api = httpx.Client(base_url=web.url, headers={"Authorization": f"Key {key}"})
+    unknown = api.get("/__api__/v1/nothing-here")
+    assert (unknown.status_code, unknown.headers["content-type"]) == (404, "application/json")
+    assert unknown.json() == {"error": NOT_SERVED.format("/__api__/v1/nothing-here"), "code": 4, "payload": None}
+    bad_guid = api.get("/__api__/v1/content/not-a-guid")
+    assert bad_guid.status_code == 404
+    assert bad_guid.json() == {"error": bad_guid.json()["error"], "code": 4, "payload": None}
+    assert "not-a-guid" in bad_guid.json()["error"]
+    wrong_method = api.put("/__api__/v1/user")
+    assert wrong_method.status_code == 405
+    assert wrong_method.json() == {
+        "error": "Method PUT is not allowed on `/__api__/v1/user`.",
+        "code": 3,
+        "payload": None,
+    }
+    no_key = httpx.get(f"{web.url}/__api__/v1/user")
+    assert no_key.status_code == 401 and no_key.json()["code"] == 30 and no_key.json()["payload"] is None
+    api.close()
+
+    client = signed_in_client(web.url, "ada")
+    for path in ("/connect/apps/not-a-guid/info", "/admin/nothing-here", "/repos/nothing-here/"):
+        page = client.get(path)
+        assert (page.status_code, page.headers["content-type"]) == (404, "text/html; charset=utf-8"), path
+        assert "<h1" in page.text and "payload" not in page.text, path
+    assert (
+        "There is no page at `/admin/nothing-here`; start again from the home page."
+        in client.get("/admin/nothing-here").text
+    )
+    wrong_method = client.put("/connect/")
+    assert (wrong_method.status_code, wrong_method.headers["content-type"]) == (405, "text/html; charset=utf-8")
+    assert "`/connect/` does not take PUT requests; use the page&#39;s links." in wrong_method.text
+    client.close()
+    anonymous = httpx.get(f"{web.url}/connect/apps/not-a-guid/info", follow_redirects=False)
+    assert (anonymous.status_code, anonymous.headers["location"]) == (303, "/login?next=/connect/apps/not-a-guid/info")
+
+    for path in ("/nothing/here", "/__api__/nothing-here"):
+        text = httpx.get(web.url + path)
+        assert (text.status_code, text.headers["content-type"]) == (404, "text/plain; charset=utf-8"), path
+        assert text.text == NOT_SERVED.format(path) + "\n"
+        assert text.reason_phrase == NOT_SERVED.format(path).replace("`", "")
+        problem = httpx.get(web.url + path, headers={"Accept": "application/json"})
+        assert problem.headers["content-type"] == "application/problem+json"
+        assert problem.json() == {
+            "type": "about:blank",
+            "title": "Not Found",
+            "status": 404,
+            "detail": NOT_SERVED.format(path),
+        }
+    repository = httpx.get(f"{web.url}/nothing-here/latest/simple/", headers={"Accept": "application/json"})
+    assert (repository.status_code, repository.headers["content-type"]) == (404, "application/problem+json")
+    assert repository.json()["detail"].startswith("Repository `nothing-here` does not exist.")

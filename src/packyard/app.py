@@ -7,25 +7,23 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from starlette.exceptions import HTTPException
+from fastapi import FastAPI
 from starlette.types import ASGIApp
 
 from packyard import __version__
 from packyard.config import Settings
 from packyard.context import AppContext
-from packyard.errors import PackyardError
-from packyard.http_errors import error_response, send_error
-from packyard.publishing.connect.api import connect_error
-from packyard.publishing.connect.api import router as publishing_router
+from packyard.http_errors import install as install_error_handlers
+from packyard.http_errors import send_error
+from packyard.publishing.connect.api import router as connect_router
+from packyard.publishing.connect.routing import not_found as connect_not_found
 from packyard.publishing.environments.admin import check_host
 from packyard.publishing.proxy.access import ContentAccess, content_resolver, site_resolver
 from packyard.publishing.proxy.http import ContentProxy
 from packyard.repository.serving.hot_path import HotPathApp
 from packyard.repository.serving.routes import router as repository_router
 from packyard.repository.upload.endpoint import UploadEndpoint, upload_source
-from packyard.web import error_pages
+from packyard.web.error_pages import not_found as page_not_found
 from packyard.web.routes import router as web_router
 
 log = logging.getLogger("packyard")
@@ -66,49 +64,17 @@ def create_app(settings: Settings) -> ASGIApp:
     )
     api.state.packyard = context
     api.include_router(repository_router)
-    api.include_router(publishing_router)
-    api.include_router(web_router)
-    error_pages.install(api)
-
-    @api.exception_handler(PackyardError)
-    async def _packyard_error(request: Request, exc: PackyardError):
-        if error_pages.is_page(request):
-            return error_pages.error_page(request, *error_pages.page_message(request, exc))
-        if _is_connect_api(request.url.path):
-            return connect_error(exc)
-        return error_response(request, exc)
-
-    @api.exception_handler(HTTPException)
-    async def _http_error(request: Request, exc: HTTPException):
-        if error_pages.is_page(request):
-            return error_pages.error_page(request, *error_pages.page_message(request, exc))
-        message = {
-            404: f"Nothing is served at `{request.url.path}`; repository indexes live at `/<repo>/latest/simple/`.",
-            405: f"Method {request.method} is not allowed on `{request.url.path}`.",
-        }.get(exc.status_code, str(exc.detail))
-        if _is_connect_api(request.url.path):
-            return connect_error(PackyardError(message), exc.status_code)
-        return error_response(request, PackyardError(message), exc.status_code)
-
-    @api.exception_handler(RequestValidationError)
-    async def _validation_error(request: Request, exc: RequestValidationError):
-        if error_pages.is_page(request):
-            return error_pages.error_page(request, *error_pages.page_message(request, exc))
-        error = PackyardError(f"Bad request: {exc.errors()[0].get('msg')}.")
-        if _is_connect_api(request.url.path):
-            return connect_error(error, 400)
-        return error_response(request, error, 400)
+    api.include_router(connect_router)  # ConnectRoute: Connect's JSON errors
+    api.include_router(web_router)  # PageRoute: error pages, sign-in redirects
+    # After every route: the Connect and page paths no route matches get their surface's 404.
+    api.router.routes.extend([connect_not_found, page_not_found])
+    install_error_handlers(api)  # the repository's errors, and those of paths no surface claims
 
     app = HotPathApp(context.pages, context.files, context.store, context.auth, context.mirror, api, send_error)
     app.state = api.state  # type: ignore[attr-defined]
     access = ContentAccess(context)
     proxy = ContentProxy(content_resolver(context, access), send_error, site_resolver(context, access))
     return _with_lifespan(app, UploadEndpoint(context), proxy, api)
-
-
-def _is_connect_api(path: str) -> bool:
-    """Paths of the Connect API, whose clients read errors as `{"error", "code"}`."""
-    return path.startswith(("/__api__/v1/", "/__api__/server_settings", "/__api__/applications/"))
 
 
 def _with_lifespan(app: HotPathApp, upload: UploadEndpoint, proxy: ContentProxy, api: FastAPI) -> ASGIApp:

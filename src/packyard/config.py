@@ -10,6 +10,8 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
+from packyard.errors import ConfigError
+
 CONFIG_NAME = "packyard.toml"
 DEFAULT_DATA_DIR = "./packyard-data"
 
@@ -113,10 +115,6 @@ session_lifetime = 43200
 # package's binary when the content's requirements install it.
 executable = ""
 """
-
-
-class ConfigError(Exception):
-    """The configuration file or an override has a bad value."""
 
 
 # What first start wrote before the address followed `host` and `port`: in a file, it counts as unset.

@@ -1,17 +1,26 @@
-"""The root of every error Packyard reports to a user.
+"""The root of every error Packyard reports to a user, and the errors of the server as a whole.
 
-PackyardError
-├── repository.errors.RepositoryError      (sources, repositories, uploads)
-├── auth.errors.AuthError                  (credentials, tokens, scopes)
-└── storage.interfaces.BlobNotFound        (500: no committed blob for a digest)
+PackyardError                              (a message for a person, and the HTTP status it maps to)
+├── auth.errors.AuthError                  credentials, tokens, scopes
+├── repository.errors.RepositoryError      sources, repositories, projects, files, uploads
+├── publishing.errors.PublishingError      content, bundles, deploys, users and keys (Connect's `code` too)
+├── web.errors.PageError                   a page's own refusals (also SignInRequired, CsrfRejected)
+└── storage.interfaces.BlobNotFound        500: no committed blob for a digest
 
-Each carries the HTTP status it maps to; HTTP handlers and the CLI render `str(error)` as it is.
+ConfigError                                packyard.toml or a PACKYARD_* override is not valid (startup only)
+
+Each domain lists its exceptions in its own `errors.py`, whose docstring draws its part of the tree. A
+PackyardError carries its status; `http_errors.py` turns it into the repository's response, and the Connect API
+(`publishing/connect/routing.py`) and the pages (`web/error_pages.py`) render it their own way. The CLI prints
+`str(error)` as it is.
 """
 
 from __future__ import annotations
 
 
 class PackyardError(Exception):
+    """Something a user can fix or must know, said in `message`; raised by every domain."""
+
     status_code = 400
     headers: dict[str, str] = {}
 
@@ -21,3 +30,7 @@ class PackyardError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+
+class ConfigError(Exception):
+    """The configuration file or an override has a bad value; the server or command refuses to start."""

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from packyard.config import ConfigError, load_settings, parse_size, write_default_config
+from packyard.config import load_settings, parse_size, write_default_config
+from packyard.errors import ConfigError
 
 
 def test_defaults_are_embedded(tmp_path: Path) -> None:

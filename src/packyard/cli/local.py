@@ -18,13 +18,12 @@ from packyard.config import (
     CONFIG_NAME,
     DEFAULT_DATA_DIR,
     SERVED_ADDRESS_NAME,
-    ConfigError,
     Settings,
     load_settings,
     write_default_config,
 )
 from packyard.db import Database
-from packyard.errors import PackyardError
+from packyard.errors import ConfigError, PackyardError
 
 DataDir = Annotated[
     Path | None,

@@ -1,23 +1,31 @@
-"""Errors of the publishing domain.
+"""Errors of the publishing domain: content, bundles, deploys, environments, the proxy, users and keys.
 
-PublishingError                 400
-├── NotFound                    404  no such content, bundle, task, user or key
-├── Forbidden                   403  the key's user may not do this
-├── InvalidKey                  401  no key, or one that is not valid (Connect's code 30)
-├── BadCredentials              401  a web sign-in with an unknown user or a wrong password
-├── Conflict                    409  a user by that name already exists
-├── NameInUse                   409  the owner already has content of that name (code 26)
-├── ActiveBundle                400  the active bundle cannot be deleted (code 75)
-├── RuntimeSettingError         400  a runtime setting that is not valid or over the server's cap
-├── ClientSilent                408  the client sent none of its request body for `read_timeout` seconds
-├── BundleError                 400  a bundle that cannot be deployed: its archive or its manifest.json
-├── EnvironmentBuildError       400  no matching Python, or the install failed
-├── AppStartError               400  the app did not start or did not answer
-├── AppUnavailable              502  the proxy could not reach a running app process
-├── RenderError                 400  a notebook or Quarto render failed, or its renderer is missing
-└── Busy                        503  every process of the content is full and no other may start
+PackyardError
+└── PublishingError             400  (base) a request the platform refuses; Connect's code 3
+    ├── NotFound                404  no such content, bundle, task, user or key (code 4)
+    ├── Forbidden               403  the key's user may not do this (code 6)
+    ├── InvalidKey              401  no key, or one that is not valid (code 30)
+    ├── BadCredentials          401  a web sign-in with an unknown user or a wrong password
+    ├── Conflict                409  a user by that name already exists
+    ├── NameInUse               409  the owner already has content of that name (code 26)
+    ├── ActiveBundle            400  the active bundle cannot be deleted (code 75)
+    ├── RuntimeSettingError     400  a runtime setting that is not valid or over the server's cap
+    ├── ClientSilent            408  the client sent none of its request body for `read_timeout` seconds
+    ├── BundleError             400  a bundle that cannot be deployed: its archive or its manifest.json
+    ├── EnvironmentBuildError   400  no matching Python, or the install failed
+    ├── AppStartError           400  the app did not start or did not answer
+    ├── AppUnavailable          502  the proxy could not reach a running app process
+    │   └── AppSilent           504  the app sent nothing for `connection_timeout` seconds
+    ├── RenderError             400  a notebook or Quarto render failed, or its renderer is missing
+    └── Busy                    503  every process of the content is full and no other may start
 
-The API renders each as Connect's error body, `{"error": message, "code": n, "payload": null}`.
+EnvironmentLocked                    another build or removal holds an environment's lock (`env prune` skips it)
+
+The Connect API renders each as Connect's error body, `{"error": message, "code": n, "payload": null}`
+(`connect/routing.py`); the proxy answers with `http_errors.send_error`. Two exceptions stay where they are
+raised: `runtime/harness.py`'s EntrypointError (the harness runs in the app's interpreter with the standard
+library only) and `proxy/http.py`'s private `_NoResponse` (the app closed a connection; it never leaves the
+module).
 """
 
 from __future__ import annotations
@@ -26,46 +34,62 @@ from packyard.errors import PackyardError
 
 
 class PublishingError(PackyardError):
+    """Anything the publishing platform refuses; catch this for every error below."""
+
     code = 3  # Connect's generic "internal" code; subclasses use Connect's own where one exists
 
 
 class NotFound(PublishingError):
+    """No such content, bundle, task, user or key (or one the caller may not see)."""
+
     status_code = 404
     code = 4
 
 
 class Forbidden(PublishingError):
+    """The caller's user may not do this to this content (not its owner, collaborator or an admin)."""
+
     status_code = 403
     code = 6
 
 
 class Conflict(PublishingError):
+    """A user by that name already exists."""
+
     status_code = 409
 
 
 class BundleError(PublishingError):
-    pass
+    """A bundle that cannot be deployed: its archive, its manifest.json or its entry point."""
 
 
 class EnvironmentBuildError(PublishingError):
-    pass
+    """No interpreter matches the bundle's Python, or installing its requirements failed."""
 
 
 class AppStartError(PublishingError):
-    pass
+    """The app's process exited or did not answer within the start timeout."""
 
 
 class AppUnavailable(PublishingError):
-    """The app process did not answer."""
+    """The proxy could not reach a running app process, or it did not answer."""
 
     status_code = 502
 
 
+class AppSilent(AppUnavailable):
+    """The app sent nothing on a proxied connection for `connection_timeout` seconds; the proxy cut it."""
+
+    status_code = 504
+
+
 class RenderError(PublishingError):
-    pass
+    """A notebook or Quarto render failed, or its renderer is missing."""
 
 
 class Busy(PublishingError):
+    """Every process of the content is full, no other may start, and the request waited `queue_timeout`."""
+
     status_code = 503
 
     def __init__(self, message: str, retry_after: int) -> None:
@@ -113,3 +137,7 @@ class ClientSilent(PublishingError):
     """The client sent none of its request body for `read_timeout` seconds."""
 
     status_code = 408
+
+
+class EnvironmentLocked(Exception):
+    """Another build or removal holds the environment's lock (`EnvironmentFolder.locked(key, wait=False)`)."""

@@ -26,6 +26,7 @@ from packyard.repository import services
 from packyard.repository.models import BlockRule, Repository, Source
 from packyard.repository.policy.admin import create_rule, list_rules, remove_rule
 from packyard.web import changes
+from packyard.web.error_pages import PageRoute
 from packyard.web.errors import PageError
 from packyard.web.render import render
 from packyard.web.session import WebUser, admin_only, check_csrf, context
@@ -37,7 +38,7 @@ def _in_admin(request: Request) -> None:
     request.state.section = "admin"  # error pages of this area keep its nav
 
 
-router = APIRouter(prefix="/admin", include_in_schema=False, dependencies=[Depends(_in_admin)])
+router = APIRouter(prefix="/admin", include_in_schema=False, dependencies=[Depends(_in_admin)], route_class=PageRoute)
 Admin = Annotated[WebUser, Depends(admin_only)]
 # Checked in this order: a non-admin's POST is refused as such before its form is looked at.
 CHANGE = [Depends(admin_only), Depends(check_csrf)]

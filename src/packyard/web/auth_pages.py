@@ -15,10 +15,11 @@ from packyard.errors import PackyardError
 from packyard.publishing import content as contents
 from packyard.publishing import signin
 from packyard.repository.models import Project, Repository, Subscription
+from packyard.web.error_pages import PageRoute
 from packyard.web.render import render
 from packyard.web.session import COOKIE, WebUser, check_csrf, context, current_user, set_session_cookie, signed_in
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, route_class=PageRoute)
 
 
 def safe_next(target: str | None) -> str:

@@ -20,6 +20,7 @@ from packyard.publishing.errors import Forbidden, NotFound, PublishingError, Run
 from packyard.publishing.models import Bundle, Content, PythonEnvironment, User
 from packyard.publishing.runtime import limits
 from packyard.storage import BlobResponse
+from packyard.web.error_pages import PageRoute
 from packyard.web.errors import PageError
 from packyard.web.render import render
 from packyard.web.session import WebUser, check_csrf, context, signed_in
@@ -32,7 +33,7 @@ def _section(request: Request) -> None:
     request.state.section = "content"  # error pages light up the Content nav item
 
 
-router = APIRouter(include_in_schema=False, dependencies=[Depends(_section)])
+router = APIRouter(include_in_schema=False, dependencies=[Depends(_section)], route_class=PageRoute)
 User_ = Annotated[WebUser, Depends(signed_in)]
 
 # (key, label, owner only): the tabs of a content item, in order.

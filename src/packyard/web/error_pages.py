@@ -1,30 +1,26 @@
-"""What goes wrong on a page becomes an HTML page (error.html) saying what to do; anonymous visitors sign in."""
+"""What goes wrong on a page becomes an HTML page (error.html) saying what to do; anonymous visitors sign in.
+
+Every page route is a `PageRoute`, whose handler renders its errors here, and `not_found` answers the page paths
+no route matches (`/repos/nope/` is a 404 page, not text).
+"""
 
 from __future__ import annotations
 
 from http import HTTPStatus
 from urllib.parse import quote
 
-from fastapi import FastAPI, Request
+from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, Response
 from starlette.exceptions import HTTPException
 
 from packyard.errors import PackyardError
+from packyard.http_errors import SurfaceNotFound, SurfaceRoute
 from packyard.web.errors import SignInRequired
 from packyard.web.render import render
 
-# Paths whose errors are pages even when no route matched (`/repos/nope/` is a 404 page, not text).
+# The paths that are pages even when no route matched.
 PAGE_PREFIXES = ("/repos/", "/connect/", "/admin/", "/static/", "/login", "/logout")
-
-
-def is_page(request: Request) -> bool:
-    route = request.scope.get("route")
-    endpoint = getattr(route, "endpoint", None)
-    if endpoint is not None:
-        return getattr(endpoint, "__module__", "").startswith("packyard.web.")
-    path = request.url.path
-    return path == "/" or path.startswith(PAGE_PREFIXES)
 
 
 def error_page(request: Request, message: str, status: int) -> Response:
@@ -59,9 +55,19 @@ def page_message(request: Request, exc: Exception) -> tuple[str, int]:
     return "Something went wrong on the server; try again, and tell an administrator if it repeats.", 500
 
 
-def install(api: FastAPI) -> None:
-    @api.exception_handler(SignInRequired)
-    async def _sign_in(request: Request, exc: SignInRequired) -> Response:
+def render_error(request: Request, exc: Exception) -> Response:
+    """A page route's error as a page; an anonymous visitor's GET goes to sign in, and comes back after."""
+    if isinstance(exc, SignInRequired):
         if request.method in ("GET", "HEAD"):
             return sign_in_redirect(exc.path)
         return error_page(request, "Your session has ended; sign in again, then repeat what you were doing.", 401)
+    return error_page(request, *page_message(request, exc))
+
+
+class PageRoute(SurfaceRoute):
+    """A web page's route: its errors are pages."""
+
+    render_error = staticmethod(render_error)
+
+
+not_found = SurfaceNotFound(render_error, prefixes=PAGE_PREFIXES, paths=("/",))

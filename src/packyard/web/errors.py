@@ -1,4 +1,12 @@
-"""The errors page routes raise; `error_pages.py` turns them (and any other) into pages."""
+"""Errors of the web pages: what a page route raises of its own (domain errors reach the pages as they are).
+
+PackyardError
+├── PageError          any   a page's own refusal with its status (bad form input, no such tab, a 404)
+├── SignInRequired     401   an anonymous visitor asked for a page that needs a user (GET: sent to sign in)
+└── CsrfRejected       403   a POST without the form's current CSRF token; nothing was changed
+
+`error_pages.py` renders these and every other error of a page route as an HTML page.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +14,7 @@ from packyard.errors import PackyardError
 
 
 class PageError(PackyardError):
-    """An error a page route raises with its status."""
+    """A page route refuses with its own message and status (bad input, a tab that does not exist, a 404)."""
 
     def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)
@@ -24,6 +32,8 @@ class SignInRequired(PackyardError):
 
 
 class CsrfRejected(PackyardError):
+    """A POST without the form's current CSRF token (or the login form's cookie); nothing was changed."""
+
     status_code = 403
 
     def __init__(self) -> None:

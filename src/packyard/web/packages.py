@@ -12,17 +12,18 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from packyard.repository.browse import catalog, descriptions
-from packyard.repository.errors import UpstreamUnavailable
+from packyard.repository.errors import UpstreamUnavailable, VersionNotFound
 from packyard.repository.index import snapshots
 from packyard.repository.index.page_cache import RepoInfo
 from packyard.repository.models import Repository
 from packyard.repository.names import is_valid_project_name, normalize
 from packyard.web import client_setup
+from packyard.web.error_pages import PageRoute
 from packyard.web.errors import PageError, SignInRequired
 from packyard.web.render import render
 from packyard.web.session import context, current_user
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, route_class=PageRoute)
 PER_PAGE = 50
 MAX_QUERY = 200
 # Days listed under the calendar; the date field reaches every other day.
@@ -152,7 +153,7 @@ async def project(request: Request, repo: str, name: str, version: str | None = 
                 pass  # the page says the metadata is not here yet
             else:
                 detail = await run_in_threadpool(load)
-    except catalog.VersionNotFound:
+    except VersionNotFound:
         raise PageError(
             f"Version `{version}` of `{normalized}` is not in repository `{repo}`; "
             f"the versions it has are listed at /repos/{repo}/packages/{normalized}/.",

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from packyard.web import admin, assets, auth_pages, content, packages
+from packyard.web import admin, auth_pages, content, packages, static_files
+from packyard.web.error_pages import PageRoute
 
-router = APIRouter(include_in_schema=False)
-router.include_router(assets.router)
+router = APIRouter(include_in_schema=False, route_class=PageRoute)
+router.include_router(static_files.router)
 router.include_router(auth_pages.router)
 router.include_router(admin.router)
 router.include_router(content.router)

@@ -2,7 +2,7 @@
 
 The contract, with the fields each call reads, is ../shared/research/connect-api.md. Every answer is JSON
 with a body (rsconnect treats a 204 as an error), errors are `{"error", "code", "payload"}`, and nothing
-here redirects (the client would re-send a POST as a GET).
+here redirects (the client would re-send a POST as a GET). `routing.py` renders its errors.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ import time
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import PlainTextResponse
 from starlette.datastructures import UploadFile
 
 from packyard import __version__
-from packyard.errors import PackyardError
 from packyard.publishing import content as contents
 from packyard.publishing import operations, variables
+from packyard.publishing.connect.routing import ConnectRoute
 from packyard.publishing.environments.interpreters import find_interpreters
 from packyard.publishing.errors import Forbidden, PublishingError
 from packyard.publishing.models import User
@@ -32,13 +32,7 @@ from packyard.storage import BlobResponse, StagedBlob
 # multipart upload. Packyard implements both.
 CONNECT_VERSION = "2025.12.0"
 
-router = APIRouter(prefix="/__api__")
-
-
-def connect_error(exc: PackyardError, status: int | None = None) -> JSONResponse:
-    """Connect's error body; rsconnect prints `error`, and reads `code` on `v1/user` (30: invalid key)."""
-    code = getattr(exc, "code", None) or {401: 30, 403: 6, 404: 4}.get(status or exc.status_code, 3)
-    return JSONResponse({"error": exc.message, "code": code, "payload": None}, status or exc.status_code)
+router = APIRouter(prefix="/__api__", route_class=ConnectRoute)
 
 
 async def _caller(request: Request) -> Caller:

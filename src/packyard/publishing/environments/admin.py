@@ -14,10 +14,10 @@ from sqlalchemy.orm import Session
 from packyard.changelog.events import record
 from packyard.config import PythonSettings, Settings
 from packyard.db import Database, utcnow
-from packyard.publishing.environments.folder import LOCK_FILE, Busy, EnvironmentFolder
+from packyard.publishing.environments.folder import LOCK_FILE, EnvironmentFolder
 from packyard.publishing.environments.interpreters import Interpreter, find_interpreters
 from packyard.publishing.environments.plan import host_versions
-from packyard.publishing.errors import EnvironmentBuildError, NotFound
+from packyard.publishing.errors import EnvironmentBuildError, EnvironmentLocked, NotFound
 from packyard.publishing.models import Bundle, Content, PythonEnvironment
 
 log = logging.getLogger("packyard.environments")
@@ -144,7 +144,7 @@ class EnvironmentAdmin:
                             continue
                     self._delete(key)
                     removed.append(key)
-            except Busy:
+            except EnvironmentLocked:
                 continue  # being built or removed right now
         return removed
 

@@ -13,16 +13,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from packyard.publishing.errors import EnvironmentLocked
+
 READY = ".packyard-ready"  # JSON: key, built_at, inputs, timings; its presence means the build finished
 LOCK_FILE = "requirements.lock"  # `uv pip freeze` of the built environment
 REQUIREMENTS_FILE = "requirements.in"
 CONSTRAINTS_FILE = "constraints.in"
 OVERRIDES_FILE = "overrides.in"
 KEY = re.compile(r"^[0-9a-f]{64}$")
-
-
-class Busy(Exception):
-    """Another build or removal holds the key's lock."""
 
 
 class EnvironmentFolder:
@@ -83,7 +81,7 @@ class EnvironmentFolder:
     def locked(self, key: str, wait: bool = True) -> Iterator[None]:
         fd = self.lock(key) if wait else self.try_lock(key)
         if fd is None:
-            raise Busy(key)
+            raise EnvironmentLocked(key)
         try:
             yield
         finally:

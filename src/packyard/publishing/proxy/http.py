@@ -27,7 +27,7 @@ import httptools
 from starlette.types import Message, Receive, Scope, Send
 
 from packyard.errors import PackyardError
-from packyard.publishing.errors import AppUnavailable, ClientSilent, Forbidden, NotFound
+from packyard.publishing.errors import AppSilent, AppUnavailable, ClientSilent, Forbidden, NotFound
 from packyard.publishing.proxy import websocket
 from packyard.publishing.runtime.process import AppProcess
 from packyard.publishing.sites import files
@@ -65,12 +65,6 @@ _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 _DROP_RESPONSE = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"proxy-authenticate", b"te", b"trailer", b"transfer-encoding"}
 )
-
-
-class AppSilent(AppUnavailable):
-    """The app sent nothing for `connection_timeout` seconds."""
-
-    status_code = 504
 
 
 class ErrorSender(Protocol):

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from packyard.repository.browse import descriptions
 from packyard.repository.browse.descriptions import MetadataSource, ProjectMetadata
+from packyard.repository.errors import VersionNotFound
 from packyard.repository.index import indexer
 from packyard.repository.index.page_cache import MIRROR_TYPES
 from packyard.repository.models import BlockRule, CuratedEntry, DistFile, Project, Repository, Source
@@ -276,10 +277,6 @@ class ProjectDetail:
     upstream_metadata: tuple[str, str] | None = None
 
 
-class VersionNotFound(LookupError):
-    pass
-
-
 def project_detail(
     session: Session, store: BlobStore, repo: str, repo_id: int, name: str, version: str | None = None
 ) -> ProjectDetail | None:
@@ -312,7 +309,7 @@ def project_detail(
     wanted = version if version is not None else (latest or versions[0].version)
     shown = next((v for v in versions if v.version == wanted), None)
     if shown is None:
-        raise VersionNotFound(wanted)
+        raise VersionNotFound(f"Version `{wanted}` of `{project.name}` is not in repository `{repo}`.")
     source = descriptions.best_source(sources[shown.version])
     data = descriptions.read_metadata(session, store, source) if source is not None else None
     metadata = descriptions.parse(data) if data is not None else None

@@ -18,7 +18,7 @@ from packyard.context import AppContext
 from packyard.errors import PackyardError
 from packyard.http_errors import send_error
 from packyard.repository import services
-from packyard.repository.errors import FileTooLarge
+from packyard.repository.errors import ClientDisconnected, FileTooLarge
 from packyard.repository.mirror.shadowing import shadow_warning
 from packyard.repository.upload.multipart import read_upload
 from packyard.repository.upload.service import UploadResult, accept_upload
@@ -103,10 +103,6 @@ class UploadEndpoint:
         """Raises NotFound with the known names."""
         with self.context.db.session() as session:
             services.get_source(session, source)
-
-
-class ClientDisconnected(Exception):
-    """The client went away before sending the whole body."""
 
 
 async def _body(receive: Receive) -> AsyncIterator[bytes]:
