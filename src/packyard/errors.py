@@ -5,7 +5,7 @@ PackyardError                              (a message for a person, and the HTTP
 ├── repository.errors.RepositoryError      sources, repositories, projects, files, uploads
 ├── publishing.errors.PublishingError      content, bundles, deploys, users and keys (Connect's `code` too)
 ├── web.errors.PageError                   a page's own refusals (also SignInRequired, CsrfRejected)
-└── storage.interfaces.BlobNotFound        500: no committed blob for a digest
+└── storage.errors.BlobNotFound            500: no committed blob for a digest
 
 ConfigError                                packyard.toml or a PACKYARD_* override is not valid (startup only)
 

@@ -1,6 +1,7 @@
 """Content-addressed blob storage (sha256)."""
 
-from packyard.storage.interfaces import BlobNotFound, BlobStore, StagedBlob
+from packyard.storage.errors import BlobNotFound
+from packyard.storage.interfaces import BlobStore, StagedBlob
 from packyard.storage.local import LocalBlobStore
 from packyard.storage.responses import BlobResponse
 

@@ -19,22 +19,6 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from packyard.errors import PackyardError
-
-
-class BlobNotFound(PackyardError):
-    """A digest the store has no committed blob for. The database points only at committed blobs, so on a
-    request this means the data directory lost a file: a server fault, not the client's."""
-
-    status_code = 500
-
-    def __init__(self, digest: str) -> None:
-        super().__init__(
-            f"Blob `{digest}` is not in the blob store; if the database refers to it, the store lost it "
-            "(restore `blobs/` from a backup, or upload the file again)."
-        )
-        self.digest = digest
-
 
 class StagedBlob:
     """Bytes being written to a staging file, hashed as they arrive; invisible until the store commits them.

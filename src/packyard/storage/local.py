@@ -12,7 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from packyard.storage.interfaces import BlobNotFound, StagedBlob
+from packyard.storage.errors import BlobNotFound
+from packyard.storage.interfaces import StagedBlob
 
 _TMPFILE = getattr(os, "O_TMPFILE", 0)
 _AT_FDCWD, _AT_SYMLINK_FOLLOW = -100, 0x400
