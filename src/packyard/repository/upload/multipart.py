@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from python_multipart.exceptions import FormParserError
-from python_multipart.multipart import MultipartParser, parse_options_header
+from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 
 from packyard.repository.errors import FileTooLarge, UploadRejected
 from packyard.storage import BlobStore, StagedBlob
@@ -151,6 +151,10 @@ async def read_upload(
             _parse_whole(b"".join(head), boundary, reader)
         else:
             parser.finalize()
+            # python-multipart's finalize() does not check the body ended (its TODO); the whole-body splitter
+            # does, so a body missing its closing delimiter is refused whichever parser read it.
+            if parser.state != MultipartState.END:
+                raise FormParserError("the closing boundary is missing")
     except FormParserError as exc:
         discard(store, reader.parts)
         raise UploadRejected(f"The multipart body could not be parsed: {exc}.") from exc
