@@ -29,6 +29,13 @@ BIN = Path(sys.executable).parent
 PG_ADMIN_URL = os.environ.get("PACKYARD_TEST_PG", "postgresql://root@127.0.0.1:5432/test")
 
 
+def after_data_dir(stderr: str) -> str:
+    """What a command said on stderr after naming its data directory, which it does first."""
+    first, _, rest = stderr.partition("\n")
+    assert first.startswith("Using data directory "), stderr
+    return rest
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from packyard.auth.models import Token
 from packyard.config import load_settings
 from packyard.db import Database
-from tests.conftest import Server, pip, run, uv_bin
+from tests.conftest import Server, after_data_dir, pip, run, uv_bin
 from tests.dists import make_wheel
 
 JSON_PAGE = "application/vnd.pypi.simple.v1+json"
@@ -308,7 +308,7 @@ def test_token_create_rejects_bad_arguments(private: Private, args: tuple[str, .
     assert result.returncode == 1
     assert result.stdout == "", "no token may be printed"
     assert message in flat(result.stderr)
-    assert flat(result.stderr).startswith("error:")
+    assert flat(after_data_dir(result.stderr)).startswith("error:")
     db = Database(load_settings(private.server.data_dir).database_url)
     try:
         with db.session() as session:

@@ -15,7 +15,7 @@ from tests.upstreams import Peers
 @pytest.fixture(scope="module")
 def empty(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Publishing]:
     with publishing_server("sqlite", tmp_path_factory.mktemp("packyard-empty")) as server:
-        yield setup_publishing(server, tmp_path_factory.mktemp("publisher-home"), pins=[])
+        yield setup_publishing(server, tmp_path_factory.mktemp("publisher-home"), wheels=None)
 
 
 def test_first_deploy_on_an_empty_repository_says_how_to_provide_packages(empty: Publishing, tmp_path: Path) -> None:
@@ -46,7 +46,7 @@ def test_with_a_mirror_the_hint_names_its_upstream(
     upstream = module_peers.pypiserver([])  # an upstream without fastapi either
     env = {"PACKYARD_MIRROR_UPSTREAM": upstream.index}
     with publishing_server("sqlite", tmp_path_factory.mktemp("packyard-mirrored"), env) as server:
-        mirrored = setup_publishing(server, tmp_path_factory.mktemp("publisher-home"), pins=[])
+        mirrored = setup_publishing(server, tmp_path_factory.mktemp("publisher-home"), wheels=None)
         result = mirrored.deploy("fastapi", copy_app("fastapi-app", tmp_path), check=False)
     output = result.stdout + result.stderr
     assert result.returncode != 0, output

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.conftest import after_data_dir
 from tests.publishing import Publishing, copy_app, publishing_server, setup_publishing
 
 RUNTIME_FIELDS = (
@@ -122,7 +123,9 @@ def test_runtime_settings_through_the_cli(pub: Publishing) -> None:
 
     refused = pub.server.cli("content", "runtime", guid, "--min-processes", "9", check=False)
     assert refused.returncode == 1
-    assert refused.stderr.startswith("error: `min_processes` (9) is more than `max_processes` (3, the server default)")
+    assert after_data_dir(refused.stderr).startswith(
+        "error: `min_processes` (9) is more than `max_processes` (3, the server default)"
+    )
     typo = pub.server.cli("content", "runtime", guid, "--idle-timeout", "5s", check=False)
     assert typo.returncode == 1
     assert "error: `idle_timeout` '5s' is not a whole number; give one, or `default` for the server's." in typo.stderr
@@ -131,7 +134,7 @@ def test_runtime_settings_through_the_cli(pub: Publishing) -> None:
 
 def test_a_missing_content_is_named(pub: Publishing) -> None:
     result = pub.server.cli("content", "runtime", "no-such-guid", check=False)
-    assert result.returncode == 1 and "There is no content `no-such-guid`" in result.stderr
+    assert result.returncode == 1 and "No content with GUID or name `no-such-guid`" in result.stderr
 
 
 # -- the pool, with the FastAPI test app deployed by rsconnect ---------------------------------------------------

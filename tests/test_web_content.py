@@ -129,8 +129,11 @@ def test_info_shows_the_url_python_environment_and_processes(app: Deployed, brow
     key = page.locator("code.key").inner_text()
     assert re.fullmatch(r"[0-9a-f]{64}", key), key
     assert app.pub.server.cli("env", "list").stdout.count(key[:12]) == 1
+    # The CLI takes seconds on a loaded machine, longer than the app's 5 s idle_timeout: wake it, then look.
+    app.served()
     jobs = app.pub.api("GET", f"/v1/content/{app.guid}/jobs").json()
     assert jobs
+    page.reload()
     expect(page.get_by_role("table", name="Running processes")).to_contain_text(str(jobs[0]["pid"]))
     expect(page.get_by_role("link", name="Info")).to_have_attribute("aria-current", "page")
     screenshot(page, "content-info")
