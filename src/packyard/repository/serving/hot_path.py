@@ -89,8 +89,8 @@ class HotPathApp:
             return await self.fallback(scope, receive, send)  # the main app redirects to the normal name
         if project and repo.mirrored and not self.mirror.is_fresh(repo.id, project):
             return await self.fallback(scope, receive, send)  # the main app asks the upstream first
-        authorization = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"), None)
-        if repo.authenticated and not await self._authorized(scope, receive, send, repo, authorization):
+        request = PageRequest.of(scope)
+        if repo.authenticated and not await self._authorized(scope, receive, send, repo, request.authorization):
             return
         if day is None:
             page = self.pages.get(repo.id, project)
@@ -104,7 +104,7 @@ class HotPathApp:
             return await self.fallback(scope, receive, send)
         assert isinstance(page, CachedPage)
         try:
-            answer = simple_response.answer(page, PageRequest.of(scope), repo.authenticated)
+            answer = simple_response.answer(page, request, repo.authenticated)
         except PackyardError as exc:
             return await self.error(scope, receive, send, exc)
         await answer.send(send)
