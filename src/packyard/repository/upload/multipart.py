@@ -151,8 +151,8 @@ async def read_upload(
             _parse_whole(b"".join(head), boundary, reader)
         else:
             parser.finalize()
-            # python-multipart's finalize() does not check the body ended (its TODO); the whole-body splitter
-            # does, so a body missing its closing delimiter is refused whichever parser read it.
+            # python-multipart's finalize() does not check that the body ended (upstream leaves that undone); the
+            # whole-body splitter does, so a body missing its closing delimiter is refused whichever parser read it.
             if parser.state != MultipartState.END:
                 raise FormParserError("the closing boundary is missing")
     except FormParserError as exc:
