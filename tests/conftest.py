@@ -24,8 +24,20 @@ if TYPE_CHECKING:
 
     from tests.upstreams import Peers
 
+from packyard.publishing.sandbox import Sandbox
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+
+
+def sandbox() -> Sandbox:
+    """A sandbox as a server on this machine makes one, for tests that build environments in-process."""
+    made = Sandbox("on", "packyard-content")
+    made.probe()
+    made.check()
+    return made
+
+
 PG_ADMIN_URL = os.environ.get("PACKYARD_TEST_PG", "postgresql://root@127.0.0.1:5432/test")
 
 

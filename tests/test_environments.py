@@ -23,7 +23,7 @@ from packyard.publishing.environments.interpreters import Interpreter, choose_in
 from packyard.publishing.environments.plan import InstallPlan, plan_install
 from packyard.publishing.errors import EnvironmentBuildError
 from packyard.publishing.models import Bundle, Content, User
-from tests.conftest import BIN, Server
+from tests.conftest import BIN, Server, sandbox
 from tests.dists import make_wheel
 
 BASE = getattr(sys, "_base_executable", "") or sys.executable
@@ -77,7 +77,7 @@ def setup(published: Server, tmp_path: Path) -> Iterator[Setup]:
     db = Database(settings.database_url)
     db.upgrade()
     try:
-        yield Setup(Environments(settings, db), find_interpreters([BASE])[0], data_dir, [])
+        yield Setup(Environments(settings, db, sandbox()), find_interpreters([BASE])[0], data_dir, [])
     finally:
         db.dispose()
 
@@ -120,7 +120,9 @@ def test_build_installs_then_reuses_in_milliseconds(setup: Setup, monkeypatch: p
 
 
 def test_concurrent_prepares_build_once(setup: Setup) -> None:
-    other = Environments(setup.envs.settings, setup.envs.db)  # like a second server process: only the file lock
+    other = Environments(
+        setup.envs.settings, setup.envs.db, sandbox()
+    )  # like a second server process: only the file lock
     plan = setup.plan("alpha==1.0\n")
 
     async def both() -> list[BuiltEnvironment]:

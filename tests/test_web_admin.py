@@ -22,7 +22,7 @@ from packyard.publishing.environments.interpreters import find_interpreters
 from packyard.publishing.environments.plan import plan_install
 from packyard.publishing.models import Bundle, Content, PythonEnvironment, User
 from tests.browser import check_accessibility, new_page, screenshot, sign_in, web_user
-from tests.conftest import BIN, Server, _start, fresh_database, run
+from tests.conftest import BIN, Server, _start, fresh_database, run, sandbox
 from tests.dists import make_wheel
 
 PASSWORD = "correct horse battery"
@@ -213,7 +213,7 @@ def test_environment_cache_lists_and_removes_unused(web: Server, admin: Page) ->
     settings = load_settings(web.data_dir)
     db = Database(web.sql_url)
     try:
-        envs = Environments(settings, db)
+        envs = Environments(settings, db, sandbox())
         python = find_interpreters([getattr(sys, "_base_executable", "") or sys.executable])[0]
         built = {}
         for name in ("env-one", "env-two"):

@@ -105,6 +105,22 @@ max_processes_limit = 20
 min_processes_limit = 20
 # Seconds a request waits for a free connection when every process is full, before a 503.
 queue_timeout = 30
+# What one content process may use: bytes of memory (address space; an allocation past it fails), processes
+# and threads in its sandbox, and open files. Each content may lower or raise them up to the caps below.
+memory_limit = 4294967296
+process_limit = 512
+open_files_limit = 4096
+max_memory_limit = 17179869184
+max_process_limit = 4096
+max_open_files_limit = 65536
+
+[applications]
+# Every publisher's code (apps, notebook and Quarto renders, environment builds) runs in a bubblewrap
+# sandbox that sees only its own content. "off" runs it as the server's own user, able to read the
+# server's secrets and database: only for a server whose every publisher is trusted with it.
+sandbox = "on"
+# When the server runs as root, content runs as this unprivileged user (created on first start if missing).
+run_as = "packyard-content"
 
 [web]
 # Seconds a browser stays signed in to the web pages; then it signs in again.
@@ -201,6 +217,20 @@ class SchedulerSettings:
     max_processes_limit: int = 20
     min_processes_limit: int = 20
     queue_timeout: int = 30
+    memory_limit: int = 4 * 1024**3
+    process_limit: int = 512
+    open_files_limit: int = 4096
+    max_memory_limit: int = 16 * 1024**3
+    max_process_limit: int = 4096
+    max_open_files_limit: int = 65536
+
+
+@dataclass
+class ApplicationSettings:
+    """How publishers' code runs: sandboxed (bubblewrap) or not, and as which user when the server is root."""
+
+    sandbox: str = "on"
+    run_as: str = "packyard-content"
 
 
 @dataclass
@@ -225,6 +255,7 @@ class Settings:
     python: PythonSettings = field(default_factory=PythonSettings)
     publishing: PublishingSettings = field(default_factory=PublishingSettings)
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
+    applications: ApplicationSettings = field(default_factory=ApplicationSettings)
     quarto: QuartoSettings = field(default_factory=QuartoSettings)
     web: WebSettings = field(default_factory=WebSettings)
     # Whether `server.address` was configured (file or variable), rather than derived from `host` and `port`.
@@ -366,6 +397,10 @@ def load_settings(data_dir: str | Path | None = None, environ: dict[str, str] | 
     settings.max_file_size  # noqa: B018 - fail at startup, not at the first upload
     settings.bundle_max_size  # noqa: B018
     _check_scheduler(settings.scheduler)
+    if settings.applications.sandbox not in ("on", "off"):
+        raise ConfigError(
+            f'Config `applications.sandbox` has value {settings.applications.sandbox!r}; expected "on" or "off".'
+        )
     if settings.web.session_lifetime < 1:
         raise ConfigError(
             f"Config `web.session_lifetime` has value {settings.web.session_lifetime}; expected seconds, at least 1."
@@ -412,6 +447,14 @@ def _check_scheduler(s: SchedulerSettings) -> None:
         (0.0 <= s.load_factor <= 1.0, f"`load_factor` ({s.load_factor:g}) is not from 0.0 to 1.0"),
         (s.init_timeout >= 1, f"`init_timeout` ({s.init_timeout}) must be at least 1 second"),
         (s.min_processes >= 0 and min(timeouts.values()) >= 0, "counts and timeouts must not be negative"),
+        (s.memory_limit <= s.max_memory_limit, f"`memory_limit` ({s.memory_limit}) is over `max_memory_limit` "
+         f"({s.max_memory_limit})"),
+        (s.process_limit <= s.max_process_limit, f"`process_limit` ({s.process_limit}) is over "
+         f"`max_process_limit` ({s.max_process_limit})"),
+        (s.open_files_limit <= s.max_open_files_limit, f"`open_files_limit` ({s.open_files_limit}) is over "
+         f"`max_open_files_limit` ({s.max_open_files_limit})"),
+        (min(s.memory_limit, s.process_limit, s.open_files_limit) >= 1, "`memory_limit`, `process_limit` and "
+         "`open_files_limit` must be at least 1"),
     ]  # fmt: skip
     for ok, problem in rules:
         if not ok:

@@ -15,7 +15,8 @@ from packyard.publishing.deploy.tasks import Tasks
 from packyard.publishing.environments.admin import check_host
 from packyard.publishing.environments.builder import Environments
 from packyard.publishing.runtime.limits import defaults
-from packyard.publishing.runtime.supervisor import Supervisor
+from packyard.publishing.runtime.supervisor import Supervisor, quota
+from packyard.publishing.sandbox import Sandbox
 from packyard.publishing.sites.registry import Sites
 from packyard.publishing.users import Callers
 from packyard.publishing.variables import Vault
@@ -42,6 +43,7 @@ class AppContext:
     tasks: Tasks = field(init=False)
     vault: Vault = field(init=False)
     environments: Environments = field(init=False)
+    sandbox: Sandbox = field(init=False)
     supervisor: Supervisor = field(init=False)
     sites: Sites = field(init=False)
     deployer: Deployer = field(init=False)
@@ -77,10 +79,18 @@ class AppContext:
         context.mirror = Mirror(settings.mirror, db, store, on_change=lambda: context.sync(render_roots=False))
         context.tasks = Tasks()
         context.vault = Vault(settings.encryption_key())
-        context.environments = Environments(settings, db)
-        context.supervisor = Supervisor(defaults(settings.scheduler), float(settings.scheduler.queue_timeout))
+        context.sandbox = Sandbox(settings.applications.sandbox, settings.applications.run_as)
+        context.sandbox.probe()
+        context.environments = Environments(settings, db, context.sandbox)
+        context.supervisor = Supervisor(
+            context.sandbox, defaults(settings.scheduler), float(settings.scheduler.queue_timeout)
+        )
         context.sites = Sites(
-            settings.data_dir / "apps", settings.quarto.executable, float(settings.publishing.render_timeout)
+            settings.data_dir / "apps",
+            context.sandbox,
+            quota(defaults(settings.scheduler)),
+            settings.quarto.executable,
+            float(settings.publishing.render_timeout),
         )
         context.deployer = Deployer(
             settings, db, store, context.tasks, context.vault, context.environments, context.supervisor, context.sites

@@ -26,12 +26,14 @@ def environments(data_dir: Path | None) -> Iterator[Environments]:
     from packyard.db import Database
     from packyard.errors import PackyardError
     from packyard.publishing.environments.builder import Environments
+    from packyard.publishing.sandbox import Sandbox
 
     settings = settings_for(data_dir)
     db = Database(settings.database_url)
     try:
         prepare(db, settings.mirror.upstream)
-        yield Environments(settings, db)
+        # Listing and removing build nothing: the sandbox is never probed here.
+        yield Environments(settings, db, Sandbox(settings.applications.sandbox, settings.applications.run_as))
     except PackyardError as exc:
         fail(str(exc))
     finally:

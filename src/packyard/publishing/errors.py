@@ -83,6 +83,12 @@ class AppSilent(AppUnavailable):
     status_code = 504
 
 
+class SandboxError(PublishingError):
+    """Content cannot run sandboxed here (no bubblewrap, namespaces refused, no `run_as` user)."""
+
+    status_code = 503
+
+
 class RenderError(PublishingError):
     """A notebook or Quarto render failed, or its renderer is missing."""
 

@@ -78,6 +78,9 @@ class Content(Base):
     init_timeout: Mapped[int | None] = mapped_column(Integer, nullable=True)
     connection_timeout: Mapped[int | None] = mapped_column(Integer, nullable=True)
     read_timeout: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    memory_limit: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # bytes
+    process_limit: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    open_files_limit: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_deployed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 

@@ -71,6 +71,9 @@ RUNTIME_LABELS = {
     "init_timeout": ("Initial timeout (seconds)", "How long a new process has to answer before its start fails."),
     "connection_timeout": ("Connection timeout (seconds)", "A connection silent this long is cut; 0 is never."),
     "read_timeout": ("Read timeout (seconds)", "How long to wait for a request's body; 0 is never."),
+    "memory_limit": ("Memory limit (bytes)", "Memory one process may map; an allocation past it fails."),
+    "process_limit": ("Process limit", "Processes and threads one process may run, itself included."),
+    "open_files_limit": ("Open files limit", "Files and sockets one process may have open at once."),
 }
 
 

@@ -18,8 +18,6 @@ class Launcher:
     prefix_at_start: bool = False
     # Its routes include the prefix, so the proxy forwards the full path instead of stripping the prefix.
     full_path: bool = False
-    # It binds a port of its own (`streamlit run`) instead of serving the socket the server bound.
-    own_port: bool = False
 
 
 LAUNCHERS: dict[str, Launcher] = {
@@ -32,7 +30,7 @@ LAUNCHERS: dict[str, Launcher] = {
         # Shiny and Shiny Express apps are ASGI apps; their pages use relative URLs.
         Launcher("python-shiny", "Shiny app", "asgi", ("uvicorn",)),
         # Streamlit's page finds its base path from the browser's URL, so the prefix can be stripped.
-        Launcher("python-streamlit", "Streamlit app", "streamlit", (), own_port=True),
+        Launcher("python-streamlit", "Streamlit app", "streamlit", ()),
         Launcher("python-bokeh", "Bokeh app", "bokeh", (), prefix_at_start=True, full_path=True),
     )
 }

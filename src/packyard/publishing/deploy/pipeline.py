@@ -145,9 +145,10 @@ class Deployer:
         task.log(f"Launching {launcher.name} `{prepared.manifest.entrypoint}` ...")
         start_began = time.monotonic()
         limits = self.limits(prepared.content)
+        self.supervisor.configure(guid, limits)
         process = await self.supervisor.start(self._spec(prepared, launcher, draft=not activate), limits.init_timeout)
         start_seconds = time.monotonic() - start_began
-        task.log(f"The app answered on 127.0.0.1:{process.port} after {start_seconds:.2f} s (pid {process.pid}).")
+        task.log(f"The app answered after {start_seconds:.2f} s (pid {process.pid}).")
         if activate:
             self.supervisor.activate(process, limits)
             self.sites.retire(guid)
@@ -324,7 +325,6 @@ class Deployer:
             log_path=self.log_path(guid),
             prefix=prefix,
             full_path=launcher.full_path,
-            own_port=launcher.own_port,
         )
 
     # -- database steps, run in worker threads ------------------------------------------------------------

@@ -35,6 +35,10 @@ from packyard.publishing.environments.interpreters import Interpreter
 from packyard.publishing.environments.plan import InstallPlan
 from packyard.publishing.errors import EnvironmentBuildError
 from packyard.publishing.models import PythonEnvironment
+from packyard.publishing.sandbox import Mount, Quota, Sandbox, python_mounts
+
+# What a build's sandbox allows uv and the build backends it runs: more than an app, since compilers are hungry.
+BUILD_QUOTA = Quota(memory=16 * 1024**3, processes=4096, open_files=65536, tmp=8 * 1024**3)
 
 # Part of every key: bump it when the way environments are built changes, so old ones are not reused.
 LAYOUT_VERSION = 1
@@ -54,9 +58,10 @@ class BuiltEnvironment:
 class Environments(EnvironmentAdmin):
     """Builds, reuses and (through `EnvironmentAdmin`) lists and removes content environments."""
 
-    def __init__(self, settings: Settings, db: Database) -> None:
+    def __init__(self, settings: Settings, db: Database, sandbox: Sandbox) -> None:
         self.settings = settings
         self.db = db
+        self.sandbox = sandbox
         self.root = (settings.data_dir / "environments").resolve()
         # In the data directory, like the environments: same filesystem, so uv hardlinks instead of copying.
         self.cache = (settings.data_dir / "cache" / "uv").resolve()
@@ -209,15 +214,19 @@ class Environments(EnvironmentAdmin):
         if path.exists():
             log(f"Removing environment {key[:12]}, which an interrupted build left unfinished.")
             await asyncio.to_thread(shutil.rmtree, path, True)
+        self.sandbox.check()
         self.root.mkdir(parents=True, exist_ok=True)
         timings: dict[str, float] = {}
         uv_exe = uv.uv_bin()
-        cache = ["--no-config", "--cache-dir", str(self.cache)]
+        private = self.root / f".build-{key[:16]}"  # uv's cache for a build that runs build backends
         try:
-            venv = [uv_exe, "venv", *cache, "--python", str(interpreter.path), "--no-python-downloads"]
+            # uv creates the environment in this folder, the only one of the data directory the build can write.
+            await asyncio.to_thread(self._make_writable, path)
+            venv = [uv_exe, "venv", *self._cache(self.cache), "--python", str(interpreter.path)]
+            venv += ["--no-python-downloads"]
             venv += ["--system-site-packages"] if plan.external else []
             mark = time.monotonic()
-            status, lines = await uv.run_streaming([*venv, str(path)], log, str(self.root))
+            status, lines = await self._uv([*venv, str(path)], log, path, interpreter, self.cache)
             if status != 0:
                 raise EnvironmentBuildError(
                     f"Creating the environment with Python {interpreter.version} (`{interpreter.path}`) failed: "
@@ -227,16 +236,7 @@ class Environments(EnvironmentAdmin):
             timings["venv"] = round(time.monotonic() - mark, 6)
             python = path / "bin" / "python"
             (path / REQUIREMENTS_FILE).write_text("".join(f"{line}\n" for line in plan.requirements))
-            install = [
-                uv_exe,
-                "pip",
-                "install",
-                *cache,
-                "--python",
-                str(python),
-                "--index-url",
-                self.settings.index_url,
-            ]
+            install = [uv_exe, "pip", "install", "--python", str(python), "--index-url", self.settings.index_url]
             for url in self.settings.python.extra_index_urls:
                 install += ["--extra-index-url", url]
             install += ["-r", str(path / REQUIREMENTS_FILE)]
@@ -260,7 +260,16 @@ class Environments(EnvironmentAdmin):
             wanted = [line for line in plan.requirements if not line.startswith("-")]
             if wanted:
                 log(install_hints.installing_line(self.settings, len(wanted)))
-                status, lines = await uv.run_streaming(install, collect, str(self.root))
+                # Wheels only, from uv's shared cache: no package's code runs, so none can change that cache.
+                command = [*install[:3], *self._cache(self.cache), "--no-build", *install[3:]]
+                status, lines = await self._uv(command, collect, path, interpreter, self.cache)
+                if status != 0 and any(marker in line for line in lines for marker in uv.NEEDS_BUILD):
+                    # A build backend runs arbitrary code: it gets a cache of its own, thrown away afterwards,
+                    # and can change nothing but the environment it builds.
+                    log("A package has to be built from source; building without uv's shared cache.")
+                    await asyncio.to_thread(self._make_writable, private)
+                    command = [*install[:3], *self._cache(private), *install[3:]]
+                    status, lines = await self._uv(command, collect, path, interpreter, private)
                 if status != 0:
                     missing = install_hints.missing_packages(lines)
                     hint = (
@@ -283,8 +292,34 @@ class Environments(EnvironmentAdmin):
             # Nothing half-built survives: a failed or cancelled build leaves no directory to mistake for one.
             await asyncio.shield(asyncio.to_thread(shutil.rmtree, path, True))
             raise
+        finally:
+            await asyncio.shield(asyncio.to_thread(shutil.rmtree, private, True))
         await asyncio.to_thread(self._record, key, interpreter, plan, size, timings["total"], built_at)
         return BuiltEnvironment(key, python, path, False, reason, timings, lock)
+
+    @staticmethod
+    def _cache(folder: Path) -> list[str]:
+        return ["--no-config", "--cache-dir", str(folder)]
+
+    def _make_writable(self, folder: Path) -> None:
+        """Create a folder a sandboxed build writes, owned by the user builds run as (the shared cache once)."""
+        folder.mkdir(parents=True, exist_ok=True)
+        if self.sandbox.user is not None and folder.stat().st_uid != self.sandbox.user[0]:
+            self.sandbox.give(folder)
+
+    async def _uv(
+        self, command: list[str], log: Callable[[str], None], path: Path, interpreter: Interpreter, cache: Path
+    ) -> tuple[int, list[str]]:
+        """Run uv in a sandbox that sees the environment being built, one uv cache, the interpreter and uv."""
+        await asyncio.to_thread(self._make_writable, cache)
+        mounts = [Mount(path, writable=True), Mount(cache, writable=True), Mount(Path(command[0]))]
+        mounts += python_mounts(interpreter.path)
+        netrc = os.environ.get("NETRC")
+        if netrc and Path(netrc).is_file():
+            mounts.append(Mount(Path(netrc)))  # index credentials: see docs/SECURITY.md
+        env = uv.build_environ(self.sandbox.environ(None))
+        wrapped = self.sandbox.command(command, mounts=mounts, cwd=str(path), quota=BUILD_QUOTA)
+        return await uv.run_streaming(wrapped, log, str(path), env)
 
     def _record(
         self, key: str, interpreter: Interpreter, plan: InstallPlan, size: int, seconds: float, built_at: datetime

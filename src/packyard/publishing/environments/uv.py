@@ -12,8 +12,7 @@ from collections.abc import Callable
 
 from uv import find_uv_bin
 
-# Variables that would change what uv installs without changing the environment's key. Everything else
-# stays: HOME and NETRC carry index credentials, proxies and certificates are the host's business.
+# Variables that would change what uv installs without changing the environment's key.
 _DROPPED = (
     "UV_INDEX",
     "UV_EXTRA_INDEX_URL",
@@ -42,6 +41,10 @@ _DROPPED = (
     "PYTHONPATH",
     "PYTHONHOME",
 )
+# Where index credentials and TLS roots may be configured; proxies (`*_PROXY`) pass too.
+_PASSED = ("NETRC", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE")
+# What uv says when `--no-build` met a package that has to be built from source.
+NEEDS_BUILD = ("building from source is disabled", "Building source distributions is disabled")
 _TIMING = re.compile(r"^(Resolved|Prepared|Installed) \d+ packages? in (.+)$")
 _PART = re.compile(r"([\d.]+)(ms|µs|us|m|s)\b")
 _UNIT = {"ms": 0.001, "µs": 1e-6, "us": 1e-6, "m": 60.0, "s": 1.0}
@@ -59,12 +62,27 @@ def uv_version() -> str:
 
 
 def uv_environ() -> dict[str, str]:
+    """The server's environment for a uv it runs itself, less what would change an environment's contents."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(_DROPPED)}
     env.update(NO_COLOR="1", UV_NO_PROGRESS="1", UV_PYTHON_DOWNLOADS="never")
     return env
 
 
-async def run_streaming(command: list[str], log: Callable[[str], None], cwd: str) -> tuple[int, list[str]]:
+def build_environ(base: dict[str, str]) -> dict[str, str]:
+    """For a uv that builds a content environment in a sandbox: `base` plus uv's own settings, proxies and
+    certificates from the server's environment, and nothing else of it (build backends run in there)."""
+    env = dict(base)
+    for name, value in os.environ.items():
+        upper = name.upper()
+        if (name.startswith("UV_") and not name.startswith(_DROPPED)) or upper.endswith("_PROXY") or upper in _PASSED:
+            env[name] = value
+    env.update(NO_COLOR="1", UV_NO_PROGRESS="1", UV_PYTHON_DOWNLOADS="never")
+    return env
+
+
+async def run_streaming(
+    command: list[str], log: Callable[[str], None], cwd: str, env: dict[str, str] | None = None
+) -> tuple[int, list[str]]:
     """Run uv, passing each output line to `log` as it arrives; the exit status and the last 60 lines.
 
     `subprocess.Popen` rather than the event loop's subprocess support: uvloop forks, which copies the page
@@ -76,7 +94,7 @@ async def run_streaming(command: list[str], log: Callable[[str], None], cwd: str
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
-        env=uv_environ(),
+        env=uv_environ() if env is None else env,
         cwd=cwd,
     )
     tail: deque[str] = deque(maxlen=60)

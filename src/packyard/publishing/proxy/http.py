@@ -138,7 +138,7 @@ class ContentProxy:
             path = target.prefix + target.path if process.spec.full_path else target.path
             limits = process.limits
             await websocket.relay(
-                scope, receive, send, process.port, path, headers, limits.read_timeout, limits.connection_timeout
+                scope, receive, send, process.address, path, headers, limits.read_timeout, limits.connection_timeout
             )
         except PackyardError as exc:
             await self._refuse(scope, receive, send, exc)
@@ -292,7 +292,7 @@ def _pooled(process: AppProcess) -> _Connection | None:
 
 
 async def _connect(process: AppProcess) -> _Connection:
-    reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", process.port), CONNECT_TIMEOUT)
+    reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(process.address), CONNECT_TIMEOUT)
     return _Connection(reader, writer)
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from starlette.types import Receive, Scope, Send
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection, unix_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from packyard.publishing.errors import AppUnavailable, PublishingError
@@ -132,24 +132,23 @@ async def relay(
     scope: Scope,
     receive: Receive,
     send: Send,
-    port: int,
+    address: str,
     path: bytes,
     headers: list[tuple[str, str]],
     read_timeout: float = 0,
     connection_timeout: float = 0,
 ) -> None:
-    """Open the app's websocket at `path` on loopback `port`, then carry messages both ways until either side
+    """Open the app's websocket at `path` on its Unix socket `address`, then carry messages both ways until either side
     closes, or nothing came from the browser for `read_timeout` seconds, or either way for `connection_timeout`
     (0: never). An app that refuses the handshake has its HTTP answer passed on; one that does not answer raises
     AppUnavailable (the handshake with the browser is still open, so the caller can answer it)."""
-    # The browser's Host goes in the URI so that the app sees it (frameworks compare it with Origin); the TCP
-    # connection goes to the app's port.
+    # The browser's Host goes in the URI so that the app sees it (frameworks compare it with Origin); the
+    # connection goes to the app's socket.
     uri = f"ws://{header(scope, b'host') or '127.0.0.1'}{path.decode('latin-1')}"
     try:
-        upstream = await connect(
+        upstream = await unix_connect(
+            address,
             uri,
-            host="127.0.0.1",
-            port=port,
             subprotocols=scope.get("subprotocols") or None,
             additional_headers=headers,
             user_agent_header=None,  # the browser's User-Agent is among the headers

@@ -1,7 +1,6 @@
-"""Serve a deployed app on a listening socket the Packyard server hands over (or, for Streamlit, on a port).
+"""Serve a deployed app on a listening Unix socket the Packyard server hands over.
 
-    <python> harness.py --kind asgi|wsgi|dash|bokeh --entrypoint ENTRY --fd N [--prefix /content/<guid>/]
-    <python> harness.py --kind streamlit --entrypoint ENTRY --port P
+    <python> harness.py --kind asgi|wsgi|dash|streamlit|bokeh --entrypoint ENTRY --fd N [--prefix /content/<guid>/]
 
 ASGI apps (FastAPI, Shiny), WSGI apps and Dash's Flask server run under uvicorn; a Bokeh app runs on Bokeh's
 own Tornado server, and a Streamlit script under `streamlit run`. Run by the content's own Python (never
@@ -109,7 +108,8 @@ def wsgi(app: object) -> object:
 class ForwardedPrefix:
     """Mount the app under the prefix the proxy strips, as `uvicorn --root-path` does: root_path is the prefix
     and path (and raw_path) keep it, so FastAPI's docs and Flask's url_for link to /content/<guid>/...
-    Only loopback can reach this server, so the header is trusted as it comes."""
+    Only the proxy can reach this socket (the server bound it in a folder no content sees), so the header,
+    like X-Forwarded-For, is trusted as it comes."""
 
     def __init__(self, app: object) -> None:
         self.app = app
@@ -248,19 +248,33 @@ def run_uvicorn(args: argparse.Namespace) -> int:
 
 
 def run_streamlit(args: argparse.Namespace) -> int:
-    """`streamlit run` on the given port. Its page finds its base path from the browser's URL, so it runs at /
+    """`streamlit run` on the passed socket. Its page finds its base path from the browser's URL, so it runs at /
     behind the prefix-stripping proxy; the proxy refuses cross-origin websockets before Streamlit sees them."""
     try:
         from streamlit.web import cli as streamlit_cli
+        from streamlit.web.server.starlette import starlette_server
     except ImportError:
         return missing("streamlit")
+    if not hasattr(starlette_server, "_bind_server_socket"):
+        print(
+            "This Streamlit version serves only on a port it binds itself, which Packyard's proxy cannot reach; "
+            "require a newer one (Packyard is tested with `streamlit==1.67.0`) in requirements.txt and deploy again.",
+            file=sys.stderr,
+        )
+        return 1
     try:
         script = script_path(args.entrypoint, "streamlit")
     except EntrypointError as exc:
         print(exc, file=sys.stderr)
         return 1
+    sock = socket.socket(fileno=args.fd)
+
+    def bind_server_socket(*_args: object, **_kwargs: object) -> tuple[socket.socket, str]:
+        return sock, "127.0.0.1"  # the address only labels Streamlit's own log line
+
+    starlette_server._bind_server_socket = bind_server_socket
     options = {
-        "server.port": str(args.port),
+        "server.port": "8501",  # never bound: the socket above is served instead
         "server.address": "127.0.0.1",
         "server.headless": "true",
         "server.baseUrlPath": "",  # a bundle's .streamlit/config.toml must not move it off /
@@ -320,8 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run a Packyard content app on a socket passed by the server.")
     parser.add_argument("--kind", choices=KINDS, required=True)
     parser.add_argument("--entrypoint", required=True)
-    parser.add_argument("--fd", type=int, help="a listening socket to serve")
-    parser.add_argument("--port", type=int, help="a loopback port to bind (streamlit)")
+    parser.add_argument("--fd", type=int, required=True, help="a listening socket to serve")
     parser.add_argument("--prefix", default="", help="the URL prefix, for apps told it when they start")
     args = parser.parse_args(argv)
 

@@ -15,8 +15,12 @@ from packyard.publishing.models import Content
 
 COUNTS = ("min_processes", "max_processes", "max_conns_per_process")
 TIMEOUTS = ("idle_timeout", "init_timeout", "connection_timeout", "read_timeout")
-FIELDS = (*COUNTS, "load_factor", *TIMEOUTS)
+# What one process may use, enforced by its sandbox; each capped by `[scheduler] max_<name>`.
+RESOURCES = ("memory_limit", "process_limit", "open_files_limit")
+FIELDS = (*COUNTS, "load_factor", *TIMEOUTS, *RESOURCES)
 MAX_TIMEOUT = 2_592_000  # 30 days, Connect's bound
+# Below these a Python app cannot start: the interpreter maps ~40 MB, each thread reserves an 8 MB stack.
+RESOURCE_MINIMUM = {"memory_limit": 64 * 1024**2, "process_limit": 8, "open_files_limit": 32}
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,9 @@ class Limits:
     init_timeout: float = 60.0
     connection_timeout: float = 3600.0  # 0: never
     read_timeout: float = 3600.0  # 0: never
+    memory_limit: int = 4 * 1024**3  # bytes of address space per process
+    process_limit: int = 512  # processes and threads in one process's sandbox
+    open_files_limit: int = 4096
 
 
 def defaults(scheduler: SchedulerSettings) -> Limits:
@@ -42,6 +49,8 @@ def effective(content: Content, scheduler: SchedulerSettings) -> Limits:
     values = {name: _value(content, scheduler, name) for name in FIELDS}
     values["max_processes"] = min(values["max_processes"], scheduler.max_processes_limit)
     values["min_processes"] = min(values["min_processes"], scheduler.min_processes_limit, values["max_processes"])
+    for name in RESOURCES:
+        values[name] = min(values[name], getattr(scheduler, f"max_{name}"))
     return Limits(**values)
 
 
@@ -121,7 +130,7 @@ def _check_one(name: str, value: Any) -> None:
                 name,
             )
         return
-    low = 0 if name == "min_processes" else 1
+    low = RESOURCE_MINIMUM.get(name, 0 if name == "min_processes" else 1)
     if value < low:
         raise RuntimeSettingError(
             f"`{name}` is {value}; use {low} or more, or null for the server default.", field=name
@@ -138,6 +147,14 @@ def _check_together(merged: dict[str, Any], scheduler: SchedulerSettings) -> Non
             113,
             "max_processes",
         )
+    for name in RESOURCES:
+        value, cap = merged[name], getattr(scheduler, f"max_{name}")
+        if value is not None and value > cap:
+            raise RuntimeSettingError(
+                f"`{name}` is {value}, over this server's limit of {cap} (`[scheduler] max_{name}`); use a smaller "
+                "value, or ask an administrator to raise the limit.",
+                field=name,
+            )
     low = merged["min_processes"]
     if low is not None and low > scheduler.min_processes_limit:
         raise RuntimeSettingError(

@@ -1,23 +1,22 @@
-"""One app process: the content's own Python on a loopback socket, its output copied to the content's log.
+"""One app process: the content's own Python in its sandbox, on a Unix socket, its output copied to the content's log.
 
-Each process runs `harness.py` on a socket this server bound and listens on, so the port is known before the
-child starts and no other process can take it. Streamlit binds a port itself: it gets one that was free a
-moment ago, is only believed ready once that port's listener is its own, and starts again on another port when
-it lost the race. The child's output goes to the content's log, line by line with a timestamp and the bundle
-id. Which processes serve a content is the supervisor's business (supervisor.py, pool.py); stopping one lets
-its requests in flight finish first.
+Each process runs `harness.py` on a listening Unix socket this server bound in a folder only the server can reach,
+so no other content can connect to it and only the proxy sends it requests. The child's output goes to the
+content's log, line by line with a timestamp and the bundle id. Which processes serve a content is the
+supervisor's business (supervisor.py, pool.py); stopping one lets its requests in flight finish first.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
+import secrets
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections import deque
@@ -29,10 +28,12 @@ from typing import Protocol
 from packyard.publishing.deploy.launchers import KINDS
 from packyard.publishing.errors import AppStartError
 from packyard.publishing.runtime.limits import Limits
+from packyard.publishing.sandbox import Mount, Quota, Sandbox, python_mounts
 
 log = logging.getLogger("packyard.runtime")
 
 HARNESS = Path(__file__).with_name("harness.py")
+HARNESS_INSIDE = "/run/packyard/harness.py"  # where a sandboxed app sees it
 # An old process keeps serving the requests it has for this long after a redeploy.
 DRAIN_GRACE = 30.0
 # After SIGTERM, uvicorn finishes open requests and runs the shutdown lifespan; then it is killed.
@@ -44,8 +45,6 @@ STABLE_UPTIME = 60.0
 TAIL_LINES = 20
 # Connections queue here while the app imports, so the first probe is answered the moment it is ready.
 LISTEN_BACKLOG = 1024
-# Starts of an app that binds its own port, when another process takes the port first.
-PORT_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -60,7 +59,6 @@ class ProcessSpec:
     log_path: Path  # the content's log file, appended to
     prefix: str = ""  # the URL prefix the app is told when it starts, if its kind needs one (Dash, Bokeh)
     full_path: bool = False  # its routes include the prefix: the proxy forwards the full path
-    own_port: bool = False  # it binds a port itself (`streamlit run`), so a port race is possible
 
 
 class Closeable(Protocol):
@@ -108,6 +106,12 @@ class Child:
             loop.add_reader(pidfd, exited)
         return child
 
+    def hang_up(self) -> None:
+        """Close the child's stdin: the harness takes end of file as the signal to shut down gracefully."""
+        if self._popen.stdin is not None and not self._popen.stdin.closed:
+            with contextlib.suppress(OSError):
+                self._popen.stdin.close()
+
     def _reaped(self) -> None:
         if self._popen.stdin is not None:
             self._popen.stdin.close()
@@ -126,11 +130,11 @@ class AppProcess:
     """One running app. The proxy counts `in_flight` (a request or a websocket: one connection) until it calls
     `release()`, keeps idle keep-alive connections in `connections` and those in use in `busy`."""
 
-    def __init__(self, spec: ProcessSpec, proc: Child, port: int) -> None:
+    def __init__(self, spec: ProcessSpec, proc: Child, address: str) -> None:
         self.spec = spec
         self.guid = spec.guid
         self.bundle_id = spec.bundle_id
-        self.port = port
+        self.address = address  # the Unix socket it serves
         self.pid = proc.pid
         self.started_at = datetime.now(UTC)
         self.started = time.monotonic()
@@ -149,7 +153,7 @@ class AppProcess:
         self._stopping: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
-        return f"<AppProcess {self.guid} bundle {self.bundle_id} pid {self.pid} port {self.port}>"
+        return f"<AppProcess {self.guid} bundle {self.bundle_id} pid {self.pid} at {self.address}>"
 
     @property
     def returncode(self) -> int | None:
@@ -183,13 +187,15 @@ class AppProcess:
         # No await between the check above and this flag: a request the proxy counts from now on sees it.
         self.closed = True
         self.close_connections()
-        self._signal(signal.SIGTERM)
+        # Not SIGTERM: in a sandbox it would reach bubblewrap, which dies and takes the app down at once.
+        self._proc.hang_up()
         try:
             await asyncio.wait_for(self._proc.wait(), max(deadline - loop.time(), TERM_GRACE))
         except TimeoutError:
             self._signal(signal.SIGKILL)
             await self._proc.wait()
         await self._drain_output()
+        _unlink(self.address)
 
     def close_connections(self) -> None:
         while self.connections:
@@ -201,6 +207,7 @@ class AppProcess:
         self._signal(signal.SIGKILL)
         await self._proc.wait()
         await self._drain_output()
+        _unlink(self.address)
 
     def _signal(self, sig: signal.Signals) -> None:
         # The child leads its own process group, so whatever the app spawned goes too.
@@ -235,33 +242,27 @@ class AppProcess:
         append_log(self.spec.log_path, self.bundle_id, text)
 
 
-async def start(spec: ProcessSpec, init_timeout: float) -> AppProcess:
-    """Start the app and return once it answers HTTP within `init_timeout` seconds; AppStartError with its
-    last output otherwise."""
+async def start(spec: ProcessSpec, init_timeout: float, sandbox: Sandbox, quota: Quota) -> AppProcess:
+    """Start the app in its sandbox and return once it answers HTTP within `init_timeout` seconds; AppStartError
+    with its last output otherwise."""
     if spec.kind not in KINDS:
         raise ValueError(f"ProcessSpec.kind is {spec.kind!r}; use one of {sorted(KINDS)}")
+    try:
+        sandbox.check()
+    except Exception as exc:
+        raise AppStartError(f"The app did not start: {exc}") from exc
     spec.log_path.parent.mkdir(parents=True, exist_ok=True)
-    attempt = 1
-    while True:
-        process = await _spawn(spec)
-        try:
-            await _wait_ready(process, init_timeout)
-            return process
-        except AppStartError:
-            # An app binding its own port may lose it to another process between our pick and its bind.
-            if not (spec.own_port and attempt < PORT_ATTEMPTS and _taken(process.port)):
-                raise
-        except BaseException:
-            await asyncio.shield(process.kill())
-            raise
-        append_log(spec.log_path, spec.bundle_id, [f"Port {process.port} was taken; trying another."])
-        attempt += 1
+    process = await _spawn(spec, sandbox, quota)
+    try:
+        await _wait_ready(process, init_timeout)
+    except BaseException:
+        await asyncio.shield(process.kill())
+        raise
+    return process
 
 
 async def _wait_ready(process: AppProcess, timeout: float) -> None:
-    # A port the app binds itself may be another process's after a lost race: check who answers.
-    owner = process.pid if process.spec.own_port else None
-    probe = asyncio.create_task(_probe(process.port, owner))
+    probe = asyncio.create_task(_probe(process.address))
     exited = asyncio.create_task(process.wait())
     try:
         await asyncio.wait({probe, exited}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
@@ -279,76 +280,55 @@ async def _wait_ready(process: AppProcess, timeout: float) -> None:
     raise AppStartError(f"The app did not start: {reason}. Its last output:\n{output}")
 
 
-async def _spawn(spec: ProcessSpec) -> AppProcess:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+@functools.cache
+def _socket_folder() -> Path:
+    """This server process's folder of app sockets: readable by it alone, and never mounted in a sandbox."""
+    return Path(tempfile.mkdtemp(prefix="packyard-apps-"))
+
+
+def _unlink(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+async def _spawn(spec: ProcessSpec, sandbox: Sandbox, quota: Quota) -> AppProcess:
+    address = str(_socket_folder() / f"{secrets.token_hex(8)}.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-        argv = [str(spec.python), str(HARNESS), "--kind", spec.kind, "--entrypoint", spec.entrypoint]
+        sock.bind(address)
+        sock.listen(LISTEN_BACKLOG)
+        fd = sock.fileno()
+        harness = HARNESS_INSIDE if sandbox.enabled else str(HARNESS)
+        argv = [str(spec.python), harness, "--kind", spec.kind, "--entrypoint", spec.entrypoint, "--fd", str(fd)]
         if spec.prefix:
             argv += ["--prefix", spec.prefix]
-        if spec.own_port:
-            # The app binds the port itself: ours is closed just before it starts (Supervisor.start retries
-            # when another process takes it first).
-            fd = None
-            sock.close()
-            argv += ["--port", str(port)]
-        else:
-            sock.listen(LISTEN_BACKLOG)
-            fd = sock.fileno()
-            argv += ["--fd", str(fd)]
+        mounts = [Mount(spec.cwd), *python_mounts(spec.python), Mount(HARNESS, HARNESS_INSIDE)]
+        command = sandbox.command(argv, mounts=mounts, cwd=str(spec.cwd), quota=quota)
         try:
             popen = await asyncio.to_thread(
                 subprocess.Popen,
-                argv,
+                command,
                 cwd=spec.cwd,
-                env=child_env(spec),
+                env=child_env(spec, sandbox),
                 # Never written: the harness takes end of file as the server being gone, and exits.
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
-                pass_fds=() if fd is None else (fd,),
+                pass_fds=(fd,),
                 # Its own process group: a Ctrl-C at the server's terminal reaches the server, which stops
-                # the apps in order, and stopping an app reaches whatever it spawned.
+                # the apps in order, and killing an app reaches whatever it spawned.
                 start_new_session=True,
             )
         except OSError as exc:
+            _unlink(address)
             raise AppStartError(
-                f"The app did not start: could not run `{spec.python}` in `{spec.cwd}` ({exc.strerror}). "
+                f"The app did not start: could not run `{command[0]}` in `{spec.cwd}` ({exc.strerror}). "
                 "Rebuild the content's environment, then deploy again."
             ) from exc
         proc = await Child.attach(popen)
     finally:
         sock.close()  # the child has its own copy
-    return AppProcess(spec, proc, port)
-
-
-def _taken(port: int) -> bool:
-    """Whether another process listens on this loopback port (our app, which never got it, has exited)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # the app's closed connections don't count
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return True
-    return False
-
-
-def _listens(pid: int, port: int) -> bool:
-    """Whether process `pid` holds the socket listening on 127.0.0.1:`port` (True where /proc cannot tell)."""
-    address = f"{int.from_bytes(socket.inet_aton('127.0.0.1'), sys.byteorder):08X}:{port:04X}"
-    try:
-        with open("/proc/net/tcp") as table:
-            inodes = {f"socket:[{f[9]}]" for f in map(str.split, table) if f[1] == address and f[3] == "0A"}
-        fds = os.listdir(f"/proc/{pid}/fd")
-    except OSError:
-        return True
-    for fd in fds:
-        with contextlib.suppress(OSError):
-            if os.readlink(f"/proc/{pid}/fd/{fd}") in inodes:
-                return True
-    return False
+    return AppProcess(spec, proc, address)
 
 
 def wake(waiters: deque[asyncio.Future[None]], count: int | None = None) -> None:
@@ -360,18 +340,18 @@ def wake(waiters: deque[asyncio.Future[None]], count: int | None = None) -> None
             count = None if count is None else count - 1
 
 
-async def _probe(port: int, owner: int | None = None) -> None:
-    """Return once the app answers `GET /` with any HTTP response (and, with `owner`, it is that process's)."""
+async def _probe(address: str) -> None:
+    """Return once the app answers `GET /` on its socket with any HTTP response."""
     request = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
     while True:
         try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            reader, writer = await asyncio.open_unix_connection(address)
         except OSError:
             await asyncio.sleep(POLL_INTERVAL)
             continue
         try:
             writer.write(request)
-            if (await reader.read(5)).startswith(b"HTTP/") and (owner is None or _listens(owner, port)):
+            if (await reader.read(5)).startswith(b"HTTP/"):
                 return
         except OSError:
             pass
@@ -380,18 +360,9 @@ async def _probe(port: int, owner: int | None = None) -> None:
         await asyncio.sleep(POLL_INTERVAL)
 
 
-def child_env(spec: ProcessSpec) -> dict[str, str]:
-    """The content's variables over a minimal base: the server's own environment holds secrets."""
-    path = os.environ.get("PATH", os.defpath)
-    base = {
-        # The environment's scripts first, as if it were activated.
-        "PATH": f"{spec.python.parent}{os.pathsep}{path}",
-        "HOME": os.environ.get("HOME", str(spec.cwd)),
-        "LANG": os.environ.get("LANG", "C.UTF-8"),
-        "TMPDIR": os.environ.get("TMPDIR", tempfile.gettempdir()),
-        "PYTHONUNBUFFERED": "1",
-    }
-    return {**base, **spec.env}
+def child_env(spec: ProcessSpec, sandbox: Sandbox) -> dict[str, str]:
+    """The content's variables over the sandbox's minimal base."""
+    return {**sandbox.environ(spec.python), **spec.env}
 
 
 def _timestamp() -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 from packyard.publishing.runtime.limits import Limits
 from packyard.publishing.runtime.pool import Pool, expire_silent
 from packyard.publishing.runtime.process import DRAIN_GRACE, TERM_GRACE, AppProcess, ProcessSpec, read_log_tail, start
+from packyard.publishing.sandbox import Quota, Sandbox
 
 log = logging.getLogger("packyard.runtime")
 
@@ -22,7 +23,8 @@ TEND_INTERVAL = 0.25
 
 
 class Supervisor:
-    def __init__(self, defaults: Limits | None = None, queue_timeout: float = 30.0) -> None:
+    def __init__(self, sandbox: Sandbox, defaults: Limits | None = None, queue_timeout: float = 30.0) -> None:
+        self.sandbox = sandbox
         self.defaults = defaults or Limits()
         self.queue_timeout = queue_timeout
         self._limits: dict[str, Limits] = {}
@@ -49,8 +51,9 @@ class Supervisor:
         """Start the app and return once it answers HTTP within `init_timeout` seconds (the content's setting
         by default); AppStartError with its last output otherwise. It serves nothing until activated."""
         self._logs[spec.guid] = spec.log_path
-        process = await start(spec, init_timeout or self.limits(spec.guid).init_timeout)
-        process.limits = self.limits(spec.guid)
+        limits = self.limits(spec.guid)
+        process = await start(spec, init_timeout or limits.init_timeout, self.sandbox, quota(limits))
+        process.limits = limits
         return process
 
     # -- routing ------------------------------------------------------------------------------------------
@@ -203,3 +206,8 @@ class Supervisor:
             for draft in list(self._drafts.values()):
                 if draft.limits.connection_timeout:
                     expire_silent(draft, now, draft.limits.connection_timeout)
+
+
+def quota(limits: Limits) -> Quota:
+    """What a process's sandbox enforces; its private /tmp may hold as much as its memory limit."""
+    return Quota(limits.memory_limit, limits.process_limit, limits.open_files_limit, tmp=limits.memory_limit)

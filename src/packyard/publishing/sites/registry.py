@@ -12,13 +12,18 @@ from pathlib import Path
 
 from packyard.publishing.bundles.manifest import Manifest, parse_manifest
 from packyard.publishing.errors import BundleError
+from packyard.publishing.sandbox import Quota, Sandbox
 from packyard.publishing.sites.files import Site
 from packyard.publishing.sites.render import RenderJob, load_rendered, render
 
 
 class Sites:
-    def __init__(self, apps: Path, quarto: str = "", render_timeout: float = 1800.0) -> None:
+    def __init__(
+        self, apps: Path, sandbox: Sandbox, quota: Quota, quarto: str = "", render_timeout: float = 1800.0
+    ) -> None:
         self.apps = apps
+        self.sandbox = sandbox
+        self.quota = quota  # a render's: the server's defaults, as content settings are for processes
         self.quarto = quarto
         self.render_timeout = render_timeout
         self._active: dict[str, Site] = {}
@@ -89,7 +94,9 @@ class Sites:
         if earlier is not None:
             say(f"Bundle {bundle_id} was rendered by an earlier deploy; serving that output.")
             return Site(guid, bundle_id, earlier.root, earlier.index)
-        job = RenderJob(manifest, root, dest, python, variables, self.render_timeout, self.quarto)
+        job = RenderJob(
+            manifest, root, dest, python, variables, self.render_timeout, self.sandbox, self.quota, self.quarto
+        )
         rendered = await render(job, say)
         return Site(guid, bundle_id, rendered.root, rendered.index)
 

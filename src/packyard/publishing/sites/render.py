@@ -26,6 +26,7 @@ from typing import Any
 
 from packyard.publishing.bundles.manifest import Manifest
 from packyard.publishing.errors import BundleError, RenderError
+from packyard.publishing.sandbox import Mount, Quota, Sandbox, python_mounts
 
 # What the content's environment needs beside its requirements to be rendered. Quarto's list is its own
 # minimal requirement for the Jupyter engine (quarto.org, "Jupyter Markdown"); it applies only when the
@@ -61,6 +62,8 @@ class RenderJob:
     python: Path | None  # the content environment's python; None for Quarto without Python
     variables: dict[str, str]
     timeout: float
+    sandbox: Sandbox
+    quota: Quota
     quarto: str = ""  # `[quarto] executable`
 
 
@@ -82,6 +85,8 @@ async def render(job: RenderJob, say: Callable[[str], None]) -> Rendered:
     try:
         work = staging / "work"
         await asyncio.to_thread(shutil.copytree, job.bundle, work)
+        job.sandbox.check()
+        await asyncio.to_thread(job.sandbox.give, staging)  # the render writes here, and nowhere else
         index: str | None
         if job.manifest.appmode == "jupyter-static":
             output, index = await _notebook(job, work, staging, say)
@@ -145,7 +150,7 @@ async def _notebook(job: RenderJob, work: Path, staging: Path, say: Callable[[st
     jupyter = staging / "jupyter"  # the server's own Jupyter configuration and kernels stay out of it
     jupyter.mkdir()
     env = {
-        **_base_env(job.python),
+        **_base_env(job),
         "JUPYTER_CONFIG_DIR": str(jupyter / "config"),
         "JUPYTER_DATA_DIR": str(jupyter / "data"),
         "JUPYTER_RUNTIME_DIR": str(jupyter / "runtime"),
@@ -158,7 +163,7 @@ async def _notebook(job: RenderJob, work: Path, staging: Path, say: Callable[[st
     began = time.monotonic()
     shown = _CellErrors(say)
     try:
-        status, tail = await _run(command, work, env, job.timeout, shown)
+        status, tail = await _run(job, command, work, env, shown)
     finally:
         shown.flush()
     if status != 0:
@@ -234,13 +239,13 @@ def find_quarto(configured: str, python: Path | None) -> tuple[Path, str]:
 
 async def _quarto(job: RenderJob, work: Path, say: Callable[[str], None]) -> tuple[Path, str | None]:
     quarto, source = find_quarto(job.quarto, job.python)
-    env = {**_base_env(job.python), **job.variables}
+    env = {**_base_env(job), **job.variables}
     if job.python is not None:
         env["QUARTO_PYTHON"] = str(job.python)
     project = (work / "_quarto.yml").is_file() or (work / "_quarto.yaml").is_file()
     say(f"Quarto: {quarto} (from {source}).")
     if project:
-        output_dir = await _project_output_dir(quarto, work, env, job.timeout)
+        output_dir = await _project_output_dir(job, quarto, work, env)
         command = [str(quarto), "render"]
         index = None
     else:
@@ -250,7 +255,7 @@ async def _quarto(job: RenderJob, work: Path, say: Callable[[str], None]) -> tup
         index = str(Path(document).with_suffix(".html"))
     say(f"Running `{shlex.join(['quarto', *command[1:]])}` ...")
     began = time.monotonic()
-    status, tail = await _run(command, work, env, job.timeout, say)
+    status, tail = await _run(job, command, work, env, say)
     if status != 0:
         last = next((line.strip() for line in reversed(tail) if line.strip()), "no output")
         raise RenderError(f"`quarto render` exited with code {status}: {last}; the output above may say more.")
@@ -266,10 +271,10 @@ async def _quarto(job: RenderJob, work: Path, say: Callable[[str], None]) -> tup
     return output, index
 
 
-async def _project_output_dir(quarto: Path, work: Path, env: dict[str, str], timeout: float) -> str:
+async def _project_output_dir(job: RenderJob, quarto: Path, work: Path, env: dict[str, str]) -> str:
     """Where the project renders to, as `quarto inspect` reports it (the project's own `output-dir`)."""
     lines: list[str] = []
-    status, _ = await _run([str(quarto), "inspect"], work, env, timeout, lines.append, keep=10_000)
+    status, _ = await _run(job, [str(quarto), "inspect"], work, env, lines.append, keep=10_000)
     try:
         inspected = json.loads("\n".join(lines)) if status == 0 else None
     except ValueError:
@@ -309,35 +314,36 @@ def _document(manifest: Manifest, work: Path) -> str:
 # -- running a renderer -------------------------------------------------------------------------------------
 
 
-def _base_env(python: Path | None) -> dict[str, str]:
+def _base_env(job: RenderJob) -> dict[str, str]:
     """A minimal environment, like an app process's: the server's own variables hold secrets."""
-    path = os.environ.get("PATH", os.defpath)
-    return {
-        "PATH": f"{python.parent}{os.pathsep}{path}" if python is not None else path,
-        "HOME": os.environ.get("HOME", tempfile.gettempdir()),
-        "LANG": os.environ.get("LANG", "C.UTF-8"),
-        "TMPDIR": os.environ.get("TMPDIR", tempfile.gettempdir()),
-        "PYTHONUNBUFFERED": "1",
-        "NO_COLOR": "1",
-    }
+    return {**job.sandbox.environ(job.python), "NO_COLOR": "1"}
 
 
 async def _run(
+    job: RenderJob,
     command: list[str],
     cwd: Path,
     env: dict[str, str],
-    timeout: float,
     say: Callable[[str], None],
     keep: int = 80,
 ) -> tuple[int, list[str]]:
-    """Run a renderer, passing each output line (colour codes removed) to `say`; its exit status and last lines.
+    """Run a renderer in the content's sandbox, passing each output line (colour codes removed) to `say`; its exit
+    status and last lines. The sandbox sees the render's staging folder (writable), the environment and Quarto.
 
     Popen (vfork) rather than the event loop's subprocess support, as for uv (environments/uv.py). Its own session, so
     a timeout stops the kernel or whatever else it started too."""
+    staging = cwd.parent
+    mounts = [Mount(staging, writable=True)]
+    if job.python is not None:
+        mounts += python_mounts(job.python)
+    tool = Path(command[0])
+    if job.python is None or not tool.is_relative_to(job.python.parent.parent):
+        mounts.append(Mount(tool.resolve().parent.parent))  # Quarto's installation: bin/quarto and its share/
+    sandboxed = job.sandbox.command(command, mounts=mounts, cwd=str(cwd), quota=job.quota)
     try:
         process = await asyncio.to_thread(
             subprocess.Popen,
-            command,
+            sandboxed,
             cwd=cwd,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -361,10 +367,10 @@ async def _run(
         return process.wait()
 
     try:
-        return await asyncio.wait_for(asyncio.to_thread(pump), timeout), list(tail)
+        return await asyncio.wait_for(asyncio.to_thread(pump), job.timeout), list(tail)
     except TimeoutError:
         raise RenderError(
-            f"`{Path(command[0]).name} {command[1] if len(command) > 1 else ''}` did not finish within {timeout:g} s "
+            f"`{tool.name} {command[1] if len(command) > 1 else ''}` did not finish within {job.timeout:g} s "
             "and was stopped; make it faster or raise `[publishing] render_timeout`."
         ) from None
     finally:

@@ -10,21 +10,18 @@ import asyncio
 import json
 import os
 import signal
-import socket
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from packyard.publishing.proxy.websocket import cross_origin
 from packyard.publishing.runtime.limits import Limits
-from packyard.publishing.runtime.process import AppProcess, ProcessSpec, read_log_tail
+from packyard.publishing.runtime.process import AppProcess
 from tests.unit.publishing.runtime.test_runtime import Front, make_spec
 
 GUID = "50c1e700-0000-4000-8000-00000000abcd"
@@ -267,57 +264,6 @@ def test_an_unreachable_app_refuses_the_handshake_with_502(front: Front, tmp_pat
         response.body.decode().strip() == "The app did not open the websocket: connection refused. Its log may say why."
     )
     assert until(lambda: process.in_flight == 0)
-
-
-# Stands in for `python harness.py --kind streamlit ... --port P`: the first start loses its port to a rival that
-# answers HTTP there, then gives up as `streamlit run` does; later starts serve their port.
-FAKE_STREAMLIT = """#!{python}
-import http.server, os, socket, subprocess, sys, time
-
-port = int(sys.argv[sys.argv.index("--port") + 1])
-state = os.environ["RACE"]
-if not os.path.exists(state):
-    rival = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    with open(state, "w") as f:
-        f.write(f"{{port}} {{rival.pid}}")
-    while socket.socket().connect_ex(("127.0.0.1", port)):
-        time.sleep(0.01)
-    time.sleep(0.5)  # the server's readiness probes reach the rival meanwhile
-    print(f"Port {{port}} is already in use", flush=True)
-    sys.exit(1)
-
-class App(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        self.send_response(200)
-        self.send_header("content-length", "7")
-        self.end_headers()
-        self.wfile.write(b"the app")
-
-http.server.HTTPServer(("127.0.0.1", port), App).serve_forever()
-"""
-
-
-def test_an_app_that_loses_its_port_starts_again_on_another(front: Front, tmp_path: Path) -> None:
-    python = tmp_path / "python"
-    python.write_text(FAKE_STREAMLIT.format(python=sys.executable))
-    python.chmod(0o755)
-    spec = ProcessSpec(
-        "7ace0000-0000-4000-8000-000000000001", 1, "streamlit", "app", python, tmp_path,
-        {"RACE": str(tmp_path / "race")}, tmp_path / "app.log", own_port=True,
-    )  # fmt: skip
-    try:
-        process = front.start(spec)
-        lost, rival = map(int, (tmp_path / "race").read_text().split())
-        assert process.port != lost
-        assert httpx.get(f"http://127.0.0.1:{process.port}/").text == "the app"
-        assert f"Port {lost} was taken; trying another." in "\n".join(read_log_tail(spec.log_path, 20))
-        front.run(process.stop(0))
-    finally:
-        if (tmp_path / "race").exists():
-            os.kill(int((tmp_path / "race").read_text().split()[1]), signal.SIGKILL)
-    with socket.socket() as probe:  # the rival is gone with its port
-        assert until(lambda: probe.connect_ex(("127.0.0.1", lost)) != 0)
 
 
 def test_a_session_silent_past_the_read_timeout_is_closed(front: Front, tmp_path: Path) -> None:

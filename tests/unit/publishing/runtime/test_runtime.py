@@ -33,6 +33,11 @@ from packyard.publishing.proxy.http import ContentProxy
 from packyard.publishing.runtime.limits import Limits
 from packyard.publishing.runtime.process import AppProcess, ProcessSpec, read_log_tail
 from packyard.publishing.runtime.supervisor import Supervisor
+from packyard.publishing.sandbox import Sandbox
+
+# Not sandboxed: these apps report to the test through files beside their bundle. Every app the suite deploys
+# through a server runs sandboxed (tests/test_hostile_content.py shows what that hides).
+SANDBOX = Sandbox("off", "")
 
 T = TypeVar("T")
 SECRET = "PACKYARD_RUNTIME_TEST_SECRET"
@@ -129,7 +134,7 @@ class Front:
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         # Processes stay until a test stops them, unless it activates them with its own limits.
-        self.supervisor = Supervisor(Limits(init_timeout=30, idle_timeout=3600))
+        self.supervisor = Supervisor(SANDBOX, Limits(init_timeout=30, idle_timeout=3600))
         self.overrides: dict[str, AppProcess] = {}
         # Named TCP, or asyncio leaves Nagle on for accepted connections: a body written after the headers
         # would wait 40 ms for the client's delayed ACK.
@@ -357,7 +362,7 @@ def test_an_app_that_fails_to_import_reports_its_traceback(front: Front, tmp_pat
 
 def test_an_app_that_never_answers_times_out(front: Front, tmp_path: Path) -> None:
     spec = make_spec(tmp_path, "import time\nprint('connecting to the database', flush=True)\ntime.sleep(30)\n")
-    supervisor = Supervisor(Limits(init_timeout=1))
+    supervisor = Supervisor(SANDBOX, Limits(init_timeout=1))
     with pytest.raises(AppStartError) as error:
         front.run(supervisor.start(spec))
     assert str(error.value) == (
