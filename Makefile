@@ -27,7 +27,12 @@ $(TEST_VENV)/.synced: $(UV) pyproject.toml uv.lock
 
 STAMP := $(TEST_VENV)/.synced
 
+# Content runs in bubblewrap's sandbox (docs/SECURITY.md); Debian's package, installed once.
+BWRAP = @command -v bwrap >/dev/null || { $(if $(filter 0,$(shell id -u)),,sudo )apt-get update -qq && \
+	$(if $(filter 0,$(shell id -u)),,sudo )apt-get install -y -qq bubblewrap; }
+
 run: $(VENV)/.synced
+	$(BWRAP)
 	$(VENV)/bin/packyard run $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT))
 
 # Refresh uv.lock after changing the dependencies in pyproject.toml (`make lock ARGS=--upgrade` moves every pin).
@@ -43,6 +48,7 @@ wheelhouse: $(UV)
 	done
 
 test: $(STAMP)
+	$(BWRAP)
 	@command -v gpg >/dev/null || (apt-get update -qq && apt-get install -y -qq gnupg)  # signing tests
 	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium)  # page tests (tests/browser.py)
 	$(BIN)/ruff check
@@ -56,20 +62,24 @@ lint: $(STAMP)
 
 # wrk drives the load and nginx serves the static baseline; both come from Debian's packages.
 bench: $(STAMP)
+	$(BWRAP)
 	@command -v wrk >/dev/null && command -v nginx >/dev/null || \
 		{ $(if $(filter 0,$(shell id -u)),,sudo )apt-get update -q && $(if $(filter 0,$(shell id -u)),,sudo )apt-get install -y -q wrk nginx; }
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 # Deploy, redeploy and rollback times, against venv+pip and bare uv for the same requirements.
 bench-deploy: $(STAMP)
+	$(BWRAP)
 	$(BIN)/python bench/deploy.py $(BENCH_ARGS)
 
 # Cold start to first byte for each app type (FastAPI, Flask, Dash, Shiny, Streamlit, Bokeh).
 bench-apps: $(STAMP)
+	$(BWRAP)
 	$(BIN)/python bench/apps.py $(BENCH_ARGS)
 
 # Scale to zero and back, and requests/s through the proxy against the app on its own port (needs wrk).
 bench-scaling: $(STAMP)
+	$(BWRAP)
 	$(BIN)/python bench/scaling.py $(BENCH_ARGS)
 
 # Each hand-written part (hot path, multipart splitter, proxy client, file server) against its library (needs wrk).

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
@@ -32,6 +33,9 @@ SYNC_INTERVAL = 0.5
 
 def create_app(settings: Settings) -> ASGIApp:
     context = AppContext.open(settings)
+    # Every start says how content runs, loudest when it runs unsandboxed or cannot run at all.
+    print(("" if context.sandbox.enabled and not context.sandbox.problem else "WARNING: ") + context.sandbox.status(),
+          file=sys.stderr, flush=True)  # fmt: skip
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 
@@ -65,6 +66,9 @@ class AppContext:
 
     @classmethod
     def open(cls, settings: Settings) -> AppContext:
+        # Its keys, database and bundles are for the server alone; content sees parts of it only through mounts.
+        with contextlib.suppress(OSError):
+            settings.data_dir.chmod(0o700)
         db = Database(settings.database_url)
         prepare(db, settings.mirror.upstream)
         store = LocalBlobStore(settings.blob_dir)

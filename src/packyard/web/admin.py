@@ -92,7 +92,9 @@ def overview(request: Request, user: Admin) -> HTMLResponse:
         admin_kinds = or_(Event.kind.in_(ADMIN_EVENTS), *(Event.kind.startswith(p) for p in ADMIN_EVENT_PREFIXES))
         events = list(session.scalars(select(Event).where(admin_kinds).order_by(Event.id.desc()).limit(RECENT)))
         recent = changes.describe(session, events)
-    return _page(request, "index.html", count=count, recent=recent)
+    sandbox = app.sandbox
+    sandboxed = sandbox.enabled and not sandbox.problem
+    return _page(request, "index.html", count=count, recent=recent, sandbox=sandbox.status(), sandboxed=sandboxed)
 
 
 # -- users --------------------------------------------------------------------------------------------------------
