@@ -4,18 +4,23 @@ way out of its sandbox, and each one fails, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import glob
+import html
 import io
 import json
 import os
 import pwd
+import re
 import sys
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from tests.browser import web_user
+from tests.conftest import Server
 from tests.publishing import Publishing, copy_app, publishing_server, setup_publishing
 
 SERVER_SECRET = "server-only-4f1c9a"  # in the server's own environment
@@ -199,3 +204,35 @@ def test_a_hostile_build_backend_cannot_poison_the_cache_or_other_environments(
     assert report["secret"] != "done" and report["config"] != "done", report
     assert not any(name.startswith("PACKYARD_") or name == "HOSTILE_MARKER" for name in report["environ"])
     assert {name: Path(path).read_bytes() for name, path in targets.items()} == before
+
+
+def admin_overview(server: Server) -> str:
+    web_user(server, "ada", "admin", "correct horse battery")
+    client = httpx.Client(base_url=server.url)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/login").text)
+    assert token is not None
+    login = {"username": "ada", "password": "correct horse battery", "csrf_token": token.group(1), "next": "/"}
+    assert client.post("/login", data=login).status_code == 303
+    return client.get("/admin/").text
+
+
+def test_sandbox_off_is_said_at_every_start_and_on_the_admin_page(tmp_path: Path) -> None:
+    with publishing_server("sqlite", tmp_path / "data", {"PACKYARD_APPLICATIONS_SANDBOX": "off"}) as server:
+        warning = 'WARNING: Content is NOT sandboxed (`[applications] sandbox = "off"`)'
+        assert warning in server.log_path.read_text()
+        assert "Content is NOT sandboxed" in html.unescape(admin_overview(server))
+        server.restart()
+        assert server.log_path.read_text().count(warning) == 2
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="run_as applies when the server runs as root")
+def test_no_content_runs_when_the_sandbox_cannot(tmp_path: Path) -> None:
+    with publishing_server("sqlite", tmp_path / "data", {"PACKYARD_APPLICATIONS_RUN_AS": "root"}) as server:
+        refusal = "Packyard cannot sandbox content on this host: `[applications] run_as` is `root`"
+        assert refusal in server.log_path.read_text()
+        assert refusal in html.unescape(admin_overview(server))
+        pub = setup_publishing(server, tmp_path / "home")
+        result = pub.deploy("fastapi", copy_app("fastapi-app", tmp_path), check=False)
+        assert result.returncode != 0
+        assert refusal in result.stdout + result.stderr
+        assert 'set `[applications] sandbox = "off"`' in result.stdout + result.stderr
