@@ -1,10 +1,11 @@
-"""A hostile app: each route tries one way out of its sandbox and reports what happened (tests/test_hostile_content.py)."""
+"""A hostile app: each route tries one way out of its sandbox and says what happened (test_hostile_content.py)."""
 
 import os
 import socket
 import subprocess
 import sys
 
+import fastapi
 from fastapi import FastAPI
 
 app = FastAPI(title="Packyard probe")
@@ -33,7 +34,7 @@ for kid in kids:
 def attempt(action):
     try:
         return {"ok": True, "value": action()}
-    except BaseException as exc:  # noqa: BLE001 - the probe reports whatever stopped it
+    except BaseException as exc:  # the probe reports whatever stopped it
         return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
 
 
@@ -69,7 +70,7 @@ def environs() -> dict:
     found = {}
     for pid in os.listdir("/proc"):
         if pid.isdigit():
-            found[pid] = attempt(lambda: open(f"/proc/{pid}/environ", "rb").read().decode("latin-1"))
+            found[pid] = attempt(lambda pid=pid: open(f"/proc/{pid}/environ", "rb").read().decode("latin-1"))
     return found
 
 
@@ -90,8 +91,6 @@ def connect(address: str) -> dict:
 
 @app.get("/site-packages")
 def site_packages() -> dict:
-    import fastapi
-
     return attempt(lambda: open(fastapi.__file__, "a").write("# pwned\n"))
 
 
