@@ -12,7 +12,7 @@ BIN := $(TEST_VENV)/bin
 SYNC = UV_PROJECT_ENVIRONMENT=$(1) UV_PYTHON_DOWNLOADS=never $(UV) sync --locked --python $(PYTHON) -q $(2) || \
 	{ echo "error: could not install what uv.lock pins; if uv said the lockfile needs to be updated, run \`make lock\`."; exit 1; }
 
-.PHONY: run test lint lock wheelhouse bench bench-deploy bench-apps bench-scaling bench-handmade clean
+.PHONY: run test lint lock wheelhouse bench bench-deploy bench-apps bench-scaling bench-sandbox bench-handmade clean
 
 $(UV):
 	$(PYTHON) -m pip install -q --disable-pip-version-check --root-user-action=ignore --target .cache/uv-$(UV_VERSION) uv==$(UV_VERSION)
@@ -81,6 +81,13 @@ bench-apps: $(STAMP)
 bench-scaling: $(STAMP)
 	$(BWRAP)
 	$(BIN)/python bench/scaling.py $(BENCH_ARGS)
+
+# The sandbox's cost: cold start, cached redeploy, scale from zero and the proxy, with it off and on (needs wrk).
+bench-sandbox: $(STAMP)
+	$(BWRAP)
+	@command -v wrk >/dev/null || \
+		{ $(if $(filter 0,$(shell id -u)),,sudo )apt-get update -q && $(if $(filter 0,$(shell id -u)),,sudo )apt-get install -y -q wrk; }
+	$(BIN)/python bench/sandbox.py $(BENCH_ARGS)
 
 # Each hand-written part (hot path, multipart splitter, proxy client, file server) against its library (needs wrk).
 bench-handmade: $(STAMP)

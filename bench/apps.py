@@ -38,8 +38,9 @@ class Server:
     Not pinned: on two cores, the server and an app on one core would weigh the front server's own cost per
     request (uvicorn's, ~90 us here) against the app's."""
 
-    def __init__(self, data: Path = DATA) -> None:
+    def __init__(self, data: Path = DATA, env: dict[str, str] | None = None) -> None:
         self.data = data
+        self.env = env or {}
         shutil.rmtree(data, ignore_errors=True)
         data.mkdir(parents=True)
         self.port = free_port()
@@ -56,6 +57,7 @@ class Server:
             [str(VENV_BIN / "packyard"), "run", "--data-dir", str(self.data)],
             stdout=(self.data / "server.log").open("ab"),
             stderr=subprocess.STDOUT,
+            env={**os.environ, **self.env},
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

@@ -1,6 +1,6 @@
 """Scale to zero and the proxy's cost, for the FastAPI test app: the first request after its last process stopped
-for `idle_timeout`, and requests per second through `/content/<guid>/` against the same process hit on its own
-port. Run with `make bench-scaling`; see bench/README.md."""
+for `idle_timeout`, and requests per second through `/content/<guid>/` against the same app under plain uvicorn on a
+TCP port. Run with `make bench-scaling`; see bench/README.md."""
 
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-from util import BENCH, HOST, WORK, git_commit, log
+from util import BENCH, HOST, WORK, free_port, git_commit, log
 from wrk import parse
 
-from apps import Server, bundle, deploy, first_byte, wheels
+from apps import APPS, Server, bundle, deploy, first_byte, wheels
 
 DATA = WORK / "scaling"
 
@@ -36,14 +36,21 @@ def gone(pid: int) -> bool:
     return False
 
 
-def listening_port(pid: int) -> int:
-    """The loopback port process `pid` listens on (the socket the server bound and passed to it)."""
-    sockets = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
-    with open("/proc/net/tcp") as table:
-        for fields in map(str.split, list(table)[1:]):
-            if fields[3] == "0A" and f"socket:[{fields[9]}]" in sockets:  # 0A: LISTEN
-                return int(fields[1].split(":")[1], 16)
-    raise RuntimeError(f"process {pid} listens on no TCP port")
+def direct(data: Path) -> subprocess.Popen[bytes]:
+    """The app under plain uvicorn on a TCP port, from the environment Packyard built, with no sandbox (a content
+    process serves only a Unix socket that wrk cannot reach)."""
+    python = next((data / "environments").glob("*/bin/python"))
+    port = free_port()
+    command = [str(python), "-m", "uvicorn", "app:app", "--host", HOST, "--port", str(port), "--no-access-log"]
+    process = subprocess.Popen(command, cwd=APPS / "fastapi-app", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process.url = f"http://{HOST}:{port}/"  # type: ignore[attr-defined]
+    for _ in range(200):
+        try:
+            httpx.get(process.url)  # type: ignore[attr-defined]
+            return process
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    raise RuntimeError("uvicorn did not start")
 
 
 def wrk(url: str, key: str, connections: int, seconds: int) -> tuple[float, float]:
@@ -68,6 +75,7 @@ def main(argv: list[str]) -> int:
     folder = wheels()
     server = Server(DATA)
     cold: list[float] = []
+    uvicorn = None
     rounds: dict[str, list[tuple[float, float]]] = {"direct": [], "proxy": []}
     try:
         key = server.load(folder)
@@ -85,17 +93,20 @@ def main(argv: list[str]) -> int:
                     time.sleep(0.05)
                 cold.append(first_byte(http, guid))
                 log(f"rep {rep + 1}: first byte {cold[-1]:.3f} s after a scale to zero")
-            # One process, kept: the direct figure is that same process on its own port.
+            # One process, kept; the direct figure is the same app under plain uvicorn from the same environment.
             http.patch(f"/__api__/v1/content/{guid}", json={"idle_timeout": 3600, "max_processes": 1})
             first_byte(http, guid)
-            port = listening_port(pids(http, guid)[0])
-            urls = {"direct": f"http://{HOST}:{port}/", "proxy": f"{server.url}/content/{guid}/"}
+            uvicorn = direct(server.data)
+            urls = {"direct": uvicorn.url, "proxy": f"{server.url}/content/{guid}/"}  # type: ignore[attr-defined]
             wrk(urls["proxy"], key, args.connections, 2)  # warm-up
             for rep in range(args.reps):
                 for name in ("direct", "proxy") if rep % 2 == 0 else ("proxy", "direct"):
                     rounds[name].append(wrk(urls[name], key, args.connections, args.duration))
                     log(f"rep {rep + 1}: {name} {rounds[name][-1][0]:,.0f} req/s, p50 {rounds[name][-1][1]:.2f} ms")
     finally:
+        if uvicorn is not None:
+            uvicorn.terminate()
+            uvicorn.wait(30)
         server.stop()
 
     rps = {name: statistics.median(r for r, _ in rounds[name]) for name in rounds}
@@ -112,7 +123,7 @@ def main(argv: list[str]) -> int:
         "|---|---|---|",
         f"| first byte of `GET /content/<guid>/` after a scale to zero (`idle_timeout` 1 s; median, min, max of "
         f"{args.reps}) | {statistics.median(cold):.2f} s ({min(cold):.2f}, {max(cold):.2f}) | under 3 s |",
-        f"| requests/s, app on its own port | {rps['direct']:,.0f} (p50 {p50['direct']:.2f} ms) | |",
+        f"| requests/s, the app under plain uvicorn on TCP | {rps['direct']:,.0f} (p50 {p50['direct']:.2f} ms) | |",
         f"| requests/s through the proxy, with the key checked | {rps['proxy']:,.0f} (p50 {p50['proxy']:.2f} ms) | |",
         f"| proxy / direct | {rps['proxy'] / rps['direct']:.0%}, median +{p50['proxy'] - p50['direct']:.2f} ms |"
         " at least 85%, under +2 ms |",
