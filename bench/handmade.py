@@ -16,6 +16,7 @@ proxy's app too). Variants alternate round by round, and each figure is the medi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import importlib.metadata
 import importlib.util
@@ -138,12 +139,12 @@ def server(name: str, *argv: str, port: int, core: int = SERVER_CORE, check: str
     return service
 
 
-def uvicorn_run(app: Any, port: int, keep_alive: int = 5) -> None:
-    """As `packyard run` serves (packyard/server.py), minus the access log."""
+def uvicorn_run(app: Any, port: int, keep_alive: int = 5, uds: str = "") -> None:
+    """As `packyard run` serves (packyard/server.py), minus the access log; with `uds`, on that Unix socket too."""
     install_reason_phrases()
     gc.collect()
     gc.freeze()
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=HOST,
         port=port,
@@ -156,6 +157,13 @@ def uvicorn_run(app: Any, port: int, keep_alive: int = 5) -> None:
         ws="wsproto",
         timeout_keep_alive=keep_alive,
     )
+    sockets = [config.bind_socket()]
+    if uds:
+        unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        unix.bind(uds)
+        unix.listen(1024)
+        sockets.append(unix)
+    uvicorn.Server(config).run(sockets=sockets)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -323,7 +331,7 @@ def bench_multipart(args: argparse.Namespace) -> list[Row]:
 # 3. The proxy's HTTP client against httpx
 
 
-def serve_upstream(port: int) -> None:
+def serve_upstream(port: int, uds: str) -> None:
     """The app behind the proxy: a small JSON answer (like the FastAPI test app's) and a 256 KiB one."""
     small = json.dumps({"message": "Hello from the benchmark app", "items": list(range(20))}).encode()
     large = os.urandom(256 * 1024)
@@ -337,14 +345,15 @@ def serve_upstream(port: int) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
-    uvicorn_run(app, port, keep_alive=75)  # as the harness runs apps: the proxies' pooled connections stay
+    # As the harness runs apps: the proxies' pooled connections stay, and they reach it on a Unix socket.
+    uvicorn_run(app, port, keep_alive=75, uds=uds)
 
 
 class _Process:
     """What ContentProxy uses of an AppProcess, for an app it did not start."""
 
-    def __init__(self, port: int) -> None:
-        self.port = port
+    def __init__(self, address: str) -> None:
+        self.address = address
         self.guid = GUID
         self.bundle_id = 1
         self.spec = SimpleNamespace(full_path=False)
@@ -361,9 +370,10 @@ class _Process:
 class HttpxProxy:
     """The same forwarding as ContentProxy (headers dropped and added, bodies streamed both ways) with httpx."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, uds: str) -> None:
         self.client = httpx.AsyncClient(
-            base_url=f"http://{HOST}:{port}",
+            base_url=f"http://{HOST}",
+            transport=httpx.AsyncHTTPTransport(uds=uds),
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=32, keepalive_expiry=30),
             timeout=httpx.Timeout(None, connect=5),
         )
@@ -422,16 +432,16 @@ def _sniffio_stub() -> None:
         sys.modules["sniffio"] = stub
 
 
-def serve_proxy(app_port: int, port: int) -> None:
+def serve_proxy(app_uds: str, port: int) -> None:
     _sniffio_stub()
-    process = _Process(app_port)
+    process = _Process(app_uds)
 
     async def resolve(scope: Any, guid: str, bundle_id: int | None) -> Any:
         process.in_flight += 1
         return process
 
     hand = ContentProxy(resolve, send_error)
-    library = HttpxProxy(app_port)
+    library = HttpxProxy(app_uds)
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["path"].startswith("/httpx/"):
@@ -447,8 +457,11 @@ def serve_proxy(app_port: int, port: int) -> None:
 
 def bench_proxy(args: argparse.Namespace) -> list[Row]:
     app_port, port = free_port(), free_port()
-    upstream = server("proxy-app", "upstream", port=app_port, core=CLIENT_CORE)
-    proxy = server("proxy", "proxy", "--app-port", str(app_port), port=port)
+    uds = str(DATA / "proxy-app.sock")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(uds)
+    upstream = server("proxy-app", "upstream", "--app-uds", uds, port=app_port, core=CLIENT_CORE)
+    proxy = server("proxy", "proxy", "--app-uds", uds, port=port)
     try:
         rows = []
         for job, path in (("small JSON answer", ""), ("256 KiB answer", "large")):
@@ -619,15 +632,15 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--variant", help=argparse.SUPPRESS)
-    parser.add_argument("--app-port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--app-uds", help=argparse.SUPPRESS)
     parser.add_argument("--root", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve == "hot_path":
         serve_hot_path(args.data, args.variant, args.port)
     elif args.serve == "upstream":
-        serve_upstream(args.port)
+        serve_upstream(args.port, args.app_uds)
     elif args.serve == "proxy":
-        serve_proxy(args.app_port, args.port)
+        serve_proxy(args.app_uds, args.port)
     elif args.serve == "static":
         serve_static(args.root, args.port)
     if args.serve:
