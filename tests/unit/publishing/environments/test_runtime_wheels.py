@@ -23,6 +23,7 @@ from packyard.publishing.environments.runtime_wheels import (
     repack,
     wheel_filename,
 )
+from tests.dists import installed_dist
 
 NOTEBOOK = Path(__file__).resolve().parents[3] / "apps" / "notebook"
 
@@ -102,26 +103,6 @@ def test_notebook_runtime_renders_a_notebook_with_its_data_files(tmp_path: Path)
     rendered = subprocess.run([*command, str(NOTEBOOK / "analysis.ipynb")], capture_output=True, text=True)
     assert rendered.returncode == 0, rendered.stderr
     assert "The answer is 42" in (tmp_path / "out" / "analysis.html").read_text()
-
-
-def installed_dist(site: Path, name: str, tags: list[str], files: dict[str, bytes]) -> importlib.metadata.Distribution:
-    """A distribution as an installer leaves it in `site`: its files, a dist-info and a RECORD of them."""
-    info = f"{name}-1.0.dist-info"
-    wheel = "Wheel-Version: 1.0\nRoot-Is-Purelib: false\n" + "".join(f"Tag: {t}\n" for t in tags)
-    files = {
-        **files,
-        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n".encode(),
-        f"{info}/WHEEL": wheel.encode(),
-        f"{info}/INSTALLER": b"uv\n",
-    }
-    rows = []
-    for relative, content in files.items():
-        (site / relative).parent.mkdir(parents=True, exist_ok=True)
-        (site / relative).write_bytes(content)
-        digest = base64.urlsafe_b64encode(hashlib.sha256(content).digest()).rstrip(b"=").decode()
-        rows.append(f"{relative},sha256={digest},{len(content)}\n")
-    (site / info / "RECORD").write_text("".join(rows) + f"{info}/RECORD,,\n")
-    return importlib.metadata.Distribution.at(site / info)
 
 
 def test_the_file_name_keeps_every_original_tag(tmp_path: Path) -> None:
