@@ -256,14 +256,15 @@ class RuntimeWheels:
             marker = {"packages": list(runtime.packages), "wheels": runtime.filenames, "skipped": skipped}
             (staging / MARKER).write_text(json.dumps(marker, indent=1))
             os.chmod(staging / MARKER, 0o644)
-            if path.exists():  # incomplete: a wheel was deleted from it
+            if path.exists() and _read_marker(path, runtime) is None:  # incomplete: a wheel was deleted from it
                 trash = self.root / f".trash-{uuid.uuid4().hex}"
                 os.rename(path, trash)
                 shutil.rmtree(trash, ignore_errors=True)
             try:
                 os.rename(staging, path)
             except OSError:
-                if _read_marker(path, runtime) is None:  # not another server process that got there first
+                # Another server process packed the same set meanwhile: its folder may be in use, so it stays.
+                if _read_marker(path, runtime) is None:
                     raise
             # Folders of this set from before the server's packages changed: nothing builds with them again.
             for old in siblings:

@@ -10,6 +10,7 @@ import stat
 import subprocess
 import sys
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -147,3 +148,14 @@ def test_a_folder_missing_a_wheel_is_packed_again(tmp_path: Path) -> None:
     assert again.seconds is not None and h11.is_file()
     assert json.loads((built.path / MARKER).read_text())["wheels"] == runtime.filenames
     assert [p.name for p in (tmp_path / "runtime-wheels").iterdir()] == [built.path.name]  # no leftovers
+
+
+def test_two_server_processes_packing_the_same_set_end_with_one_folder(tmp_path: Path) -> None:
+    root = tmp_path / "runtime-wheels"
+    first, second = RuntimeWheels(root), RuntimeWheels(root)  # each with its own lock, like two processes
+    runtime = first.resolve(["uvicorn", "a2wsgi"])
+    with ThreadPoolExecutor(2) as pool:
+        built = list(pool.map(lambda wheels: wheels.folder(runtime), [first, second]))
+    assert built[0].path == built[1].path
+    assert [p.name for p in root.iterdir()] == [built[0].path.name]  # no staging folder left behind
+    assert sorted(p.name for p in built[0].path.glob("*.whl")) == runtime.filenames
