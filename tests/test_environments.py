@@ -201,7 +201,12 @@ def test_runtime_packages_come_from_the_servers_own_wheels(setup: Setup) -> None
     plan = setup.plan("alpha\n", runtime=["uvicorn"])
     fewer = RuntimeSet(runtime.packages, runtime.dists[:-1], {})
     assert setup.envs.key(setup.python, plan, runtime)[0] == built.key
-    assert setup.envs.key(setup.python, plan, fewer)[0] != built.key
+    key, inputs = setup.envs.key(setup.python, plan, fewer)
+    assert key != built.key
+    assert setup.envs._why_new(key, inputs, built.key) == (
+        f"Packyard's runtime wheels changed since environment {built.key[:12]}: removed {runtime.dists[-1].filename}."
+    )
+    assert setup.prepare("alpha\n", runtime=["uvicorn"]).cache_hit
 
 
 def run_python_host(code: str) -> str:
