@@ -1,9 +1,11 @@
-"""Build real wheels and sdists for tests, in-process and deterministic (no network, no build backend)."""
+"""Build real wheels and sdists for tests, in-process and deterministic (no network, no build backend), and
+distributions as an installer leaves them."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import importlib.metadata
 import io
 import tarfile
 import zipfile
@@ -131,3 +133,23 @@ def make_buildable_sdist(out: Path, name: str, version: str, requires: list[str]
             info.mtime = 1767225600
             tf.addfile(info, io.BytesIO(data))
     return path
+
+
+def installed_dist(site: Path, name: str, tags: list[str], files: dict[str, bytes]) -> importlib.metadata.Distribution:
+    """A distribution as an installer leaves it in `site`: its files, a dist-info and a RECORD of them."""
+    info = f"{name}-1.0.dist-info"
+    wheel = "Wheel-Version: 1.0\nRoot-Is-Purelib: false\n" + "".join(f"Tag: {t}\n" for t in tags)
+    files = {
+        **files,
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n".encode(),
+        f"{info}/WHEEL": wheel.encode(),
+        f"{info}/INSTALLER": b"uv\n",
+    }
+    rows = []
+    for relative, content in files.items():
+        (site / relative).parent.mkdir(parents=True, exist_ok=True)
+        (site / relative).write_bytes(content)
+        digest = base64.urlsafe_b64encode(hashlib.sha256(content).digest()).rstrip(b"=").decode()
+        rows.append(f"{relative},sha256={digest},{len(content)}\n")
+    (site / info / "RECORD").write_text("".join(rows) + f"{info}/RECORD,,\n")
+    return importlib.metadata.Distribution.at(site / info)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import os
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from packyard.publishing.environments.builder import BuiltEnvironment, Environme
 from packyard.publishing.environments.folder import LOCK_FILE, READY
 from packyard.publishing.environments.interpreters import Interpreter, choose_interpreter, find_interpreters
 from packyard.publishing.environments.plan import InstallPlan, plan_install
+from packyard.publishing.environments.runtime_wheels import RuntimeSet
 from packyard.publishing.errors import EnvironmentBuildError
 from packyard.publishing.models import Bundle, Content, User
 from tests.conftest import BIN, Server, sandbox
@@ -189,6 +191,24 @@ def test_prohibited_external_and_runtime_packages(setup: Setup) -> None:
     assert check_externals([setup.python], PythonSettings(external=["pip"])) == []
     [problem] = check_externals([setup.python], PythonSettings(external=["pip", "surely-not-installed"]))
     assert "does not have external package `surely-not-installed`" in problem and str(setup.python.path) in problem
+
+
+def test_runtime_packages_come_from_the_servers_own_wheels(setup: Setup) -> None:
+    """The index has no uvicorn: it comes from the wheels packed from this (the server's) environment."""
+    built = setup.prepare("alpha\n", runtime=["uvicorn"])
+    assert f"uvicorn=={importlib.metadata.version('uvicorn')}" in built.lock.split()
+    runtime = setup.envs.runtime.resolve(["uvicorn"])
+    assert setup.envs.folder.ready(path_of(built).name)["inputs"]["runtime_wheels"] == runtime.filenames
+    # The key follows the wheels: a server whose runtime differs builds its own environment.
+    plan = setup.plan("alpha\n", runtime=["uvicorn"])
+    fewer = RuntimeSet(runtime.packages, runtime.dists[:-1], {})
+    assert setup.envs.key(setup.python, plan, runtime)[0] == built.key
+    key, inputs = setup.envs.key(setup.python, plan, fewer)
+    assert key != built.key
+    assert setup.envs._why_new(key, inputs, built.key) == (
+        f"Packyard's runtime wheels changed since environment {built.key[:12]}: removed {runtime.dists[-1].filename}."
+    )
+    assert setup.prepare("alpha\n", runtime=["uvicorn"]).cache_hit
 
 
 def run_python_host(code: str) -> str:

@@ -41,6 +41,9 @@ from packyard.publishing.variables import Vault
 from packyard.storage import BlobStore
 
 log = logging.getLogger("packyard.publishing")
+# What Packyard's runtime packages do for content that renders (sites/render.py), for the deploy log's messages;
+# an app's launcher says it by its name ("the WSGI API").
+_RUNTIME_FOR = {"jupyter-static": "rendering the notebook", "quarto-static": "Quarto's Jupyter engine"}
 
 
 @dataclass
@@ -259,6 +262,7 @@ class Deployer:
             self.settings.python,
             interpreter,
             filename=manifest.package_file or "requirements.txt",
+            runtime_for=_RUNTIME_FOR.get(manifest.appmode) or f"the {LAUNCHERS[manifest.appmode].name}",
         )
         for note in plan.notes:
             say(note)

@@ -33,6 +33,7 @@ from packyard.publishing.environments.folder import (
 )
 from packyard.publishing.environments.interpreters import Interpreter
 from packyard.publishing.environments.plan import InstallPlan
+from packyard.publishing.environments.runtime_wheels import RuntimeSet, RuntimeWheels, Wheelhouse
 from packyard.publishing.errors import EnvironmentBuildError
 from packyard.publishing.models import PythonEnvironment
 from packyard.publishing.sandbox import Mount, Quota, Sandbox, python_mounts
@@ -66,9 +67,13 @@ class Environments(EnvironmentAdmin):
         # In the data directory, like the environments: same filesystem, so uv hardlinks instead of copying.
         self.cache = (settings.data_dir / "cache" / "uv").resolve()
         self.folder = EnvironmentFolder(self.root)
+        # A cache like uv's: wheels of Packyard's runtime packages, packed from the server's own environment.
+        self.runtime = RuntimeWheels((settings.data_dir / "cache" / "runtime-wheels").resolve())
         self._building: dict[str, asyncio.Lock] = {}
 
-    def key(self, interpreter: Interpreter, plan: InstallPlan) -> tuple[str, dict[str, Any]]:
+    def key(
+        self, interpreter: Interpreter, plan: InstallPlan, runtime: RuntimeSet | None = None
+    ) -> tuple[str, dict[str, Any]]:
         """The environment's key and the inputs it hashes: everything that decides what gets installed."""
         inputs = {
             "layout": LAYOUT_VERSION,
@@ -81,6 +86,8 @@ class Environments(EnvironmentAdmin):
             "index_url": self.settings.index_url,
             "extra_index_urls": list(self.settings.python.extra_index_urls),
             "uv": uv.uv_version(),
+            # The wheels uv may take the runtime from: a server with other runtime versions builds anew.
+            "runtime_wheels": runtime.filenames if runtime is not None else [],
         }
         canonical = json.dumps(inputs, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest(), inputs
@@ -105,7 +112,8 @@ class Environments(EnvironmentAdmin):
                 f"Environment management is off: running on the host's Python {interpreter.version} and its packages.",
                 {"total": 0.0},
             )
-        key, inputs = self.key(interpreter, plan)
+        runtime = await asyncio.to_thread(self.runtime.resolve, plan.runtime) if plan.runtime else None
+        key, inputs = self.key(interpreter, plan, runtime)
         hit = await asyncio.to_thread(self._use, key, interpreter, plan)
         if hit is not None:
             return self._built(key, interpreter, hit, started, waited=False)
@@ -121,7 +129,7 @@ class Environments(EnvironmentAdmin):
                         return self._built(key, interpreter, hit, started, waited=True)
                     reason = await asyncio.to_thread(self._why_new, key, inputs, previous)
                     log(reason)  # before uv's lines, so the log says why it is building before it builds
-                    return await self._build(key, inputs, interpreter, plan, log, reason, started)
+                    return await self._build(key, inputs, interpreter, plan, runtime, log, reason, started)
                 finally:
                     os.close(fd)
         finally:
@@ -206,6 +214,7 @@ class Environments(EnvironmentAdmin):
         inputs: dict[str, Any],
         interpreter: Interpreter,
         plan: InstallPlan,
+        runtime: RuntimeSet | None,
         log: Callable[[str], None],
         reason: str,
         started: float,
@@ -240,6 +249,10 @@ class Environments(EnvironmentAdmin):
             for url in self.settings.python.extra_index_urls:
                 install += ["--extra-index-url", url]
             install += ["-r", str(path / REQUIREMENTS_FILE)]
+            wheelhouse: Wheelhouse | None = None
+            if runtime is not None and runtime.dists:
+                wheelhouse = await asyncio.to_thread(self.runtime.folder, runtime)
+                install += ["--find-links", str(wheelhouse.path)]
             if plan.constraints:
                 (path / CONSTRAINTS_FILE).write_text("".join(f"{line}\n" for line in plan.constraints))
                 install += ["-c", str(path / CONSTRAINTS_FILE)]
@@ -260,25 +273,39 @@ class Environments(EnvironmentAdmin):
             wanted = [line for line in plan.requirements if not line.startswith("-")]
             if wanted:
                 log(install_hints.installing_line(self.settings, len(wanted)))
+                if runtime is not None and wheelhouse is not None:
+                    log(install_hints.runtime_line(plan, runtime, wheelhouse))
+                # The runtime's wheels are read from where uv is told to find them.
+                extra = [Mount(wheelhouse.path)] if wheelhouse is not None else []
                 # Wheels only, from uv's shared cache: no package's code runs, so none can change that cache.
                 command = [*install[:3], *self._cache(self.cache), "--no-build", *install[3:]]
-                status, lines = await self._uv(command, collect, path, interpreter, self.cache)
+                status, lines = await self._uv(command, collect, path, interpreter, self.cache, extra)
                 if status != 0 and any(marker in line for line in lines for marker in uv.NEEDS_BUILD):
                     # A build backend runs arbitrary code: it gets a cache of its own, thrown away afterwards,
                     # and can change nothing but the environment it builds.
                     log("A package has to be built from source; building without uv's shared cache.")
                     await asyncio.to_thread(self._make_writable, private)
                     command = [*install[:3], *self._cache(private), *install[3:]]
-                    status, lines = await self._uv(command, collect, path, interpreter, private)
+                    status, lines = await self._uv(command, collect, path, interpreter, private, extra)
                 if status != 0:
                     missing = install_hints.missing_packages(lines)
+                    asked = install_hints.who_asked(lines, missing, plan, runtime, wheelhouse, interpreter)
+                    # uv found them, only with no wheel for this Python: the hint says to provide one.
+                    other_python = set(missing) <= set(install_hints.without_wheels(lines))
                     hint = (
-                        await asyncio.to_thread(install_hints.missing_hint, self.settings, self.db, missing)
+                        await asyncio.to_thread(
+                            install_hints.missing_hint,
+                            self.settings,
+                            self.db,
+                            missing,
+                            interpreter.minor if other_python else None,
+                        )
                         if missing
                         else "hint: Fix the requirements (or upload the missing package to Packyard) and deploy again."
                     )
                     raise EnvironmentBuildError(
-                        "Installing the bundle's requirements failed: " + "\n".join(uv.error_lines(lines)) + "\n" + hint
+                        "Installing the bundle's requirements failed: "
+                        + "\n".join([*uv.error_lines(lines), *asked, hint])
                     )
                 timings.update(uv.timings(lines))
             lock = "".join(f"{line}\n" for line in sorted(installed, key=str.lower))
@@ -308,11 +335,17 @@ class Environments(EnvironmentAdmin):
             self.sandbox.give(folder)
 
     async def _uv(
-        self, command: list[str], log: Callable[[str], None], path: Path, interpreter: Interpreter, cache: Path
+        self,
+        command: list[str],
+        log: Callable[[str], None],
+        path: Path,
+        interpreter: Interpreter,
+        cache: Path,
+        extra: list[Mount] | None = None,
     ) -> tuple[int, list[str]]:
         """Run uv in a sandbox that sees the environment being built, one uv cache, the interpreter and uv."""
         await asyncio.to_thread(self._make_writable, cache)
-        mounts = [Mount(path, writable=True), Mount(cache, writable=True), Mount(Path(command[0]))]
+        mounts = [Mount(path, writable=True), Mount(cache, writable=True), Mount(Path(command[0])), *(extra or [])]
         mounts += python_mounts(interpreter.path)
         netrc = os.environ.get("NETRC")
         if netrc and Path(netrc).is_file():
@@ -345,14 +378,17 @@ class Environments(EnvironmentAdmin):
         if before is None:
             return f"No environment yet for these packages (key {key[:12]}); the previous, {previous[:12]}, is gone."
         changes = []
-        old, new = set(before.get("requirements", [])), set(inputs["requirements"])
-        if old != new:
-            parts = []
-            if new - old:
-                parts.append("added " + ", ".join(sorted(new - old)))
-            if old - new:
-                parts.append("removed " + ", ".join(sorted(old - new)))
-            changes.append(f"Requirements changed since environment {previous[:12]}: {'; '.join(parts)}.")
+        for name, what in (("requirements", "Requirements"), ("runtime_wheels", "Packyard's runtime wheels")):
+            if name not in before:
+                continue
+            old, new = set(before[name]), set(inputs[name])
+            if old != new:
+                parts = []
+                if new - old:
+                    parts.append("added " + ", ".join(sorted(new - old)))
+                if old - new:
+                    parts.append("removed " + ", ".join(sorted(old - new)))
+                changes.append(f"{what} changed since environment {previous[:12]}: {'; '.join(parts)}.")
         old_python = before.get("python", {})
         if old_python.get("version") != inputs["python"]["version"]:
             changes.append(f"Python changed from {old_python.get('version')} to {inputs['python']['version']}.")

@@ -33,6 +33,10 @@ class InstallPlan:
     # Names the resolver must not install even as dependencies: prohibited ones, and externals taken from
     # the host (uv, unlike pip, never counts the host's packages as installed).
     excluded: list[str] = field(default_factory=list)
+    runtime: list[str] = field(default_factory=list)  # canonical names of the packages Packyard runs the app with
+    runtime_for: str = "this app"  # what they run, for messages: "the WSGI API", "rendering the notebook"
+    named: list[str] = field(default_factory=list)  # canonical names the bundle's own requirements ask for
+    package_file: str = "requirements.txt"  # the bundle's requirements file, for messages
 
 
 @dataclass
@@ -49,6 +53,7 @@ def plan_install(
     interpreter: Interpreter,
     *,
     filename: str = "requirements.txt",
+    runtime_for: str = "this app",
 ) -> InstallPlan:
     """What to install for a bundle: its requirements normalized, with `[python] prohibited` and `external`
     applied and the packages Packyard runs the app with added."""
@@ -93,7 +98,17 @@ def plan_install(
                 taken.add(name)
                 continue
         lines.add(line)
-    return InstallPlan(sorted(lines), notes, sorted(taken), sorted(set(constraints)), sorted(prohibited | taken))
+    return InstallPlan(
+        sorted(lines),
+        notes,
+        sorted(taken),
+        sorted(set(constraints)),
+        sorted(prohibited | taken),
+        sorted({canonicalize_name(p) for p in runtime_packages}),
+        runtime_for,
+        sorted(named),
+        filename,
+    )
 
 
 def host_versions(interpreter: Interpreter, names: Sequence[str]) -> dict[str, str | None]:

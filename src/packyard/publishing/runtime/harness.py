@@ -101,8 +101,8 @@ def wsgi(app: object) -> object:
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
-            return WSGIMiddleware(app)
-    return WSGIMiddleware(app)
+            return WSGIMiddleware(app)  # type: ignore[arg-type]  # a WSGI app: the manifest says so
+    return WSGIMiddleware(app)  # type: ignore[arg-type]
 
 
 class ForwardedPrefix:
