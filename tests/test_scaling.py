@@ -176,13 +176,13 @@ def settle(pub: Publishing, guid: str, **settings: Any) -> None:
 
 def test_scale_to_zero_and_back(pub: Publishing, guid: str) -> None:
     settle(pub, guid, idle_timeout=1)
-    first = pub.get(f"/content/{guid}/slow", params={"seconds": 0}).json()["pid"]
-    assert first in pids(pub, guid)
-    wait_for(lambda: not pids(pub, guid) and gone(first))  # stopped after a second unused
+    first = pub.get(f"/content/{guid}/slow", params={"seconds": 0}).json()["process"]
+    (running,) = pids(pub, guid)
+    wait_for(lambda: not pids(pub, guid) and gone(running))  # stopped after a second unused
     answer = pub.get(f"/content/{guid}/slow", params={"seconds": 0})
-    assert answer.status_code == 200 and answer.json()["pid"] != first
+    assert answer.status_code == 200 and answer.json()["process"] != first
     app_log = pub.api("GET", f"/v1/content/{guid}/log").json()["app"]
-    assert any(f"Stopping process {first}: no connection for 1 s (`idle_timeout`)." in line for line in app_log)
+    assert any(f"Stopping process {running}: no connection for 1 s (`idle_timeout`)." in line for line in app_log)
 
 
 def test_load_above_one_process_starts_a_second_and_no_request_fails(pub: Publishing, guid: str) -> None:
@@ -191,9 +191,9 @@ def test_load_above_one_process_starts_a_second_and_no_request_fails(pub: Publis
         url = f"{pub.server.url}/content/{guid}/slow"
         answers = list(pool.map(lambda _: client.get(url, params={"seconds": 1.5}), range(12)))
     assert [a.status_code for a in answers] == [200] * 12
-    served_by = {a.json()["pid"] for a in answers}
+    served_by = {a.json()["process"] for a in answers}
     assert len(served_by) >= 2
-    assert served_by <= pids(pub, guid)
+    assert len(pids(pub, guid)) >= len(served_by)
 
 
 def test_min_processes_keep_warm_and_changes_apply_without_a_redeploy(pub: Publishing, guid: str) -> None:
@@ -205,7 +205,8 @@ def test_min_processes_keep_warm_and_changes_apply_without_a_redeploy(pub: Publi
     warm = pids(pub, guid)
     time.sleep(2)  # twice the idle timeout
     assert pids(pub, guid) == warm
-    assert pub.get(f"/content/{guid}/slow", params={"seconds": 0}).json()["pid"] in warm
+    assert pub.get(f"/content/{guid}/slow", params={"seconds": 0}).status_code == 200
+    assert pids(pub, guid) == warm  # answered by a warm process: none started for it
     # Back to none kept: both stop once idle.
     settle(pub, guid, idle_timeout=1, min_processes=0)
     wait_for(lambda: not pids(pub, guid) and all(gone(pid) for pid in warm))

@@ -2,10 +2,12 @@
 
 import asyncio
 import os
+import uuid
 
 from fastapi import FastAPI, Request
 
 VERSION = 1
+PROCESS = uuid.uuid4().hex  # one per process
 app = FastAPI(title="Packyard test API")
 
 
@@ -34,4 +36,5 @@ async def echo(request: Request) -> dict:
 async def slow(seconds: float = 1.0) -> dict:
     """Holds its connection for a while, so the scaling tests can fill a process."""
     await asyncio.sleep(seconds)
-    return {"pid": os.getpid()}
+    # Its pid is its sandbox's (each app has a PID namespace of its own); the id tells processes apart.
+    return {"pid": os.getpid(), "process": PROCESS}
