@@ -1,13 +1,17 @@
 """Every publisher and every app is a possible attacker (issue 13), against a real server with the real rsconnect:
-Packyard's credentials never reach an app, and an app cannot set Packyard's cookies."""
+Packyard's credentials never reach an app, and an app cannot set Packyard's cookies; only the active bundle and
+the current draft are served, and a deleted bundle is gone."""
 
 from __future__ import annotations
 
 import base64
 import json
+import os
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 import pytest
@@ -122,3 +126,94 @@ def test_a_signed_in_browser_keeps_its_session_from_the_app(pub: Publishing, ech
         assert page.get_by_role("button", name="Sign out").is_visible()
     finally:
         page.context.close()
+
+
+# -- which bundles the proxy serves -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def site(pub: Publishing, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The static test site, deployed by alice: version 1."""
+    app = copy_app("html-site", tmp_path_factory.mktemp("apps"))
+    result = pub.deploy("html", app)
+    assert "Deployment completed successfully." in result.stdout + result.stderr
+    return app, pub.record(app)["app_guid"]
+
+
+def deploy_version(pub: Publishing, app: Path, number: int, *args: str) -> int:
+    """Deploy the static site as version `number`; the id of the bundle that made."""
+    index = app / "index.html"
+    index.write_text(re.sub(r"version \d+", f"version {number}", index.read_text()))
+    pub.deploy("html", app, *args)
+    return int(pub.api("GET", f"/v1/content/{pub.record(app)['app_guid']}/bundles").json()[0]["id"])
+
+
+def active_bundle(pub: Publishing, guid: str) -> int:
+    return int(pub.api("GET", f"/v1/content/{guid}").json()["bundle_id"])
+
+
+def test_a_superseded_bundle_is_not_served(pub: Publishing, site: tuple[Path, str]) -> None:
+    app, guid = site
+    first = active_bundle(pub, guid)
+    assert "version 1" in pub.get(f"/content/{guid}/_bundle{first}/").text  # the active bundle, by its own URL
+    second = deploy_version(pub, app, 2)  # rsconnect verifies it as a draft, then activates it
+    assert active_bundle(pub, guid) == second
+    assert "version 2" in pub.get(f"/content/{guid}/_bundle{second}/").text
+    for path in ("", "about.html"):
+        old = pub.get(f"/content/{guid}/_bundle{first}/{path}")
+        assert old.status_code == 404 and old.text == (
+            f"Bundle {first} of content `{guid}` is neither its active bundle nor its current draft, so "
+            f"`/content/{guid}/_bundle{first}/` serves nothing; its owner can deploy it again as a draft "
+            f'(`POST /__api__/v1/content/{guid}/deploy` with `{{"bundle_id": "{first}", "activate": false}}`) '
+            "or roll back to it.\n"
+        )
+    # A draft is served at its URL until another draft or its activation supersedes it.
+    draft = deploy_version(pub, app, 3, "--draft")
+    assert "version 3" in pub.get(f"/content/{guid}/_bundle{draft}/").text
+    assert "version 2" in pub.get(f"/content/{guid}/").text
+    newer = deploy_version(pub, app, 4, "--draft")
+    assert pub.get(f"/content/{guid}/_bundle{draft}/").status_code == 404
+    assert "version 4" in pub.get(f"/content/{guid}/_bundle{newer}/").text
+    # Rolling back to a superseded bundle still works: its files are kept for that.
+    task = pub.api("POST", f"/v1/content/{guid}/deploy", json={"bundle_id": str(first)}).json()
+    assert pub.wait_task(task["task_id"])["code"] == 0
+    assert "version 1" in pub.get(f"/content/{guid}/").text
+
+
+def test_a_deleted_bundle_is_gone_from_the_proxy_and_the_disk(pub: Publishing, site: tuple[Path, str]) -> None:
+    app, guid = site
+    active = active_bundle(pub, guid)
+    draft = deploy_version(pub, app, 5, "--draft")
+    bundles = [int(b["id"]) for b in pub.api("GET", f"/v1/content/{guid}/bundles").json()]
+    superseded = min(set(bundles) - {active, draft})
+    folders = pub.server.data_dir / "apps" / guid
+    assert (folders / f"bundle-{draft}").is_dir() and (folders / f"bundle-{superseded}").is_dir()
+    assert "version 5" in pub.get(f"/content/{guid}/_bundle{draft}/").text
+    for number in (draft, superseded):
+        deleted = pub.api("DELETE", f"/v1/content/{guid}/bundles/{number}")
+        assert deleted.json() == {"id": str(number), "deleted": True}
+        for path in ("", "css/site.css"):
+            gone = pub.get(f"/content/{guid}/_bundle{number}/{path}")
+            assert gone.status_code == 404 and gone.text == (
+                f"Content `{guid}` has no bundle {number}: it was deleted, or never uploaded. "
+                f"`/content/{guid}/` serves its active bundle.\n"
+            )
+        assert not (folders / f"bundle-{number}").exists()
+    assert pub.get(f"/content/{guid}/").status_code == 200 and (folders / f"bundle-{active}").is_dir()
+    kept = pub.api("DELETE", f"/v1/content/{guid}/bundles/{active}")
+    assert kept.status_code == 400 and kept.json()["code"] == 75
+
+
+def test_a_deleted_draft_of_an_app_stops_its_process(pub: Publishing, echo: str, tmp_path: Path) -> None:
+    app = copy_app("echo-app", tmp_path)
+    pub.deploy("fastapi", app, "--app-id", echo, "--draft")
+    draft = pub.api("GET", f"/v1/content/{echo}/bundles").json()[0]["id"]
+    assert pub.get(f"/content/{echo}/_bundle{draft}/headers").status_code == 200
+    [pid] = [job["pid"] for job in pub.api("GET", f"/v1/content/{echo}/jobs").json() if job["bundle_id"] == draft]
+    assert pub.api("DELETE", f"/v1/content/{echo}/bundles/{draft}").status_code == 200
+    gone = pub.get(f"/content/{echo}/_bundle{draft}/headers")
+    assert gone.status_code == 404 and f"has no bundle {draft}: it was deleted" in gone.text
+    assert all(job["bundle_id"] != draft for job in pub.api("GET", f"/v1/content/{echo}/jobs").json())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    assert pub.get(f"/content/{echo}/headers").status_code == 200  # the active bundle serves on

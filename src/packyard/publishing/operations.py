@@ -14,7 +14,7 @@ from packyard.publishing import content as contents
 from packyard.publishing import variables
 from packyard.publishing.deploy.tasks import Task
 from packyard.publishing.errors import ActiveBundle, NotFound, PublishingError
-from packyard.publishing.models import Bundle, Content
+from packyard.publishing.models import Content
 from packyard.publishing.runtime.process import AppProcess, read_log_tail
 from packyard.publishing.users import Caller
 
@@ -68,13 +68,21 @@ async def variable_names(context: AppContext, caller: Caller, guid: str) -> list
     return await in_thread(context, lambda s: variables.names(s, contents.owned(s, caller, guid).id))
 
 
-def delete_bundle(session: Session, caller: Caller, guid: str, bundle_id: Any) -> Bundle:
-    content = contents.owned(session, caller, guid)
-    bundle = contents.get_bundle(session, content, bundle_id)
-    if content.bundle_id == bundle.id:
-        raise ActiveBundle(f"Bundle {bundle.id} is active and cannot be deleted; activate another first.")
-    session.delete(bundle)
-    return bundle
+async def delete_bundle(context: AppContext, caller: Caller, guid: str, bundle_id: Any) -> int:
+    """Delete a bundle other than the active one; its draft stops and its files leave the disk, so
+    `/content/<guid>/_bundle<id>/` answers 404. Returns its id."""
+
+    def work(session: Session) -> int:
+        content = contents.owned(session, caller, guid)
+        bundle = contents.get_bundle(session, content, bundle_id)
+        if content.bundle_id == bundle.id:
+            raise ActiveBundle(f"Bundle {bundle.id} is active and cannot be deleted; activate another first.")
+        session.delete(bundle)
+        return bundle.id
+
+    number = await in_thread(context, work)
+    await context.deployer.discard_bundle(guid, number)
+    return number
 
 
 def bundle_to_deploy(session: Session, caller: Caller, guid: str, bundle_id: Any) -> int:

@@ -309,8 +309,8 @@ async def get_bundle(request: Request, guid: str, bundle_id: str) -> dict[str, A
 async def delete_bundle(request: Request, guid: str, bundle_id: str) -> dict[str, Any]:
     caller = await _caller(request)
 
-    bundle = await _in_thread(request, lambda s: operations.delete_bundle(s, caller, guid, bundle_id))
-    return {"id": str(bundle.id), "deleted": True}
+    number = await operations.delete_bundle(request.app.state.packyard, caller, guid, bundle_id)
+    return {"id": str(number), "deleted": True}
 
 
 @router.get("/v1/content/{guid}/bundles/{bundle_id}/download")
