@@ -1,6 +1,7 @@
 """Every publisher and every app is a possible attacker (issue 13), against a real server with the real rsconnect:
 Packyard's credentials never reach an app, and an app cannot set Packyard's cookies; only the active bundle and
-the current draft are served, and a deleted bundle is gone."""
+the current draft are served, and a deleted bundle is gone; a publisher demoted to viewer changes nothing, and
+locked content takes no deploys or changes."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from websockets.sync.client import connect
 
 from packyard.publishing.proxy.access import CONTENT_TTL
 from tests.browser import sign_in, web_user
-from tests.publishing import Publishing, copy_app, publishing_server, setup_publishing
+from tests.publishing import Publishing, copy_app, manifest, publishing_server, setup_publishing, tarball
 
 PASSWORD = "correct horse battery"
 TAKEOVER = "tried to set Packyard's cookie `packyard_session`; the proxy dropped that Set-Cookie"
@@ -217,3 +218,111 @@ def test_a_deleted_draft_of_an_app_stops_its_process(pub: Publishing, echo: str,
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
     assert pub.get(f"/content/{echo}/headers").status_code == 200  # the active bundle serves on
+
+
+# -- who may change content, and when ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pat(pub: Publishing, tmp_path_factory: pytest.TempPathFactory) -> tuple[Publishing, Path, str]:
+    """Publisher `pat` (a web password, a key, rsconnect of their own) and the static site they deployed."""
+    web_user(pub.server, "pat", "publisher", PASSWORD)
+    key = pub.server.cli("key", "create", "--user", "pat", "-q").stdout.strip()
+    publisher = Publishing(pub.server, key, tmp_path_factory.mktemp("pat-home"))
+    publisher.rsconnect("add", "--server", pub.server.url, "--name", "packyard", "--api-key", key)
+    app = copy_app("html-site", tmp_path_factory.mktemp("pat-apps"))
+    result = publisher.deploy("html", app)
+    assert "Deployment completed successfully." in result.stdout + result.stderr
+    return publisher, app, publisher.record(app)["app_guid"]
+
+
+def set_role(pub: Publishing, username: str, role: str) -> None:
+    """What an administrator runs; the server applies it through the change log."""
+    pub.server.cli("user", "set-role", username, role)
+    pub.server.wait_synced()
+
+
+def writes(guid: str, bundle: str) -> list[tuple[str, str, dict]]:
+    """A call to every endpoint that changes a content item, each with a body it would take; deleting the
+    content comes last."""
+    upload = tarball({"index.html": b"<h1>new</h1>", "manifest.json": manifest("static", None)})
+    return [
+        ("PATCH", f"/v1/content/{guid}", {"json": {"title": "Taken over"}}),
+        ("PATCH", f"/v1/content/{guid}", {"json": {"access_type": "all"}}),
+        ("PATCH", f"/v1/content/{guid}", {"json": {"max_processes": 2}}),
+        ("PATCH", f"/v1/content/{guid}/environment", {"json": [{"name": "TOKEN", "value": "x"}]}),
+        ("POST", f"/v1/content/{guid}/bundles", {"content": upload}),
+        ("POST", f"/v1/content/{guid}/deploy", {"json": {"bundle_id": bundle}}),
+        ("POST", f"/v1/content/{guid}/build", {"json": {"bundle_id": bundle}}),
+        ("DELETE", f"/v1/content/{guid}/bundles/{bundle}", {}),
+        ("DELETE", f"/v1/content/{guid}", {}),
+    ]
+
+
+def test_a_publisher_demoted_to_viewer_changes_nothing(pub: Publishing, pat: tuple[Publishing, Path, str]) -> None:
+    publisher, app, guid = pat
+    bundle = publisher.api("GET", f"/v1/content/{guid}").json()["bundle_id"]
+    demoted = (
+        f"User `pat` has role `viewer`, which cannot publish or change content (`{guid}`); "
+        "an administrator can run `packyard user set-role pat publisher`."
+    )
+    set_role(pub, "pat", "viewer")
+    try:
+        index = app / "index.html"
+        index.write_text(index.read_text().replace("version 1", "version 2"))
+        redeploy = publisher.deploy("html", app, check=False)
+        assert redeploy.returncode == 1
+        assert f"(calling /__api__/v1/content/{guid}/bundles): {demoted}" in redeploy.stdout + redeploy.stderr
+        for method, path, kwargs in writes(guid, bundle):
+            answer = publisher.api(method, path, **kwargs)
+            assert answer.status_code == 403, (method, path, answer.text)
+            assert answer.json() == {"error": demoted, "code": 6, "payload": None}, (method, path)
+        created = publisher.api("POST", "/v1/content", json={"name": "pats-second"})
+        assert created.status_code == 403 and "which cannot publish" in created.json()["error"]
+        # What they own stays theirs to read, and serving as it was.
+        assert publisher.api("GET", f"/v1/content/{guid}/bundles").status_code == 200
+        assert "version 1" in publisher.get(f"/content/{guid}/").text
+        # The pages refuse the same way: the access form, signed in as pat.
+        with signed_in(pub, "pat") as client:
+            form = client.get(f"/connect/apps/{guid}/access").text
+            token = form.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+            saved = client.post(f"/connect/apps/{guid}/access", data={"csrf_token": token, "access_type": "all"})
+            assert saved.status_code == 403 and "which cannot publish or change content" in saved.text
+    finally:
+        set_role(pub, "pat", "publisher")
+    assert publisher.api("GET", f"/v1/content/{guid}").json()["access_type"] == "acl"
+    result = publisher.deploy("html", app)  # a publisher again
+    assert "Deployment completed successfully." in result.stdout + result.stderr
+
+
+def test_locked_content_takes_no_deploys_or_changes(pub: Publishing, pat: tuple[Publishing, Path, str]) -> None:
+    publisher, app, guid = pat
+    bundle = publisher.api("GET", f"/v1/content/{guid}").json()["bundle_id"]
+    locked = publisher.api("PATCH", f"/v1/content/{guid}", json={"locked": True, "locked_message": "Moved to /new."})
+    assert locked.status_code == 200 and (locked.json()["locked"], locked.json()["locked_message"]) == (
+        True,
+        "Moved to /new.",
+    )
+    refusal = (
+        f"Content `{guid}` is locked: Moved to /new. It takes no deploys or changes until its owner or an "
+        f'administrator unlocks it: `PATCH /__api__/v1/content/{guid}` with `{{"locked": false}}`.'
+    )
+    redeploy = publisher.deploy("html", app, check=False)
+    assert redeploy.returncode == 1
+    assert f"(calling /__api__/v1/content/{guid}/bundles): {refusal}" in redeploy.stdout + redeploy.stderr
+    pub.server.cli("user", "create", "ada", "--role", "admin")
+    admin = Publishing(pub.server, pub.server.cli("key", "create", "--user", "ada", "-q").stdout.strip(), pub.home)
+    for caller in (publisher, admin):  # an administrator unlocks first, too
+        for method, path, kwargs in writes(guid, bundle):
+            answer = caller.api(method, path, **kwargs)
+            assert answer.status_code == 409, (method, path, answer.text)
+            assert answer.json() == {"error": refusal, "code": 3, "payload": None}, (method, path)
+    # A PATCH of the lock's own fields is taken; mixed with any other field, it is not.
+    mixed = publisher.api("PATCH", f"/v1/content/{guid}", json={"locked": False, "title": "Back"})
+    assert mixed.status_code == 409
+    reworded = publisher.api("PATCH", f"/v1/content/{guid}", json={"locked_message": "Gone for good."})
+    assert reworded.json()["locked"] is True and reworded.json()["locked_message"] == "Gone for good."
+    unlocked = publisher.api("PATCH", f"/v1/content/{guid}", json={"locked": False})
+    assert unlocked.status_code == 200 and unlocked.json()["locked"] is False
+    result = publisher.deploy("html", app)
+    assert "Deployment completed successfully." in result.stdout + result.stderr

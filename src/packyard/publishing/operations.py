@@ -1,5 +1,6 @@
-"""What a caller may do to a content item, shared by the Connect API and the web pages: one set of checks, one
-set of effects (a runtime change reaches the running processes, a variable change restarts them)."""
+"""What a caller may do to a content item, shared by the Connect API and the web pages: one set of checks (every
+change passes `content.check_write`), one set of effects (a runtime change reaches the running processes, a
+variable change restarts them)."""
 
 from __future__ import annotations
 
@@ -55,7 +56,7 @@ async def set_variables(
     vault = context.vault
 
     def work(session: Session) -> list[str]:
-        content = contents.owned(session, caller, guid)
+        content = contents.writable(session, caller, guid)
         return variables.apply(session, vault, content.id, changes)
 
     names = await in_thread(context, work)
@@ -73,7 +74,7 @@ async def delete_bundle(context: AppContext, caller: Caller, guid: str, bundle_i
     `/content/<guid>/_bundle<id>/` answers 404. Returns its id."""
 
     def work(session: Session) -> int:
-        content = contents.owned(session, caller, guid)
+        content = contents.writable(session, caller, guid)
         bundle = contents.get_bundle(session, content, bundle_id)
         if content.bundle_id == bundle.id:
             raise ActiveBundle(f"Bundle {bundle.id} is active and cannot be deleted; activate another first.")
@@ -87,7 +88,7 @@ async def delete_bundle(context: AppContext, caller: Caller, guid: str, bundle_i
 
 def bundle_to_deploy(session: Session, caller: Caller, guid: str, bundle_id: Any) -> int:
     """The bundle a deploy names, or the newest when it names none (rsconnect's `deploy` after an upload)."""
-    content = contents.owned(session, caller, guid)
+    content = contents.writable(session, caller, guid)
     if bundle_id is None:
         latest = contents.bundles(session, content)
         if not latest:
