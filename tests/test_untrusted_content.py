@@ -65,6 +65,8 @@ def packyard_credentials(pub: Publishing, session: str) -> dict[str, str]:
         "Cookie": f"theme=dark; packyard_session={session}; packyard_csrf=form-token; cart=3",
         "Authorization": f"Key {pub.key}",
         "X-RSC-Authorization": pub.key,
+        # What Connect's proxy tells content about the viewer, forged: apps written for Connect trust it.
+        "RStudio-Connect-Credentials": '{"user": "admin", "groups": ["admins"]}',
     }
 
 
@@ -83,6 +85,7 @@ def test_no_credential_of_packyard_reaches_the_app(pub: Publishing, echo: str) -
             assert "cookie" not in other, other  # the client's jar holds only Packyard's session cookie
     assert seen["cookie"] == ["theme=dark; cart=3"]
     assert "authorization" not in seen and "x-rsc-authorization" not in seen
+    assert "rstudio-connect-credentials" not in seen
     assert session not in json.dumps(seen) and pub.key not in json.dumps(seen)
 
 
@@ -107,6 +110,7 @@ def test_a_websocket_handshake_carries_no_credential_either_way(pub: Publishing,
         set_cookies = ws.response.headers.get_all("Set-Cookie")
     assert seen["cookie"] == ["theme=dark; cart=3"]
     assert "authorization" not in seen and "x-rsc-authorization" not in seen
+    assert "rstudio-connect-credentials" not in seen
     assert set_cookies == ["echo_own=kept; Path=/"]
 
 

@@ -29,9 +29,19 @@ HOP_BY_HOP = frozenset(
         b"upgrade",
     }
 )
-# The proxy sets these itself: a client must not forge the prefix or its address.
+# The proxy sets these itself: a client must not forge the prefix or its address. Connect's proxy also tells
+# content who the viewer is (`RStudio-Connect-Credentials`, `Posit-Connect-User-Session-Token`); Packyard does
+# not, and no client may claim it in its place, since apps written for Connect trust them.
 FORWARDING = frozenset(
-    {b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-prefix", b"x-rsc-request"}
+    {
+        b"x-forwarded-for",
+        b"x-forwarded-proto",
+        b"x-forwarded-host",
+        b"x-forwarded-prefix",
+        b"x-rsc-request",
+        b"rstudio-connect-credentials",
+        b"posit-connect-user-session-token",
+    }
 )
 # Every `Authorization`, whatever its scheme. `Key` carries a Connect API key; Basic, Bearer and `token` may
 # carry a Packyard token (requests and curl send netrc's to every path of the host), which cannot be told from
