@@ -41,7 +41,7 @@ lock: $(UV)
 
 # Refresh the test apps' wheelhouses (tests/wheelhouse/*.txt): every package they install, pinned with hashes.
 wheelhouse: $(UV)
-	for name in api apps notebook bare; do \
+	for name in api apps notebook bare echo; do \
 		$(UV) pip compile -q --upgrade --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
 			--only-binary :all: --custom-compile-command "make wheelhouse" \
 			tests/wheelhouse/$$name.in -o tests/wheelhouse/$$name.txt || exit 1; \

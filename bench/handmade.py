@@ -65,7 +65,8 @@ from wrk import ACCEPT, parse
 from packyard.app import create_app
 from packyard.config import load_settings
 from packyard.http_errors import install_reason_phrases, send_error
-from packyard.publishing.proxy.http import _DROP_REQUEST, _DROP_RESPONSE, ContentProxy, _Target
+from packyard.publishing.proxy.headers import HOP_BY_HOP, app_cookies, response_headers
+from packyard.publishing.proxy.http import _DROP_REQUEST, ContentProxy, _Target
 from packyard.publishing.runtime.limits import Limits
 from packyard.publishing.sites import files
 from packyard.repository.serving import hot_path
@@ -386,9 +387,14 @@ class HttpxProxy:
         host = b""
         has_body = False
         for name, value in scope["headers"]:
-            if name in _DROP_REQUEST or (name == b"authorization" and value[:4].lower() == b"key "):
+            if name in _DROP_REQUEST:
                 has_body = has_body or name == b"transfer-encoding"
                 continue
+            if name == b"cookie":
+                cookies = app_cookies(value)
+                if cookies is None:
+                    continue
+                value = cookies
             host = value if name == b"host" else host
             has_body = has_body or name == b"content-length"
             headers.append((name, value))
@@ -413,7 +419,8 @@ class HttpxProxy:
         )
         response = await self.client.send(request, stream=True)
         try:
-            kept = [(k.lower(), v) for k, v in response.headers.raw if k.lower() not in _DROP_RESPONSE]
+            raw = ((k.lower(), v) for k, v in response.headers.raw)
+            kept = response_headers(raw, HOP_BY_HOP, target.guid, 0)
             await send({"type": "http.response.start", "status": response.status_code, "headers": kept})
             async for chunk in response.aiter_raw():
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})

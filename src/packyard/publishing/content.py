@@ -14,7 +14,7 @@ from packyard.changelog.events import record
 from packyard.config import SchedulerSettings
 from packyard.db import utcnow
 from packyard.publishing.bundles.manifest import APP_MODES
-from packyard.publishing.errors import Forbidden, NameInUse, NotFound, PublishingError
+from packyard.publishing.errors import ContentLocked, Forbidden, NameInUse, NotFound, PublishingError
 from packyard.publishing.models import Bundle, Content, User
 from packyard.publishing.runtime import limits
 from packyard.publishing.users import Caller, require_publisher
@@ -28,7 +28,11 @@ EDITABLE: dict[str, type | tuple[type, ...]] = {
     "description": str,
     "access_type": str,
     "default_py_environment_management": (bool, type(None)),
+    "locked": bool,
+    "locked_message": str,
 }
+# The fields a PATCH may change on locked content: what unlocks it, or says why it is locked.
+LOCK_FIELDS = frozenset({"locked", "locked_message"})
 
 
 def content_json(content: Content, owner_guid: str, address: str) -> dict[str, Any]:
@@ -40,7 +44,8 @@ def content_json(content: Content, owner_guid: str, address: str) -> dict[str, A
         "title": content.title,
         "description": content.description,
         "access_type": content.access_type,
-        "locked": False,
+        "locked": content.locked,
+        "locked_message": content.locked_message,
         "created_time": iso(content.created_at),
         "last_deployed_time": iso(content.last_deployed_at),
         "bundle_id": str(content.bundle_id) if content.bundle_id is not None else None,
@@ -144,13 +149,42 @@ def viewable(session: Session, caller: Caller, guid: str) -> Content:
 
 
 def owned(session: Session, caller: Caller, guid: str) -> Content:
-    """The content, if the caller may change it (its owner or an administrator); Forbidden otherwise."""
+    """The content, if the caller may read what its owner reads (its bundles, logs, variable names): its owner
+    or an administrator; Forbidden otherwise. A change goes through `writable` instead."""
     content = get(session, guid)
     check_owner(caller, content)
     return content
 
 
+def writable(session: Session, caller: Caller, guid: str) -> Content:
+    """The content, if the caller may change it now (`check_write`)."""
+    content = get(session, guid)
+    check_write(caller, content)
+    return content
+
+
+def check_write(caller: Caller, content: Content, lock_only: bool = False) -> None:
+    """Every change to a content item passes here, from the API and the pages alike: an upload, a deploy or
+    rollback, its settings, variables, access and lock, a bundle's or its own deletion. The caller's role must
+    publish now (a publisher demoted to viewer keeps owning their content, but changes none of it), the caller
+    must own the content or be an administrator, and locked content takes only `lock_only` changes (PATCH of
+    `locked` and `locked_message`)."""
+    if not caller.can_publish:
+        raise Forbidden(
+            f"User `{caller.username}` has role `{caller.role}`, which cannot publish or change content "
+            f"(`{content.guid}`); an administrator can run `packyard user set-role {caller.username} publisher`."
+        )
+    check_owner(caller, content)
+    if content.locked and not lock_only:
+        why = f": {content.locked_message.strip().rstrip('.')}" if content.locked_message.strip() else ""
+        raise ContentLocked(
+            f"Content `{content.guid}` is locked{why}. It takes no deploys or changes until its owner or an "
+            f'administrator unlocks it: `PATCH /__api__/v1/content/{content.guid}` with `{{"locked": false}}`.'
+        )
+
+
 def can_change(caller: Caller, content: Content) -> bool:
+    """Whether the caller owns the content or is an administrator (the pages show its owner's tabs then)."""
     return caller.is_admin or caller.user_id == content.owner_id
 
 
@@ -172,7 +206,8 @@ def visible(session: Session, caller: Caller, name: str | None = None) -> list[C
 
 
 def patch(session: Session, caller: Caller, content: Content, body: Any, defaults: SchedulerSettings) -> Content:
-    check_owner(caller, content)
+    lock_only = isinstance(body, dict) and bool(body) and body.keys() <= LOCK_FIELDS
+    check_write(caller, content, lock_only)
     if not isinstance(body, dict):
         raise PublishingError('Send a JSON object of fields to change, e.g. {"title": "My API"}.')
     runtime = {key: value for key, value in body.items() if key in limits.FIELDS}

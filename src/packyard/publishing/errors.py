@@ -8,6 +8,7 @@ PackyardError
     ├── BadCredentials          401  a web sign-in with an unknown user or a wrong password
     ├── Conflict                409  a user by that name already exists
     ├── NameInUse               409  the owner already has content of that name (code 26)
+    ├── ContentLocked           409  locked content takes no deploys or changes until it is unlocked
     ├── ActiveBundle            400  the active bundle cannot be deleted (code 75)
     ├── RuntimeSettingError     400  a runtime setting that is not valid or over the server's cap
     ├── ClientSilent            408  the client sent none of its request body for `read_timeout` seconds
@@ -121,6 +122,12 @@ class NameInUse(PublishingError):
 
     status_code = 409
     code = 26
+
+
+class ContentLocked(PublishingError):
+    """Locked content (Connect's `locked`) takes no deploys or changes but its unlocking."""
+
+    status_code = 409
 
 
 class ActiveBundle(PublishingError):

@@ -83,6 +83,9 @@ class Content(Base):
     open_files_limit: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_deployed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Connect's content lock: no deploys or changes but unlocking (content.check_write); the message says why.
+    locked: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    locked_message: Mapped[str] = mapped_column(Text, default="", server_default="")
 
 
 class ContentVariable(Base):

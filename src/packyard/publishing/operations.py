@@ -1,5 +1,6 @@
-"""What a caller may do to a content item, shared by the Connect API and the web pages: one set of checks, one
-set of effects (a runtime change reaches the running processes, a variable change restarts them)."""
+"""What a caller may do to a content item, shared by the Connect API and the web pages: one set of checks (every
+change passes `content.check_write`), one set of effects (a runtime change reaches the running processes, a
+variable change restarts them)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from packyard.publishing import content as contents
 from packyard.publishing import variables
 from packyard.publishing.deploy.tasks import Task
 from packyard.publishing.errors import ActiveBundle, NotFound, PublishingError
-from packyard.publishing.models import Bundle, Content
+from packyard.publishing.models import Content
 from packyard.publishing.runtime.process import AppProcess, read_log_tail
 from packyard.publishing.users import Caller
 
@@ -55,7 +56,7 @@ async def set_variables(
     vault = context.vault
 
     def work(session: Session) -> list[str]:
-        content = contents.owned(session, caller, guid)
+        content = contents.writable(session, caller, guid)
         return variables.apply(session, vault, content.id, changes)
 
     names = await in_thread(context, work)
@@ -68,18 +69,26 @@ async def variable_names(context: AppContext, caller: Caller, guid: str) -> list
     return await in_thread(context, lambda s: variables.names(s, contents.owned(s, caller, guid).id))
 
 
-def delete_bundle(session: Session, caller: Caller, guid: str, bundle_id: Any) -> Bundle:
-    content = contents.owned(session, caller, guid)
-    bundle = contents.get_bundle(session, content, bundle_id)
-    if content.bundle_id == bundle.id:
-        raise ActiveBundle(f"Bundle {bundle.id} is active and cannot be deleted; activate another first.")
-    session.delete(bundle)
-    return bundle
+async def delete_bundle(context: AppContext, caller: Caller, guid: str, bundle_id: Any) -> int:
+    """Delete a bundle other than the active one; its draft stops and its files leave the disk, so
+    `/content/<guid>/_bundle<id>/` answers 404. Returns its id."""
+
+    def work(session: Session) -> int:
+        content = contents.writable(session, caller, guid)
+        bundle = contents.get_bundle(session, content, bundle_id)
+        if content.bundle_id == bundle.id:
+            raise ActiveBundle(f"Bundle {bundle.id} is active and cannot be deleted; activate another first.")
+        session.delete(bundle)
+        return bundle.id
+
+    number = await in_thread(context, work)
+    await context.deployer.discard_bundle(guid, number)
+    return number
 
 
 def bundle_to_deploy(session: Session, caller: Caller, guid: str, bundle_id: Any) -> int:
     """The bundle a deploy names, or the newest when it names none (rsconnect's `deploy` after an upload)."""
-    content = contents.owned(session, caller, guid)
+    content = contents.writable(session, caller, guid)
     if bundle_id is None:
         latest = contents.bundles(session, content)
         if not latest:

@@ -20,6 +20,12 @@ from packyard.publishing.models import User, WebSession
 from packyard.publishing.users import Caller, get_user
 
 MIN_PASSWORD = 8
+# Every cookie Packyard sets starts with this: the content proxy keeps cookies of such names from apps both ways
+# (proxy/headers.py), so a new cookie named this way is covered without a change there.
+COOKIE_PREFIX = "packyard_"
+SESSION_COOKIE = COOKIE_PREFIX + "session"
+# The login form has no session yet; its CSRF token travels in this cookie and in the form (double submit).
+CSRF_COOKIE = COOKIE_PREFIX + "csrf"
 SEEN_EVERY = timedelta(minutes=1)  # `last_seen_at` is written at most this often per session
 _hasher = PasswordHasher()  # argon2id with the library's current parameters (RFC 9106 low-memory)
 

@@ -410,7 +410,7 @@ async def version_activate(request: Request, user: User_, guid: str, bundle_id: 
 async def version_delete(request: Request, user: User_, guid: str, bundle_id: str) -> Response:
     item = await _load(request, user, guid)
     _require_owner(item, user, "source versions")
-    await operations.in_thread(context(request), lambda s: operations.delete_bundle(s, user.caller, guid, bundle_id))
+    await operations.delete_bundle(context(request), user.caller, guid, bundle_id)
     return _redirect(guid, "versions", f"deleted={bundle_id}")
 
 

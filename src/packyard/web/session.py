@@ -15,9 +15,8 @@ from packyard.publishing import signin
 from packyard.publishing.users import Caller
 from packyard.web.errors import CsrfRejected, PageError, SignInRequired
 
-COOKIE = "packyard_session"
-# The login form has no session yet; its CSRF token travels in this cookie and in the form (double submit).
-PRE_SESSION_COOKIE = "packyard_csrf"
+COOKIE = signin.SESSION_COOKIE
+PRE_SESSION_COOKIE = signin.CSRF_COOKIE  # the login form's CSRF token, before there is a session
 
 
 @dataclass(frozen=True)

@@ -164,9 +164,7 @@ async def delete_content(request: Request, guid: str) -> dict[str, Any]:
     caller = await _caller(request)
 
     def work(session: Any) -> None:
-        content = contents.get(session, guid)
-        contents.check_owner(caller, content)
-        session.delete(content)
+        session.delete(contents.writable(session, caller, guid))
 
     await _in_thread(request, work)
     await request.app.state.packyard.deployer.remove(guid)
@@ -214,7 +212,7 @@ async def upload_bundle(request: Request, guid: str) -> dict[str, Any]:
     """The raw tar.gz body (chunked, no Content-Type) or multipart `archive` + `metadata`."""
     caller = await _caller(request)
     context = request.app.state.packyard
-    content = await _in_thread(request, lambda s: contents.owned(s, caller, guid))
+    content = await _in_thread(request, lambda s: contents.writable(s, caller, guid))
     limit = context.settings.bundle_max_size
     started = time.monotonic()
     staged = context.store.stage()
@@ -233,7 +231,7 @@ async def upload_bundle(request: Request, guid: str) -> dict[str, Any]:
         raise
 
     def work(session: Any) -> dict[str, Any]:
-        fresh = contents.get(session, content.guid)
+        fresh = contents.writable(session, caller, content.guid)  # again: the role or lock may have changed since
         bundle = contents.add_bundle(session, fresh, digest, staged.size, seconds, metadata)
         return contents.bundle_json(bundle, fresh)
 
@@ -309,8 +307,8 @@ async def get_bundle(request: Request, guid: str, bundle_id: str) -> dict[str, A
 async def delete_bundle(request: Request, guid: str, bundle_id: str) -> dict[str, Any]:
     caller = await _caller(request)
 
-    bundle = await _in_thread(request, lambda s: operations.delete_bundle(s, caller, guid, bundle_id))
-    return {"id": str(bundle.id), "deleted": True}
+    number = await operations.delete_bundle(request.app.state.packyard, caller, guid, bundle_id)
+    return {"id": str(number), "deleted": True}
 
 
 @router.get("/v1/content/{guid}/bundles/{bundle_id}/download")

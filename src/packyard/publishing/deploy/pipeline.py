@@ -209,14 +209,15 @@ class Deployer:
         await asyncio.to_thread(self._mark_active, site.guid, site.bundle_id)
 
     async def site(self, content: Content, bundle_id: int | None) -> Site | None:
-        """The files a content (or its draft) serves; None when it runs a process instead."""
+        """The files a content (or, with `bundle_id`, its active bundle or current draft) serves; None when it runs
+        a process instead, or when nothing serves that bundle (`running` says why)."""
         site = self.sites.find(content.guid, bundle_id)
         if site is not None:
             return site
-        if bundle_id is not None and bundle_id != content.bundle_id:
-            return await asyncio.to_thread(self.sites.load, content.guid, bundle_id)
         if content.app_mode not in FILE_APP_MODES or content.bundle_id is None:
             return None
+        if bundle_id is not None and bundle_id != content.bundle_id:
+            return None  # a superseded or deleted bundle: its files may still be on disk, but are not served
         async with self._lock(content.guid):  # after a restart: find the active bundle's files again
             site = self.sites.find(content.guid, None)
             if site is None:
@@ -225,7 +226,7 @@ class Deployer:
                 prepared = await self.prepare(content.guid, content.bundle_id, log.info)
                 site = await self._build_site(prepared, log.info)
             self.sites.activate(site)
-            return site
+            return site if bundle_id is None or site.bundle_id == bundle_id else None
 
     async def prepare(self, guid: str, bundle_id: int, say: Callable[[str], None]) -> Prepared:
         """Extract the bundle and build or reuse its environment; nothing is started or switched."""
@@ -361,6 +362,11 @@ class Deployer:
                 bundle.py_version = py_version
                 bundle.environment_key = key
 
+    def _has_bundle(self, guid: str, bundle_id: int) -> bool:
+        query = select(Bundle.id).join(Content, Content.id == Bundle.content_id)
+        with self.db.session() as session:
+            return session.scalar(query.where(Content.guid == guid, Bundle.id == bundle_id)) is not None
+
     def _mark_active(self, guid: str, bundle_id: int) -> None:
         with self.db.session() as session:
             content = contents.get(session, guid)
@@ -379,15 +385,26 @@ class Deployer:
         if process is not None:
             return process
         if bundle_id is not None and bundle_id != content.bundle_id:
-            raise NotFound(
-                f"Bundle {bundle_id} of content {guid} is not running as a draft; "
-                "deploy it with rsconnect (it verifies a draft before activating it)."
-            )
+            raise await self._not_served(guid, bundle_id)
         await self._open(content)
         process = await self.supervisor.wait_for(guid)
         if process is None:
             raise Busy(f"Content `{guid}` was replaced or removed while this request waited; try again.", 1)
         return process
+
+    async def _not_served(self, guid: str, bundle_id: int) -> NotFound:
+        """Why `/_bundle<id>/` serves nothing: only the active bundle and the current draft are served."""
+        if not await asyncio.to_thread(self._has_bundle, guid, bundle_id):
+            return NotFound(
+                f"Content `{guid}` has no bundle {bundle_id}: it was deleted, or never uploaded. "
+                f"`/content/{guid}/` serves its active bundle."
+            )
+        return NotFound(
+            f"Bundle {bundle_id} of content `{guid}` is neither its active bundle nor its current draft, so "
+            f"`/content/{guid}/_bundle{bundle_id}/` serves nothing; its owner can deploy it again as a draft "
+            f'(`POST /__api__/v1/content/{guid}/deploy` with `{{"bundle_id": "{bundle_id}", "activate": false}}`) '
+            "or roll back to it."
+        )
 
     async def _open(self, content: Content) -> None:
         """Give the content a pool for its active bundle, whose environment is checked (or built) first."""
@@ -457,6 +474,14 @@ class Deployer:
         content = await asyncio.to_thread(load)
         if content is not None:
             self.configure(content)
+
+    async def discard_bundle(self, guid: str, bundle_id: int) -> None:
+        """A deleted bundle: its draft (process or files) stops serving and its folders leave the disk."""
+        async with self._lock(guid):  # not while a deploy of the content is extracting or starting
+            self.sites.discard(guid, bundle_id)
+            await self.supervisor.stop_draft(guid, bundle_id)
+            for folder in (self.content_dir(guid) / f"bundle-{bundle_id}", self.sites.output_dir(guid, bundle_id)):
+                await asyncio.to_thread(shutil.rmtree, folder, True)
 
     async def remove(self, guid: str) -> None:
         self.sites.retire(guid)

@@ -28,7 +28,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from packyard.errors import PackyardError
 from packyard.publishing.errors import AppSilent, AppUnavailable, ClientSilent, Forbidden, NotFound
-from packyard.publishing.proxy import websocket
+from packyard.publishing.proxy import headers, websocket
 from packyard.publishing.runtime.process import AppProcess
 from packyard.publishing.sites import files
 
@@ -41,30 +41,11 @@ IDLE_EXPIRY = 30.0
 MAX_IDLE = 32
 READ_SIZE = 65536
 CONNECT_TIMEOUT = 5.0
-# Hop-by-hop headers, and what the proxy sets itself (a client must not forge the prefix or its address).
-_DROP_REQUEST = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"proxy-authorization",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-        b"expect",  # the front server already answered `100 Continue`
-        b"x-forwarded-for",
-        b"x-forwarded-proto",
-        b"x-forwarded-host",
-        b"x-forwarded-prefix",
-        b"x-rsc-request",
-    }
-)
+# The front server already answered `100 Continue`.
+_DROP_REQUEST = headers.REQUEST_DROPS | {b"expect"}
 # RFC 9110 9.2.2: the only requests sent again on a fresh connection when a pooled one fails.
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
-_DROP_RESPONSE = frozenset(
-    {b"connection", b"keep-alive", b"proxy-connection", b"proxy-authenticate", b"te", b"trailer", b"transfer-encoding"}
-)
+_DROP_RESPONSE = headers.HOP_BY_HOP
 
 
 class ErrorSender(Protocol):
@@ -134,12 +115,9 @@ class ContentProxy:
         except PackyardError as exc:
             return await self._refuse(scope, receive, send, exc)
         try:
-            headers = websocket.handshake_headers(scope, target.prefix)
+            handshake = websocket.handshake_headers(scope, target.prefix)
             path = target.prefix + target.path if process.spec.full_path else target.path
-            limits = process.limits
-            await websocket.relay(
-                scope, receive, send, process.address, path, headers, limits.read_timeout, limits.connection_timeout
-            )
+            await websocket.relay(scope, receive, send, process, path, handshake)
         except PackyardError as exc:
             await self._refuse(scope, receive, send, exc)
         finally:
@@ -170,7 +148,7 @@ class ContentProxy:
                 conn.close()
                 return
             try:
-                reusable = await _relay(conn, scope["method"] == "HEAD", send, receive)
+                reusable = await _relay(conn, scope["method"] == "HEAD", send, receive, process)
             except (_NoResponse, ConnectionError) as exc:
                 if (
                     isinstance(exc, _ResponseStarted)
@@ -184,7 +162,7 @@ class ContentProxy:
                 conn = await _connect(process)
                 busy.add(conn)
                 conn.writer.write(replay)
-                reusable = await _relay(conn, scope["method"] == "HEAD", send, receive)
+                reusable = await _relay(conn, scope["method"] == "HEAD", send, receive, process)
         except (OSError, _NoResponse, httptools.HttpParserError) as exc:
             if conn is not None:
                 conn.close()
@@ -307,8 +285,11 @@ def _request_head(scope: Scope, target: _Target, full_path: bool = False) -> tup
             if name == b"transfer-encoding" and b"chunked" in value.lower():
                 framing = "chunked"
             continue
-        if name == b"authorization" and value[:4].lower() == b"key ":
-            continue  # Packyard's own credential (Connect's `Key` scheme), not the app's
+        if name == b"cookie":
+            kept = headers.app_cookies(value)
+            if kept is None:
+                continue
+            value = kept
         if name == b"host":
             host = value
         elif name == b"content-length":
@@ -406,7 +387,7 @@ class _Response:
         self.keep_alive = self.parser.should_keep_alive()
 
 
-async def _relay(conn: _Connection, head_request: bool, send: Send, receive: Receive) -> bool:
+async def _relay(conn: _Connection, head_request: bool, send: Send, receive: Receive, process: AppProcess) -> bool:
     """Relay the app's response to the client as it arrives. True when the connection can be reused."""
     state = _Response()
     parser = state.parser
@@ -431,7 +412,7 @@ async def _relay(conn: _Connection, head_request: bool, send: Send, receive: Rec
                 start: Message = {
                     "type": "http.response.start",
                     "status": parser.get_status_code(),
-                    "headers": [(k, v) for k, v in state.headers if k not in _DROP_RESPONSE],
+                    "headers": headers.response_headers(state.headers, _DROP_RESPONSE, process.guid, process.bundle_id),
                 }
                 started = True
                 await send(start)
@@ -455,8 +436,8 @@ async def _relay(conn: _Connection, head_request: bool, send: Send, receive: Rec
             client_gone.cancel()
 
 
-def _framed(headers: list[tuple[bytes, bytes]]) -> bool:
-    return any(k == b"content-length" or k == b"transfer-encoding" for k, _ in headers)
+def _framed(fields: list[tuple[bytes, bytes]]) -> bool:
+    return any(k == b"content-length" or k == b"transfer-encoding" for k, _ in fields)
 
 
 async def _disconnected(receive: Receive) -> None:
@@ -465,8 +446,8 @@ async def _disconnected(receive: Receive) -> None:
 
 
 async def _send_redirect(send: Send, location: bytes) -> None:
-    headers = [(b"location", location), (b"content-length", b"0")]
-    await send({"type": "http.response.start", "status": 301, "headers": headers})
+    answer = [(b"location", location), (b"content-length", b"0")]
+    await send({"type": "http.response.start", "status": 301, "headers": answer})
     await send({"type": "http.response.body", "body": b""})
 
 

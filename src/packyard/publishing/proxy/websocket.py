@@ -17,52 +17,35 @@ from urllib.parse import urlsplit
 from starlette.types import Receive, Scope, Send
 from websockets.asyncio.client import ClientConnection, unix_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.http11 import Response
 
 from packyard.publishing.errors import AppUnavailable, PublishingError
+from packyard.publishing.proxy import headers
+from packyard.publishing.runtime.process import AppProcess
 
 log = logging.getLogger("packyard.proxy")
 
 HANDSHAKE_TIMEOUT = 10.0
 CLOSE_TIMEOUT = 5.0
 MAX_QUEUE = 16  # messages from the app waiting for the browser before the app's socket is no longer read
-# The websockets client writes its own handshake headers; hop-by-hop ones stay here; the proxy sets the rest.
-_DROP_REQUEST = frozenset(
-    {
-        b"host",
-        b"connection",
-        b"upgrade",
-        b"keep-alive",
-        b"proxy-connection",
-        b"proxy-authorization",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"content-length",
-        b"sec-websocket-key",
-        b"sec-websocket-version",
-        b"sec-websocket-extensions",
-        b"sec-websocket-protocol",
-        b"x-forwarded-for",
-        b"x-forwarded-proto",
-        b"x-forwarded-host",
-        b"x-forwarded-prefix",
-        b"x-rsc-request",
-    }
-)
+# The websockets client writes its own handshake headers (and the Host, from the URI it is given).
+_DROP_REQUEST = headers.REQUEST_DROPS | {
+    b"host",
+    b"content-length",
+    b"sec-websocket-key",
+    b"sec-websocket-version",
+    b"sec-websocket-extensions",
+    b"sec-websocket-protocol",
+}
 # What the front server writes in its own handshake response.
-_DROP_RESPONSE = frozenset(
-    {
-        b"connection",
-        b"upgrade",
-        b"date",
-        b"server",
-        b"content-length",
-        b"transfer-encoding",
-        b"sec-websocket-accept",
-        b"sec-websocket-protocol",
-        b"sec-websocket-extensions",
-    }
-)
+_DROP_RESPONSE = headers.HOP_BY_HOP | {
+    b"date",
+    b"server",
+    b"content-length",
+    b"sec-websocket-accept",
+    b"sec-websocket-protocol",
+    b"sec-websocket-extensions",
+}
 # Close codes that are never sent in a close frame (RFC 6455 7.4.1).
 _UNSENDABLE = frozenset({1005, 1006, 1015})
 _DEFAULT_PORTS = {"http": "80", "ws": "80", "https": "443", "wss": "443"}
@@ -100,25 +83,30 @@ def _authority(netloc: str, scheme: str) -> str:
 
 def handshake_headers(scope: Scope, prefix: bytes) -> list[tuple[str, str]]:
     """The browser's handshake headers for the app, with what the proxy adds for HTTP requests too."""
-    headers: list[tuple[str, str]] = []
+    fields: list[tuple[str, str]] = []
     for name, value in scope["headers"]:
-        if name in _DROP_REQUEST or (name == b"authorization" and value[:4].lower() == b"key "):
-            continue  # Packyard's own credential (Connect's `Key` scheme), not the app's
-        headers.append((name.decode("latin-1"), value.decode("latin-1")))
+        if name in _DROP_REQUEST:
+            continue
+        if name == b"cookie":
+            kept = headers.app_cookies(value)
+            if kept is None:
+                continue
+            value = kept
+        fields.append((name.decode("latin-1"), value.decode("latin-1")))
     scheme = "https" if scope.get("scheme") in ("wss", "https") else "http"
     host = header(scope, b"host") or "127.0.0.1"
     client = scope.get("client")
     if client:
-        headers.append(("x-forwarded-for", client[0]))
+        fields.append(("x-forwarded-for", client[0]))
     qs = "?" + scope["query_string"].decode("latin-1") if scope.get("query_string") else ""
     raw = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
-    headers += [
+    fields += [
         ("x-forwarded-proto", scheme),
         ("x-forwarded-host", host),
         ("x-forwarded-prefix", prefix.decode("latin-1")),
         ("x-rsc-request", f"{scheme}://{host}{raw}{qs}"),
     ]
-    return headers
+    return fields
 
 
 class _Silence:
@@ -132,25 +120,25 @@ async def relay(
     scope: Scope,
     receive: Receive,
     send: Send,
-    address: str,
+    process: AppProcess,
     path: bytes,
-    headers: list[tuple[str, str]],
-    read_timeout: float = 0,
-    connection_timeout: float = 0,
+    handshake: list[tuple[str, str]],
 ) -> None:
-    """Open the app's websocket at `path` on its Unix socket `address`, then carry messages both ways until either side
-    closes, or nothing came from the browser for `read_timeout` seconds, or either way for `connection_timeout`
-    (0: never). An app that refuses the handshake has its HTTP answer passed on; one that does not answer raises
-    AppUnavailable (the handshake with the browser is still open, so the caller can answer it)."""
+    """Open the websocket at `path` of the app `process` runs, then carry messages both ways until either side
+    closes, or nothing came from the browser for its `read_timeout` seconds, or either way for its
+    `connection_timeout` (0: never). An app that refuses the handshake has its HTTP answer passed on; one that
+    does not answer raises AppUnavailable (the handshake with the browser is still open, so the caller can
+    answer it)."""
+    read_timeout, connection_timeout = process.limits.read_timeout, process.limits.connection_timeout
     # The browser's Host goes in the URI so that the app sees it (frameworks compare it with Origin); the
     # connection goes to the app's socket.
     uri = f"ws://{header(scope, b'host') or '127.0.0.1'}{path.decode('latin-1')}"
     try:
         upstream = await unix_connect(
-            address,
+            process.address,
             uri,
             subprotocols=scope.get("subprotocols") or None,
-            additional_headers=headers,
+            additional_headers=handshake,
             user_agent_header=None,  # the browser's User-Agent is among the headers
             proxy=None,
             compression=None,  # loopback: the front server compresses for the browser
@@ -161,7 +149,7 @@ async def relay(
             max_queue=MAX_QUEUE,
         )
     except InvalidStatus as exc:
-        return await _refuse(scope, send, exc)
+        return await _refuse(scope, send, exc, process)
     except InvalidURI as exc:
         raise PublishingError(f"The Host header `{header(scope, b'host')}` is not a valid host name.") from exc
     except (OSError, TimeoutError, InvalidHandshake) as exc:
@@ -170,11 +158,7 @@ async def relay(
     accept = {
         "type": "websocket.accept",
         "subprotocol": upstream.subprotocol,
-        "headers": [
-            (k.lower().encode("latin-1"), v.encode("latin-1"))
-            for k, v in upstream.response.headers.raw_items()
-            if k.lower().encode("latin-1") not in _DROP_RESPONSE
-        ],
+        "headers": _response_headers(upstream.response, process),
     }
     silence = _Silence()
     tasks: set[asyncio.Future[Any]] = set()
@@ -250,21 +234,22 @@ async def _browser_to_app(receive: Receive, upstream: ClientConnection, silence:
                 return
 
 
-async def _refuse(scope: Scope, send: Send, exc: InvalidStatus) -> None:
+async def _refuse(scope: Scope, send: Send, exc: InvalidStatus, process: AppProcess) -> None:
     """Pass the app's refusal of the handshake on to the browser as it came."""
     response = exc.response
     if "websocket.http.response" not in scope.get("extensions", {}):
         await send({"type": "websocket.close", "code": 1008})
         return
-    headers = [
-        (k.lower().encode("latin-1"), v.encode("latin-1"))
-        for k, v in response.headers.raw_items()
-        if k.lower().encode("latin-1") not in _DROP_RESPONSE
-    ]
+    fields = _response_headers(response, process)
     body = response.body or b""
-    headers.append((b"content-length", str(len(body)).encode()))
-    await send({"type": "websocket.http.response.start", "status": response.status_code, "headers": headers})
+    fields.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "websocket.http.response.start", "status": response.status_code, "headers": fields})
     await send({"type": "websocket.http.response.body", "body": body})
+
+
+def _response_headers(response: Response, process: AppProcess) -> list[tuple[bytes, bytes]]:
+    raw = ((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response.headers.raw_items())
+    return headers.response_headers(raw, _DROP_RESPONSE, process.guid, process.bundle_id)
 
 
 def _describe(exc: BaseException) -> str:

@@ -167,6 +167,15 @@ class Supervisor:
             processes.append(draft)
         await asyncio.gather(*(p.stop(grace) for p in processes))
 
+    async def stop_draft(self, guid: str, bundle_id: int) -> None:
+        """Stop the draft of `bundle_id`, whose bundle was deleted: no grace for its requests in flight."""
+        draft = self._drafts.get(guid)
+        if draft is None or draft.bundle_id != bundle_id:
+            return
+        del self._drafts[guid]
+        if not self._serves(draft):
+            await draft.stop(0)
+
     async def close(self) -> None:
         """Stop every process (server shutdown: the front server has already finished its requests)."""
         if self._tending is not None:

@@ -44,7 +44,8 @@ class Sites:
         return None
 
     def load(self, guid: str, bundle_id: int) -> Site | None:
-        """A bundle's files as an earlier deploy left them on disk (after a restart); None if there are none."""
+        """A bundle's files as an earlier deploy left them on disk (after a restart, or to roll back to it); None
+        if there are none."""
         rendered = load_rendered(self.output_dir(guid, bundle_id))
         if rendered is not None:
             return Site(guid, bundle_id, rendered.root, rendered.index)
@@ -63,6 +64,12 @@ class Sites:
 
     def add_draft(self, site: Site) -> None:
         self._drafts[site.guid] = site
+
+    def discard(self, guid: str, bundle_id: int) -> None:
+        """Bundle `bundle_id` was deleted: stop serving it if it is the content's draft."""
+        draft = self._drafts.get(guid)
+        if draft is not None and draft.bundle_id == bundle_id:
+            del self._drafts[guid]
 
     def retire(self, guid: str) -> None:
         """The content now runs a process (or is gone): stop serving its files."""

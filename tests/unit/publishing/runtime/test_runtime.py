@@ -311,7 +311,7 @@ def test_requests_reach_the_app_as_connect_sends_them(front: Front, tmp_path: Pa
     assert (head.status_code, head.content) == (200, b"")
     assert int(head.headers["content-length"]) > 0
     seen = httpx.get(f"{base}/a%2Fb/c d", headers={"Authorization": "Bearer app-token"}).json()
-    assert seen["headers"]["authorization"] == "Bearer app-token"
+    assert "authorization" not in seen["headers"]  # any scheme may carry a Packyard token (proxy/headers.py)
     assert seen["raw_path"] == f"/content/{spec.guid}/a%2Fb/c%20d"
 
 
