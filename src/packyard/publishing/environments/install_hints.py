@@ -14,9 +14,10 @@ from packyard.db import Database
 from packyard.repository.models import Repository
 
 # uv's resolver: "Because fastapi was not found in the package registry and you require fastapi==0.165.0, ..."
-_MISSING = re.compile(
-    r"\b([A-Za-z0-9][A-Za-z0-9._-]*) was not found in the (?:package registry|provided package locations)"
-)
+# The phrase is found first and the name read backwards from it: a pattern that starts with the name would try
+# every position of a long run of name characters (uv echoes what the bundle asked for), in quadratic time.
+_MISSING = re.compile(r" was not found in the (?:package registry|provided package locations)")
+_NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
 _MIRROR_TYPES = ("pypi", "curated-pypi")
 _PYPI = "https://pypi.org/simple/"
 
@@ -34,8 +35,12 @@ def missing_packages(lines: list[str]) -> list[str]:
     """The names uv reports as not found in the index, in the order it reports them."""
     found: list[str] = []
     for line in lines:
-        for name in _MISSING.findall(line):
-            if name not in found:
+        for phrase in _MISSING.finditer(line):
+            start = end = phrase.start()
+            while start > 0 and line[start - 1] in _NAME_CHARS:
+                start -= 1
+            name = line[start:end].lstrip("._-")
+            if name and name not in found:
                 found.append(name)
     return found
 

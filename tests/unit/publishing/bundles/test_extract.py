@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from packyard.publishing.bundles.extract import extract_bundle, read_requirements
+from packyard.publishing.bundles.extract import MAX_PACKAGE_FILE_SIZE, extract_bundle, read_requirements
 from packyard.publishing.bundles.manifest import API_APP_MODES, APP_MODES, PYTHON_APP_MODES, Manifest, parse_manifest
 from packyard.publishing.errors import BundleError
 
@@ -505,3 +505,14 @@ def test_read_requirements_accepts_a_byte_order_mark(paths: Paths) -> None:
     (paths.dest / "requirements.txt").write_bytes(b"\xef\xbb\xbffastapi\n")
 
     assert read_requirements(paths.dest, manifest) == "fastapi\n"
+
+
+def test_read_requirements_refuses_a_file_past_the_limit(paths: Paths) -> None:
+    manifest = paths.extract(paths.archive(fastapi_entries()))
+    (paths.dest / "requirements.txt").write_bytes(b"#" * (MAX_PACKAGE_FILE_SIZE + 1))
+
+    with pytest.raises(BundleError) as caught:
+        read_requirements(paths.dest, manifest)
+    assert str(caught.value).startswith(
+        f"The bundle's requirements.txt is {MAX_PACKAGE_FILE_SIZE + 1:,} bytes, over the limit of 8 MiB; "
+    )
