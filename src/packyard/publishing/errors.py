@@ -12,6 +12,7 @@ PackyardError
     ├── RuntimeSettingError     400  a runtime setting that is not valid or over the server's cap
     ├── ClientSilent            408  the client sent none of its request body for `read_timeout` seconds
     ├── BundleError             400  a bundle that cannot be deployed: its archive or its manifest.json
+    ├── BundleTooLarge          413  an uploaded bundle over `[publishing] bundle_max_size`
     ├── EnvironmentBuildError   400  no matching Python, or the install failed
     ├── AppStartError           400  the app did not start or did not answer
     ├── AppUnavailable          502  the proxy could not reach a running app process
@@ -61,6 +62,12 @@ class Conflict(PublishingError):
 
 class BundleError(PublishingError):
     """A bundle that cannot be deployed: its archive, its manifest.json or its entry point."""
+
+
+class BundleTooLarge(PublishingError):
+    """An uploaded bundle (its Content-Length, or the bytes received so far) over `[publishing] bundle_max_size`."""
+
+    status_code = 413
 
 
 class EnvironmentBuildError(PublishingError):
