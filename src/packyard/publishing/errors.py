@@ -6,6 +6,7 @@ PackyardError
     ├── Forbidden               403  the key's user may not do this (code 6)
     ├── InvalidKey              401  no key, or one that is not valid (code 30)
     ├── BadCredentials          401  a web sign-in with an unknown user or a wrong password
+    ├── TooManySignIns          429  too many failed sign-ins for a user name or from an address (Retry-After)
     ├── Conflict                409  a user by that name already exists
     ├── NameInUse               409  the owner already has content of that name (code 26)
     ├── ActiveBundle            400  the active bundle cannot be deleted (code 75)
@@ -115,6 +116,18 @@ class BadCredentials(PublishingError):
     """Unknown user and wrong password read the same, so the page does not tell which names exist."""
 
     status_code = 401
+
+
+class TooManySignIns(PublishingError):
+    """Too many failed web sign-ins for the user name or from the client's address: none is checked, not even a
+    right password, until `retry_after` seconds have passed."""
+
+    status_code = 429
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.headers = {"retry-after": str(retry_after)}
 
 
 class NameInUse(PublishingError):
