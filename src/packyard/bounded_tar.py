@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import tarfile
 
+from packyard.errors import HeaderTooLarge
+
 MAX_HEADER_SIZE = 1024 * 1024  # one pax header or long name; real ones are a few hundred bytes
 MAX_CHAINED_HEADERS = 16  # extended headers in front of one member (tar writers put one to three there)
 MAX_TOTAL_HEADER_SIZE = 64 * 1024 * 1024  # every extended header of the archive: tarfile keeps each member's
@@ -19,12 +21,6 @@ _KINDS = {
     tarfile.GNUTYPE_LONGNAME: "GNU long name",
     tarfile.GNUTYPE_LONGLINK: "GNU long link name",
 }
-
-
-class HeaderTooLarge(tarfile.TarError):
-    """An extended header (pax, GNU long name or link) past a limit; raised before its data is read.
-
-    Not a `tarfile.HeaderError`: tarfile rewords those into a generic ReadError, which would lose this message."""
 
 
 class _BoundedTarInfo(tarfile.TarInfo):

@@ -9,7 +9,8 @@ import tarfile
 
 import pytest
 
-from packyard.bounded_tar import MAX_CHAINED_HEADERS, MAX_HEADER_SIZE, BoundedTarFile, HeaderTooLarge
+from packyard.bounded_tar import MAX_CHAINED_HEADERS, MAX_HEADER_SIZE, BoundedTarFile
+from packyard.errors import HeaderTooLarge
 
 TIB = 1 << 40
 TRAILER = bytes(4 << 20)  # what plain tarfile reads into memory for a header that declares more

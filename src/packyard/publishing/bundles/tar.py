@@ -20,7 +20,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from packyard.bounded_tar import BoundedTarFile, HeaderTooLarge
+from packyard.bounded_tar import BoundedTarFile
+from packyard.errors import HeaderTooLarge
 from packyard.publishing.errors import BundleError
 
 # Tar headers, long-name records and padding are not file data; the decompressed stream may exceed the data limit

@@ -13,7 +13,8 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from packyard.bounded_tar import BoundedTarFile, HeaderTooLarge
+from packyard.bounded_tar import BoundedTarFile
+from packyard.errors import HeaderTooLarge
 from packyard.repository.errors import UploadRejected
 
 MAX_METADATA_SIZE = 16 * 1024 * 1024
