@@ -4,8 +4,10 @@ body and in the HTTP reason phrase, which is all twine shows), and stores nothin
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import json
+import tarfile
 import time
 import uuid
 import zipfile
@@ -253,6 +255,19 @@ def _corrupt_sdist(env: Env, out: Path) -> Req:
     return upload(env, b"not gzip at all", "corrupt-sdist-1.0.tar.gz", "corrupt-sdist", filetype="sdist")
 
 
+def _huge_tar_header(kind: bytes) -> Build:
+    """An sdist whose first member is an extended header declaring 1 TiB, followed by 32 MiB of zeros (32 KiB
+    gzipped): tarfile alone would read every byte after the header into memory, looking for the rest."""
+
+    def build(env: Env, out: Path) -> Req:
+        header = tarfile.TarInfo("././@PaxHeader")
+        header.type, header.size = kind, 1 << 40
+        data = gzip.compress(header.tobuf(format=tarfile.GNU_FORMAT) + bytes(32 << 20))
+        return upload(env, data, "tar_bomb-1.0.tar.gz", "tar-bomb", filetype="sdist")
+
+    return build
+
+
 def _unsafe_member(env: Env, out: Path) -> Req:
     path = make_wheel(out, "zip-slip", "1.0")
     with zipfile.ZipFile(path, "a") as zf:
@@ -412,6 +427,20 @@ CASES = [
     ),
     # The archive.
     Case("corrupt-zip", _corrupt_zip, 400, ("is not a valid zip archive",), ("corrupt",)),
+    Case(
+        "sdist-pax-header-of-1-tib",
+        _huge_tar_header(tarfile.XHDTYPE),
+        400,
+        ("'tar_bomb-1.0.tar.gz' has a pax extended header of 1,099,511,627,776 bytes, over the limit of 1 MiB",),
+        ("tar-bomb",),
+    ),
+    Case(
+        "sdist-gnu-long-name-of-1-tib",
+        _huge_tar_header(tarfile.GNUTYPE_LONGNAME),
+        400,
+        ("has a GNU long name of 1,099,511,627,776 bytes", "rebuild the sdist with uv build --sdist"),
+        ("tar-bomb",),
+    ),
     Case(
         "corrupt-sdist",
         _corrupt_sdist,

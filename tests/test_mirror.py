@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import sys
 import threading
 import time
@@ -14,12 +15,14 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from html import escape
 from pathlib import Path
 from subprocess import CompletedProcess
 from urllib.parse import urljoin
 
 import httpx
 import pytest
+import sqlalchemy
 
 from tests.conftest import Server, fresh_database, pip, run, uv_bin
 from tests.dists import make_buildable_sdist, make_sdist, make_wheel
@@ -454,3 +457,64 @@ def test_source_with_its_own_upstream(peers: Peers, tmp_path: Path, client_env: 
     assert any(p.endswith("/only-second/") for p in second.requests())
     # The default repository does not serve the second source.
     assert httpx.get(f"{mirror.url}/pypi/latest/simple/only-second/", timeout=30).status_code == 404
+
+
+# Hostile upstreams
+
+HOSTILE = '"><script>window.pwned = 1</script>'
+NOT_HEX = (HOSTILE + "0" * 64)[:64]  # 64 characters: what the length check alone let through
+HOSTILE_METADATA = '"><img src=x onerror="window.pwned = 2">'
+
+
+def hostile_pages(good: str) -> dict[str, tuple[str, bytes]]:
+    """An HTML page and a PEP 691 JSON page, each listing a file with a good (upper-case) sha256 but a hostile
+    `.metadata` hash, a file whose sha256 is 64 characters of markup, and one whose sha256 is short markup."""
+    html_links = [
+        (f"evil_html-1.0-py3-none-any.whl#sha256={good}", f"sha256={HOSTILE_METADATA}"),
+        (f"evil_html-2.0-py3-none-any.whl#sha256={NOT_HEX}", None),
+        (f"evil_html-3.0-py3-none-any.whl#sha256={HOSTILE}", None),
+    ]
+    anchors = "\n".join(
+        f'<a href="/files/{escape(href)}"'
+        + (f' data-core-metadata="{escape(meta)}"' if meta else "")
+        + f">{href.split('#')[0]}</a><br>"
+        for href, meta in html_links
+    )
+    files = [
+        {"hashes": {"sha256": good}, "core-metadata": {"sha256": HOSTILE_METADATA}},
+        {"hashes": {"sha256": NOT_HEX}},
+        {"hashes": {"sha256": HOSTILE}, "core-metadata": True},
+    ]
+    for n, entry in enumerate(files, start=1):
+        entry.update(filename=f"evil_json-{n}.0-py3-none-any.whl", url=f"/files/evil_json-{n}.0-py3-none-any.whl")
+    page = {"meta": {"api-version": "1.1"}, "name": "evil-json", "files": files}
+    return {
+        "/simple/evil-html/": ("text/html", f"<!DOCTYPE html><html><body>\n{anchors}\n</body></html>".encode()),
+        "/simple/evil-json/": (JSON, json.dumps(page).encode()),
+    }
+
+
+def test_hashes_that_are_not_hex_never_reach_a_page_or_the_database(peers: Peers) -> None:
+    good = hashlib.sha256(b"evil").hexdigest().upper()
+    mirror = peers.mirror(peers.static(hostile_pages(good)).index)
+    for project in ("evil-html", "evil-json"):
+        page = page_json(mirror, project)
+        stem = project.replace("-", "_")
+        assert [(f["filename"], f["hashes"], f["core-metadata"]) for f in page["files"]] == [
+            (f"{stem}-1.0-py3-none-any.whl", {"sha256": good.lower()}, False)
+        ]
+        html = httpx.get(f"{mirror.url}/pypi/latest/simple/{project}/", headers={"Accept": "text/html"}, timeout=30)
+        for text in (html.text, json.dumps(page)):
+            assert "script" not in text and "onerror" not in text and "pwned" not in text
+        assert f"#sha256={good.lower()}" in html.text and "data-core-metadata" not in html.text
+    engine = sqlalchemy.create_engine(mirror.sql_url)
+    with engine.connect() as connection:
+        rows = connection.execute(sqlalchemy.text("SELECT filename, sha256, metadata_sha256 FROM files")).all()
+    engine.dispose()
+    assert sorted(rows) == [
+        ("evil_html-1.0-py3-none-any.whl", good.lower(), None),
+        ("evil_json-1.0-py3-none-any.whl", good.lower(), None),
+    ]
+    log = mirror.log()
+    assert "evil_html-2.0-py3-none-any.whl: sha256 '\"><script>window.pwned = 1</script>0000" in log
+    assert "evil_json-1.0-py3-none-any.whl: `.metadata` sha256 '\"><img src=x onerror=" in log

@@ -1,6 +1,7 @@
-"""Real upstream peers for the mirror tests: a pypiserver and a second Packyard on 127.0.0.1, each able to stop,
-restart on the same port, and say which requests it received; a port that accepts and never answers; and the
-SQL that stands in for history (files uploaded on earlier days)."""
+"""Real upstream peers for the mirror tests: a pypiserver, a second Packyard and a server of fixed pages (what a
+hostile or broken index sends) on 127.0.0.1, each able to stop, restart on the same port, and say which requests
+it received; a port that accepts and never answers; and the SQL that stands in for history (files uploaded on
+earlier days)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Protocol
 
@@ -146,6 +148,58 @@ def _wait_ready(process: subprocess.Popen[bytes], url: str, log_path: Path) -> N
     raise RuntimeError(f"{url} did not answer within {STARTUP_SECONDS}s:\n{log_path.read_text(errors='replace')}")
 
 
+@dataclass
+class StaticUpstream:
+    """An upstream that serves fixed pages, byte for byte, as a hostile or broken index would: `pages` maps a path
+    (`/simple/<name>/`) to its Content-Type and body; any other path is a 404. Its own requests are recorded."""
+
+    pages: dict[str, tuple[str, bytes]]
+    server: ThreadingHTTPServer | None = None
+    received: list[str] = field(default_factory=list)
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None
+        return self.server.server_address[1]
+
+    @property
+    def index(self) -> str:
+        return f"http://127.0.0.1:{self.port}/simple/"
+
+    def start(self, port: int = 0) -> None:
+        upstream = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                upstream.received.append(self.path)
+                found = upstream.pages.get(self.path)
+                content_type, body = found or ("text/plain", b"not found")
+                self.send_response(200 if found else 404)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass  # `received` is the log
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+
+    def restart(self) -> None:
+        port = self.port
+        self.stop()
+        self.start(port)
+
+    def requests(self) -> list[str]:
+        return list(self.received)
+
+
 class Peers:
     """Starts upstreams and mirrors for one scope and stops every one of them at its end."""
 
@@ -177,6 +231,12 @@ class Peers:
         if dists:
             server.twine(*dists)
         return PackyardUpstream(server)
+
+    def static(self, pages: dict[str, tuple[str, bytes]]) -> StaticUpstream:
+        upstream = StaticUpstream(pages)
+        self.started.append(upstream)
+        upstream.start()
+        return upstream
 
     def mirror(self, upstream_index: str, database_url: str = "", **settings: object) -> Server:
         """A Packyard whose `[mirror]` points at `upstream_index`; `settings` are other `[mirror]` keys."""

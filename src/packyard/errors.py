@@ -8,6 +8,8 @@ PackyardError                              (a message for a person, and the HTTP
 └── storage.errors.BlobNotFound            500: no committed blob for a digest
 
 ConfigError                                packyard.toml or a PACKYARD_* override is not valid (startup only)
+tarfile.TarError
+└── HeaderTooLarge                         a tar's extended header past `bounded_tar`'s limits (callers reword it)
 
 Each domain lists its exceptions in its own `errors.py`, whose docstring draws its part of the tree. A
 PackyardError carries its status; `http_errors.py` turns it into the repository's response, and the Connect API
@@ -16,6 +18,8 @@ PackyardError carries its status; `http_errors.py` turns it into the repository'
 """
 
 from __future__ import annotations
+
+import tarfile
 
 
 class PackyardError(Exception):
@@ -34,3 +38,10 @@ class PackyardError(Exception):
 
 class ConfigError(Exception):
     """The configuration file or an override has a bad value; the server or command refuses to start."""
+
+
+class HeaderTooLarge(tarfile.TarError):
+    """An extended tar header (pax, GNU long name or link) past a limit of `bounded_tar`, raised before its data is
+    read; the upload and bundle code say which archive it was in.
+
+    Not a `tarfile.HeaderError`: tarfile rewords those into a generic ReadError, which would lose this message."""

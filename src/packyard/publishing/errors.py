@@ -6,6 +6,7 @@ PackyardError
     ├── Forbidden               403  the key's user may not do this (code 6)
     ├── InvalidKey              401  no key, or one that is not valid (code 30)
     ├── BadCredentials          401  a web sign-in with an unknown user or a wrong password
+    ├── TooManySignIns          429  too many failed sign-ins for a user name or from an address (Retry-After)
     ├── Conflict                409  a user by that name already exists
     ├── NameInUse               409  the owner already has content of that name (code 26)
     ├── ContentLocked           409  locked content takes no deploys or changes until it is unlocked
@@ -13,6 +14,7 @@ PackyardError
     ├── RuntimeSettingError     400  a runtime setting that is not valid or over the server's cap
     ├── ClientSilent            408  the client sent none of its request body for `read_timeout` seconds
     ├── BundleError             400  a bundle that cannot be deployed: its archive or its manifest.json
+    ├── BundleTooLarge          413  an uploaded bundle over `[publishing] bundle_max_size`
     ├── EnvironmentBuildError   400  no matching Python, or the install failed
     ├── AppStartError           400  the app did not start or did not answer
     ├── AppUnavailable          502  the proxy could not reach a running app process
@@ -62,6 +64,12 @@ class Conflict(PublishingError):
 
 class BundleError(PublishingError):
     """A bundle that cannot be deployed: its archive, its manifest.json or its entry point."""
+
+
+class BundleTooLarge(PublishingError):
+    """An uploaded bundle (its Content-Length, or the bytes received so far) over `[publishing] bundle_max_size`."""
+
+    status_code = 413
 
 
 class EnvironmentBuildError(PublishingError):
@@ -115,6 +123,18 @@ class BadCredentials(PublishingError):
     """Unknown user and wrong password read the same, so the page does not tell which names exist."""
 
     status_code = 401
+
+
+class TooManySignIns(PublishingError):
+    """Too many failed web sign-ins for the user name or from the client's address: none is checked, not even a
+    right password, until `retry_after` seconds have passed."""
+
+    status_code = 429
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.headers = {"retry-after": str(retry_after)}
 
 
 class NameInUse(PublishingError):

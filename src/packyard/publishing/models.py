@@ -39,6 +39,18 @@ class WebSession(Base):
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class SignInFailure(Base):
+    """Failed web sign-ins counted for one user name (`user:<name>`) or one client address (`address:<ip>`), and
+    the lockout they earned; kept in the database so every node of a server sees the same count."""
+
+    __tablename__ = "sign_in_failures"
+
+    key: Mapped[str] = mapped_column(String(300), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_failure_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
 class ApiKey(Base):
     """A user's API key. Only its sha256 is kept: keys are 192 random bits, so a slow hash buys nothing."""
 

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from packyard.changelog.events import record
 from packyard.db import utcnow
+from packyard.publishing import signin_throttle
 from packyard.publishing.errors import BadCredentials, Forbidden, PublishingError
 from packyard.publishing.models import User, WebSession
 from packyard.publishing.users import Caller, get_user
@@ -44,8 +45,9 @@ def set_password(session: Session, username: str, password: str) -> User:
         raise PublishingError(f"The password has {len(password)} characters; use at least {MIN_PASSWORD}.")
     user = get_user(session, username)
     user.password_hash = _hasher.hash(password)
-    # A new password ends every browser signed in with the old one.
+    # A new password ends every browser signed in with the old one, and any pause of sign-in for the name.
     session.execute(delete(WebSession).where(WebSession.user_id == user.id))
+    signin_throttle.clear_user(session, user.username)
     record(session, "user-password", detail=username)
     return user
 
@@ -55,6 +57,8 @@ def set_locked(session: Session, username: str, locked: bool) -> User:
     if user.locked != locked:
         user.locked = locked
         record(session, "user-lock" if locked else "user-unlock", detail=username)
+    if not locked:
+        signin_throttle.clear_user(session, user.username)
     if locked:
         session.execute(delete(WebSession).where(WebSession.user_id == user.id))
     return user

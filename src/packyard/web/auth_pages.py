@@ -11,9 +11,11 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import func, select
 
+from packyard.db import utcnow
 from packyard.errors import PackyardError
 from packyard.publishing import content as contents
-from packyard.publishing import signin
+from packyard.publishing import signin, signin_throttle
+from packyard.publishing.errors import Forbidden
 from packyard.repository.models import Project, Repository, Subscription
 from packyard.web.error_pages import PageRoute
 from packyard.web.render import render
@@ -52,7 +54,7 @@ async def login(
     try:
         token = await asyncio.to_thread(_sign_in, request, username.strip(), password)
     except PackyardError as exc:
-        return render(
+        page = render(
             request,
             "login.html",
             section="home",
@@ -61,6 +63,8 @@ async def login(
             username=username,
             error=exc.message,
         )
+        page.headers.update(exc.headers)  # a 429's Retry-After
+        return page
     response = RedirectResponse(target, status_code=303)
     set_session_cookie(request, response, token)
     return response
@@ -68,9 +72,18 @@ async def login(
 
 def _sign_in(request: Request, username: str, password: str) -> str:
     app = context(request)
-    with app.db.session() as session:
-        user = signin.check_password(session, username, password)
-        return signin.start_session(session, user, timedelta(seconds=app.settings.web.session_lifetime))
+    attempt = signin_throttle.attempt_of(username, request.client.host if request.client else "")
+    with app.db.session() as session:  # committed first: the attempt counts as failed until its password is right
+        signin_throttle.begin(session, attempt, utcnow())
+    try:
+        with app.db.session() as session:
+            user = signin.check_password(session, username, password)
+            signin_throttle.forgive(session, attempt)
+            return signin.start_session(session, user, timedelta(seconds=app.settings.web.session_lifetime))
+    except Forbidden:  # the right password for a locked user: not a guess, so not counted against the name
+        with app.db.session() as session:
+            signin_throttle.forgive(session, attempt)
+        raise
 
 
 @router.post("/logout", dependencies=[Depends(check_csrf)])

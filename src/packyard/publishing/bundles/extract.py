@@ -15,10 +15,12 @@ from packyard.publishing.bundles.manifest import (
     parse_manifest,
 )
 from packyard.publishing.bundles.tar import unpack_tar
+from packyard.publishing.environments.plan import MAX_FILE_SIZE
 from packyard.publishing.errors import BundleError
 
 MANIFEST = "manifest.json"
 MAX_MANIFEST_SIZE = 16 * 1024 * 1024
+MAX_PACKAGE_FILE_SIZE = MAX_FILE_SIZE  # the requirements file is read whole, then parsed line by line
 
 
 def extract_bundle(archive: Path, dest: Path, *, max_bytes: int, max_entries: int) -> Manifest:
@@ -49,6 +51,13 @@ def extract_bundle(archive: Path, dest: Path, *, max_bytes: int, max_entries: in
 def read_requirements(root: Path, manifest: Manifest) -> str:
     """The text of the bundle's package file (usually requirements.txt) in the unpacked bundle at `root`."""
     path = _package_file_path(root, manifest)
+    size = path.stat().st_size
+    if size > MAX_PACKAGE_FILE_SIZE:
+        raise BundleError(
+            f"The bundle's {manifest.package_file} is {size:,} bytes, over the limit of "
+            f"{MAX_PACKAGE_FILE_SIZE >> 20} MiB; list only the packages the app needs (`pip freeze` in its own "
+            "virtual environment) and deploy again."
+        )
     data = path.read_bytes()
     try:
         return data.decode("utf-8-sig")  # pip accepts a UTF-8 byte-order mark, so we do too

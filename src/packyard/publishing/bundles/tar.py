@@ -20,10 +20,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from packyard.bounded_tar import BoundedTarFile
+from packyard.errors import HeaderTooLarge
 from packyard.publishing.errors import BundleError
 
-# Tar headers, long-name records and padding are not file data, but a pax header can still inflate a tiny
-# archive into gigabytes held in memory; the decompressed stream may exceed the data limit by this per entry.
+# Tar headers, long-name records and padding are not file data; the decompressed stream may exceed the data limit
+# by this per entry. One pax header or long name is bounded on its own (`bounded_tar`), before it is read.
 HEADER_ALLOWANCE = 4096
 # Linux follows at most 40 links in a path (ELOOP); a longer chain of links in a bundle is refused the same way.
 MAX_LINK_DEPTH = 40
@@ -53,7 +55,7 @@ def unpack_tar(archive: Path, tree: Path, *, max_bytes: int, max_entries: int) -
         stream = _CappedStream(source, cap=max_bytes + (max_entries + 3) * HEADER_ALLOWANCE)
         try:
             # A stream ("r|") is only read, so the file object needs no seek, tell or write.
-            with tarfile.open(fileobj=stream, mode="r|") as tar:  # type: ignore[call-overload]
+            with BoundedTarFile.open(fileobj=stream, mode="r|") as tar:  # type: ignore[call-overload]
                 writer = _TreeWriter(tree, tar, max_bytes=max_bytes, max_entries=max_entries)
                 for member in tar:
                     writer.add(member)
@@ -61,6 +63,8 @@ def unpack_tar(archive: Path, tree: Path, *, max_bytes: int, max_entries: int) -
             # Read to the end so gzip checks its CRC and length: a truncated or damaged tail is refused too.
             while stream.read(CHUNK):
                 pass
+        except HeaderTooLarge as exc:
+            raise BundleError(f"The bundle has {exc}; {_REUPLOAD}.") from exc
         except tarfile.TarError as exc:
             raise BundleError(f"The bundle is not a valid tar archive ({exc}); {_REUPLOAD}.") from exc
 

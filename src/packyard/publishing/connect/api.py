@@ -16,11 +16,11 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
-from starlette.datastructures import UploadFile
 
 from packyard import __version__
 from packyard.publishing import content as contents
 from packyard.publishing import operations, variables
+from packyard.publishing.connect import bundle_body
 from packyard.publishing.connect.routing import ConnectRoute
 from packyard.publishing.environments.interpreters import find_interpreters
 from packyard.publishing.errors import Forbidden, PublishingError
@@ -214,15 +214,16 @@ async def upload_bundle(request: Request, guid: str) -> dict[str, Any]:
     context = request.app.state.packyard
     content = await _in_thread(request, lambda s: contents.writable(s, caller, guid))
     limit = context.settings.bundle_max_size
+    bundle_body.check_length(request.headers, limit)
     started = time.monotonic()
     staged = context.store.stage()
     metadata: dict[str, Any] = {}
     try:
-        if request.headers.get("content-type", "").startswith("multipart/form-data"):
-            metadata = await _receive_multipart(request, staged, limit)
+        if bundle_body.is_multipart(request.headers):
+            content_type = request.headers["content-type"]
+            metadata = await bundle_body.receive_multipart(content_type, request.stream(), staged, limit)
         else:
-            async for chunk in request.stream():
-                _write_limited(staged, chunk, limit)
+            await bundle_body.receive_raw(request.stream(), staged, limit)
         _check_archive(staged)
         seconds = time.monotonic() - started
         digest = await asyncio.to_thread(context.store.commit, staged)
@@ -238,15 +239,6 @@ async def upload_bundle(request: Request, guid: str) -> dict[str, Any]:
     return await _in_thread(request, work)
 
 
-def _write_limited(staged: StagedBlob, chunk: bytes, limit: int) -> None:
-    if staged.size + len(chunk) > limit:
-        raise PublishingError(
-            f"The bundle is larger than this server's limit of {limit:,} bytes (`[publishing] bundle_max_size`); "
-            "leave data files out of it, or ask an administrator to raise the limit."
-        )
-    staged.write(chunk)
-
-
 def _check_archive(staged: StagedBlob) -> None:
     with staged.open() as f:
         head = f.read(2)
@@ -257,28 +249,6 @@ def _check_archive(staged: StagedBlob) -> None:
             f"The bundle is not a gzip-compressed tar archive (it starts with {head!r}); "
             "upload the .tar.gz that rsconnect makes."
         )
-
-
-async def _receive_multipart(request: Request, staged: StagedBlob, limit: int) -> dict[str, Any]:
-    form = await request.form(max_files=1, max_fields=10)
-    try:
-        archive = form.get("archive")
-        if not isinstance(archive, UploadFile):
-            raise PublishingError("The multipart upload has no `archive` file part; send the bundle as `archive`.")
-        while chunk := await archive.read(1 << 20):
-            _write_limited(staged, chunk, limit)
-        raw = form.get("metadata")
-        if raw is None:
-            return {}
-        try:
-            metadata = json.loads(raw if isinstance(raw, str) else await raw.read())
-        except ValueError as exc:
-            raise PublishingError(f"The `metadata` part is not valid JSON ({exc}).") from exc
-        if not isinstance(metadata, dict):
-            raise PublishingError("The `metadata` part must be a JSON object of strings.")
-        return {str(k): str(v) for k, v in metadata.items()}
-    finally:
-        await form.close()
 
 
 @router.get("/v1/content/{guid}/bundles")

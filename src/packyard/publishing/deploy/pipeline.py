@@ -256,7 +256,9 @@ class Deployer:
         )
         requirements = await asyncio.to_thread(read_requirements, root, manifest)
         runtime = RUNTIME_PACKAGES.get(manifest.appmode) or list(LAUNCHERS[manifest.appmode].packages)
-        plan = plan_install(
+        # Off the event loop: parsing the bundle's text and asking the interpreter for its packages both take time.
+        plan = await asyncio.to_thread(
+            plan_install,
             requirements,
             root,
             runtime,

@@ -21,11 +21,45 @@ from packyard.repository.models import Repository
 
 _NAME = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 # uv's resolver: "Because fastapi was not found in the package registry and you require fastapi==0.165.0, ..."
-_MISSING = re.compile(rf"\b({_NAME}) was not found in the (?:package registry|provided package locations)")
+# Each phrase is found first and the names read from its ends: a pattern that starts with a name would try every
+# position of a long run of name characters (uv echoes what the bundle asked for), in quadratic time.
+_MISSING = re.compile(r" was not found in the (?:package registry|provided package locations)")
 # "Because markupsafe==3.0.4 has no wheels with a matching Python ABI tag (e.g., `cp312`) and ..."
-_NO_WHEEL = re.compile(rf"\b({_NAME})\S* has no wheels with a matching (?:Python ABI|Python implementation|platform)")
+_NO_WHEEL = re.compile(r" has no wheels with a matching (?:Python ABI|Python implementation|platform)")
 # "... and all versions of uvicorn depend on h11>=0.8", "flask==3.1.3 depends on werkzeug>=3.1.0"
-_DEPENDS = re.compile(rf"\b({_NAME})\S* depends? on ({_NAME})")
+_DEPENDS = re.compile(r" depends? on ")
+_NAME_AT = re.compile(_NAME)
+_NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
+
+
+def _name_before(line: str, end: int, whole_word: bool) -> str:
+    """The package name that ends the word before `end` (`whole_word`: the word may go on, as in `x==1.0`)."""
+    start = end
+    if whole_word:
+        while start > 0 and not line[start - 1].isspace():
+            start -= 1
+        found = _NAME_AT.match(line, start, end)
+        return found.group(0) if found else ""
+    while start > 0 and line[start - 1] in _NAME_CHARS:
+        start -= 1
+    return line[start:end].lstrip("._-")
+
+
+def _names(pattern: re.Pattern[str], line: str, whole_word: bool = False) -> list[str]:
+    return [name for phrase in pattern.finditer(line) if (name := _name_before(line, phrase.start(), whole_word))]
+
+
+def _dependencies(text: str) -> list[tuple[str, str]]:
+    """(parent, child) for each "parent depends on child" uv wrote."""
+    pairs = []
+    for phrase in _DEPENDS.finditer(text):
+        parent = _name_before(text, phrase.start(), True)
+        child = _NAME_AT.match(text, phrase.end())
+        if parent and child:
+            pairs.append((parent, child.group(0)))
+    return pairs
+
+
 _MIRROR_TYPES = ("pypi", "curated-pypi")
 _PYPI = "https://pypi.org/simple/"
 
@@ -44,7 +78,7 @@ def missing_packages(lines: list[str]) -> list[str]:
     order it reports them."""
     found: list[str] = []
     for line in lines:
-        for name in _MISSING.findall(line) + _NO_WHEEL.findall(line):
+        for name in _names(_MISSING, line) + _names(_NO_WHEEL, line, whole_word=True):
             if name not in found:
                 found.append(name)
     return found
@@ -52,7 +86,7 @@ def missing_packages(lines: list[str]) -> list[str]:
 
 def without_wheels(lines: list[str]) -> list[str]:
     """The names uv found only as wheels for other Pythons or platforms."""
-    return list(dict.fromkeys(name for line in lines for name in _NO_WHEEL.findall(line)))
+    return list(dict.fromkeys(name for line in lines for name in _names(_NO_WHEEL, line, whole_word=True)))
 
 
 def runtime_line(plan: InstallPlan, runtime: RuntimeSet, wheelhouse: Wheelhouse) -> str:
@@ -89,7 +123,7 @@ def who_asked(
     text = " ".join(lines)
     no_wheel = {canonicalize_name(n) for n in without_wheels(lines)}
     parents: dict[str, list[str]] = {}
-    for parent, child in _DEPENDS.findall(text):
+    for parent, child in _dependencies(text):
         parents.setdefault(canonicalize_name(child), []).append(canonicalize_name(parent))
     in_runtime = {d.name: d for d in runtime.dists} if runtime else {}
     absent = runtime.absent if runtime else {}

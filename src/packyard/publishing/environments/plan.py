@@ -17,11 +17,20 @@ from packyard.config import PythonSettings
 from packyard.publishing.environments.interpreters import Interpreter
 from packyard.publishing.errors import EnvironmentBuildError
 
+# The file comes from a bundle, so every pattern here runs in linear time whatever the line holds: each looks one
+# character behind instead of matching a run of spaces it would backtrack over (a run of 100,000 spaces took
+# minutes with `\s+#` or `\s*=?\s*`), and possessive runs (`*+`) never give characters back.
 # pip's rule: `#` starts a comment only at the start of a line or after whitespace (URLs keep `#egg=`).
-_COMMENT = re.compile(r"(^|\s+)#.*$")
+_COMMENT = re.compile(r"(?:^|(?<=\s))#")
 # Per-requirement options (`--hash=...`) follow the requirement after whitespace.
-_LINE_OPTIONS = re.compile(r"\s+(?=--?[A-Za-z])")
-_INCLUDE = re.compile(r"^(-r|--requirement|-c|--constraint)(?:\s*=?\s*)(\S.*)$")
+_LINE_OPTION = re.compile(r"(?<=\s)--?[A-Za-z]")
+_INCLUDE = re.compile(r"(-r|--requirement|-c|--constraint)\s*+=?\s*+(\S.*)")
+# Bounds on what a bundle's requirement files may hold; pip-compile's output with hashes stays far below them.
+MAX_FILE_SIZE = 8 * 1024 * 1024
+MAX_LINES = 100_000
+MAX_LINE_LENGTH = 65_536  # characters of one logical line, continuations joined
+MAX_INCLUDE_DEPTH = 20  # `-r` inside `-r` ...: deeper chains would exhaust the stack
+_SHOWN = 200  # characters of a line quoted in an error
 
 
 @dataclass
@@ -43,6 +52,11 @@ class InstallPlan:
 class _Line:
     text: str
     where: str  # "line 3 of `requirements.txt`", for errors
+
+    @property
+    def shown(self) -> str:
+        """The line as an error quotes it: whitespace runs collapsed and at most `_SHOWN` characters."""
+        return _shown(self.text)
 
 
 def plan_install(
@@ -145,26 +159,33 @@ def _read(
     constraints: list[str],
     seen: set[Path],
     constraint_file: bool = False,
+    depth: int = 0,
 ) -> None:
     for line in _logical_lines(text, filename):
-        include = _INCLUDE.match(line.text)
+        include = _INCLUDE.fullmatch(line.text)
         if include:
             flag, target = include.groups()
             path = _inside(root, directory, target.strip(), line)
             if path in seen:
                 continue  # included twice (or in a cycle): its lines are already in
             seen.add(path)
-            if not path.is_file():
+            if depth >= MAX_INCLUDE_DEPTH:
                 raise EnvironmentBuildError(
-                    f"{line.where.capitalize()}: `{line.text}` names `{target.strip()}`, which is not in the bundle; "
-                    "add the file to the bundle or remove the line."
+                    f"{line.where.capitalize()}: `{line.shown}` goes past {MAX_INCLUDE_DEPTH} levels of files "
+                    "including files, the limit; include the files from fewer levels."
+                )
+            if not _is_file(path):
+                raise EnvironmentBuildError(
+                    f"{line.where.capitalize()}: `{line.shown}` names `{_shown(target.strip())}`, which is not in "
+                    "the bundle; add the file to the bundle or remove the line."
                 )
             name = str(path.relative_to(root))
             is_constraint = constraint_file or flag in ("-c", "--constraint")
-            _read(path.read_text(), name, path.parent, root, options, requirements, constraints, seen, is_constraint)
+            included = read_bounded(path, name)
+            _read(included, name, path.parent, root, options, requirements, constraints, seen, is_constraint, depth + 1)
         elif line.text.startswith(("-e", "--editable")):
             raise EnvironmentBuildError(
-                f"{line.where.capitalize()}: `{line.text}` is an editable install, which a deployed app cannot use; "
+                f"{line.where.capitalize()}: `{line.shown}` is an editable install, which a deployed app cannot use; "
                 "build a wheel of it, upload it to Packyard, and require it by name."
             )
         elif line.text.startswith("-"):
@@ -178,44 +199,88 @@ def _read(
                 requirements.append((req, extra))
 
 
+def read_bounded(path: Path, name: str) -> str:
+    """The text of a requirements file in the bundle, refused past `MAX_FILE_SIZE` before it is read."""
+    size = path.stat().st_size
+    if size > MAX_FILE_SIZE:
+        raise EnvironmentBuildError(
+            f"`{name}` is {size:,} bytes, over the limit of {MAX_FILE_SIZE >> 20} MiB for a requirements file; "
+            "list only the packages the app needs (`pip freeze` in its own virtual environment)."
+        )
+    return path.read_text()
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # a name too long for the filesystem names no file in the bundle
+        return False
+
+
 def _logical_lines(text: str, filename: str) -> list[_Line]:
-    """Lines without comments, continuations joined, each with where it starts."""
+    """Lines without comments, continuations joined, each with where it starts; refuses files past the bounds."""
     lines: list[_Line] = []
-    pending = ""
+    pending: list[str] = []
+    pending_length = 0
     start = 0
     for number, raw in enumerate(text.splitlines(), start=1):
+        if number > MAX_LINES:
+            raise EnvironmentBuildError(
+                f"`{filename}` has more than {MAX_LINES:,} lines, the limit for a requirements file; "
+                "list only the packages the app needs (`pip freeze` in its own virtual environment)."
+            )
         if not pending:
             start = number
+        pending_length += len(raw)
+        if pending_length > MAX_LINE_LENGTH:
+            raise EnvironmentBuildError(
+                f"Line {start} of `{filename}` is longer than {MAX_LINE_LENGTH:,} characters, the limit for one "
+                f"requirement (it starts `{_shown(pending[0] if pending else raw)}`); write one requirement per "
+                "line, without long runs of spaces."
+            )
         if raw.endswith("\\"):
-            pending += raw[:-1] + " "
+            pending.append(raw[:-1] + " ")
             continue
-        text_ = _COMMENT.sub("", pending + raw).strip()
-        pending = ""
-        if text_:
-            lines.append(_Line(text_, f"line {start} of `{filename}`"))
-    if pending.strip():
-        lines.append(_Line(_COMMENT.sub("", pending).strip(), f"line {start} of `{filename}`"))
-    return [line for line in lines if line.text]
+        pending.append(raw)
+        _add_line(lines, "".join(pending), start, filename)
+        pending, pending_length = [], 0
+    if pending:
+        _add_line(lines, "".join(pending), start, filename)
+    return lines
+
+
+def _add_line(lines: list[_Line], text: str, start: int, filename: str) -> None:
+    comment = _COMMENT.search(text)
+    text = (text if comment is None else text[: comment.start()]).strip()
+    if text:
+        lines.append(_Line(text, f"line {start} of `{filename}`"))
+
+
+def _shown(text: str) -> str:
+    text = " ".join(text.split())  # whitespace runs collapsed, so a quote shows what the line says
+    return text if len(text) <= _SHOWN else text[: _SHOWN - 3] + "..."
 
 
 def _parse(line: _Line) -> tuple[Requirement, str]:
-    parts = _LINE_OPTIONS.split(line.text, maxsplit=1)
-    text, extra = parts[0], parts[1] if len(parts) > 1 else ""
+    option = _LINE_OPTION.search(line.text)
+    text, extra = (
+        (line.text, "") if option is None else (line.text[: option.start()].rstrip(), line.text[option.start() :])
+    )
     if text.startswith((".", "/", "~", "file:")):
         raise EnvironmentBuildError(
-            f"{line.where.capitalize()}: `{line.text}` is a local path, which this server does not have; "
+            f"{line.where.capitalize()}: `{line.shown}` is a local path, which this server does not have; "
             "build a wheel of it, upload it to Packyard, and require it by name."
         )
     try:
         req = Requirement(text)
     except InvalidRequirement as exc:
         raise EnvironmentBuildError(
-            f"{line.where.capitalize()}: `{line.text}` is not a requirement ({str(exc).splitlines()[0]}); "
+            f"{line.where.capitalize()}: `{line.shown}` is not a requirement ({_shown(str(exc).splitlines()[0])}); "
             "write one per line, e.g. `flask==3.0.3` or `requests>=2.31`."
         ) from exc
     if req.url and req.url.startswith("file:"):
         raise EnvironmentBuildError(
-            f"{line.where.capitalize()}: `{line.text}` points at a file on the machine it was made on; "
+            f"{line.where.capitalize()}: `{line.shown}` points at a file on the machine it was made on; "
             "build a wheel of it, upload it to Packyard, and require it by name."
         )
     return req, extra
@@ -225,7 +290,7 @@ def _inside(root: Path, directory: Path, target: str, line: _Line) -> Path:
     path = (directory / target).resolve()
     if not path.is_relative_to(root):
         raise EnvironmentBuildError(
-            f"{line.where.capitalize()}: `{line.text}` includes `{target}`, which is outside the bundle; "
+            f"{line.where.capitalize()}: `{line.shown}` includes `{_shown(target)}`, which is outside the bundle; "
             "copy the file into the bundle and include it by a relative path."
         )
     return path

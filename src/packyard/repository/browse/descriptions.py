@@ -18,6 +18,7 @@ from readme_renderer import markdown, rst, txt
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
+from packyard.bounded_tar import BoundedTarFile
 from packyard.repository.models import CoreMetadata
 from packyard.storage import BlobStore
 
@@ -121,7 +122,7 @@ def read_pkg_info(file: BinaryIO, filename: str) -> bytes | None:
                 if name is None or archive.getinfo(name).file_size > MAX_PKG_INFO:
                     return None
                 return archive.read(name)
-        with tarfile.open(fileobj=file, mode="r:*") as archive:
+        with BoundedTarFile.open(fileobj=file, mode="r:*") as archive:
             for member in archive:
                 if member.name.count("/") == 1 and member.name.endswith("/PKG-INFO") and member.isfile():
                     if member.size > MAX_PKG_INFO:

@@ -62,13 +62,14 @@ def render_project(ctx: ProjectContext) -> RenderedPage:
     links = []
     files = []
     for f in ctx.files:
-        attrs = [f'href="{escape(f.url)}#sha256={f.sha256}"']
+        # Hashes are hex digits by the time they get here (mirror/upstream.py checks an upstream's); escaped anyway.
+        attrs = [f'href="{escape(f.url)}#sha256={escape(f.sha256)}"']
         if f.requires_python:
             attrs.append(f'data-requires-python="{escape(f.requires_python)}"')
         if f.yanked:
             attrs.append(f'data-yanked="{escape(f.yanked_reason)}"')
         if f.metadata_sha256:
-            meta = f"sha256={f.metadata_sha256}"
+            meta = f"sha256={escape(f.metadata_sha256)}"
             attrs.append(f'data-dist-info-metadata="{meta}" data-core-metadata="{meta}"')
         attrs.append(f'data-gpg-sig="{"true" if f.signed else "false"}"')
         links.append(f"    <a {' '.join(attrs)}>{escape(f.filename)}</a><br />")

@@ -45,6 +45,7 @@ K = TypeVar("K", bound=Hashable)
 T = TypeVar("T")
 HOLD_BACK = 64 * 1024
 MAX_FRESH = 500_000
+MAX_LOGGED_PROBLEMS = 5  # a hostile page may list thousands; the log shows the first few and the count
 CHUNK = 256 * 1024
 
 
@@ -277,8 +278,14 @@ class Mirror:
             )
         except (ValueError, KeyError, TypeError) as exc:
             return self._failed(source, name, url, f"unreadable page ({exc})", has_files)
+        if page.problems:
+            shown = "; ".join(page.problems[:MAX_LOGGED_PROBLEMS])
+            more = len(page.problems) - MAX_LOGGED_PROBLEMS
+            log.warning(
+                "%s: dropped hashes that are not sha256: %s%s", url, shown, f" (and {more} more)" if more > 0 else ""
+            )
         if page.skipped:
-            log.info("%s: skipped %d files without a sha256 or not a wheel or sdist", url, page.skipped)
+            log.info("%s: skipped %d files without a valid sha256 or not a wheel or sdist", url, page.skipped)
         changed = await run_in_threadpool(self._apply, source.id, name, page, now)
         if changed:
             await run_in_threadpool(self.on_change)

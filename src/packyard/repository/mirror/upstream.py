@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from html.parser import HTMLParser
 from urllib.parse import urldefrag, urljoin
@@ -12,6 +13,10 @@ from packaging.utils import InvalidSdistFilename, InvalidWheelFilename, parse_sd
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 ACCEPT = f"{JSON_TYPE}, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.01"
+# Upstream hashes go into pages (an `href` fragment, a `data-` attribute) and into blob paths: anything but 64 hex
+# digits is dropped here, where they are read, so no other code has to distrust them.
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_SHOWN = 80  # characters of a bad value quoted in the log
 
 
 @dataclass(frozen=True)
@@ -34,7 +39,8 @@ class UpstreamPage:
     name: str
     files: list[UpstreamFile]
     etag: str
-    skipped: int  # files without a sha256 or with a name that is not a wheel or sdist
+    skipped: int  # files without a valid sha256 or with a name that is not a wheel or sdist
+    problems: list[str] = field(default_factory=list)  # hashes dropped as not sha256 hex digits, for the log
 
 
 def _parse_time(value: object) -> datetime | None:
@@ -57,20 +63,39 @@ def _kind(filename: str) -> tuple[str, str] | None:
         return None
 
 
-def _metadata_hash(value: object) -> str | None:
+def sha256_hex(value: object) -> str | None:
+    """An upstream's sha256 as 64 lowercase hex digits; None for anything else."""
+    if not isinstance(value, str) or len(value) != 64:
+        return None
+    digest = value.lower()
+    return digest if _SHA256.fullmatch(digest) else None
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= _SHOWN else text[: _SHOWN - 3] + "..."
+
+
+def _metadata_hash(value: object, filename: str, problems: list[str]) -> str | None:
+    """The sha256 of a file's `.metadata` (PEP 658/714): `{"sha256": ...}` in JSON, `sha256=...` in HTML."""
     if isinstance(value, dict):
         digest = value.get("sha256")
-        return digest if isinstance(digest, str) else None
-    if isinstance(value, str) and value.startswith("sha256="):
-        return value.removeprefix("sha256=")
-    return None
+    elif isinstance(value, str) and value.startswith("sha256="):
+        digest = value.removeprefix("sha256=")
+    else:
+        return None  # `true`, or no `.metadata`: nothing to check it against, so it is not offered
+    checked = sha256_hex(digest)
+    if checked is None:
+        problems.append(f"{filename}: `.metadata` sha256 {_shown(digest)} is not 64 hex digits; metadata not offered")
+    return checked
 
 
 def _file(
     page_url: str,
     href: str,
     filename: str,
-    hashes: dict[str, str],
+    hashes: object,
+    problems: list[str],
     *,
     size: object = None,
     upload_time: object = None,
@@ -79,8 +104,13 @@ def _file(
     metadata: object = None,
 ) -> UpstreamFile | None:
     kind = _kind(filename)
-    sha256 = hashes.get("sha256", "").lower()
-    if kind is None or len(sha256) != 64:
+    if kind is None:
+        return None
+    given = hashes.get("sha256") if isinstance(hashes, dict) else None
+    sha256 = sha256_hex(given)
+    if sha256 is None:
+        if given is not None:
+            problems.append(f"{filename}: sha256 {_shown(given)} is not 64 hex digits; file not mirrored")
         return None
     url, fragment = urldefrag(urljoin(page_url, href))
     return UpstreamFile(
@@ -94,20 +124,23 @@ def _file(
         requires_python=requires_python if isinstance(requires_python, str) and requires_python else None,
         yanked=yanked is not False and yanked is not None,
         yanked_reason=yanked if isinstance(yanked, str) else "",
-        metadata_sha256=_metadata_hash(metadata),
+        metadata_sha256=_metadata_hash(metadata, filename, problems),
     )
 
 
 def parse_json(page_url: str, body: bytes, etag: str) -> UpstreamPage:
     data = json.loads(body)
-    files, skipped = [], 0
+    files: list[UpstreamFile] = []
+    problems: list[str] = []
+    skipped = 0
     for item in data.get("files", []):
         core = item.get("core-metadata", item.get("dist-info-metadata", item.get("data-dist-info-metadata")))
         parsed = _file(
             page_url,
             item["url"],
             item["filename"],
-            item.get("hashes") or {},
+            item.get("hashes"),
+            problems,
             size=item.get("size"),
             upload_time=item.get("upload-time"),
             requires_python=item.get("requires-python"),
@@ -118,7 +151,7 @@ def parse_json(page_url: str, body: bytes, etag: str) -> UpstreamPage:
             skipped += 1
         else:
             files.append(parsed)
-    return UpstreamPage(data.get("name", ""), files, etag, skipped)
+    return UpstreamPage(data.get("name", ""), files, etag, skipped, problems)
 
 
 class _Links(HTMLParser):
@@ -145,7 +178,9 @@ class _Links(HTMLParser):
 def parse_html(page_url: str, body: bytes, etag: str) -> UpstreamPage:
     parser = _Links()
     parser.feed(body.decode("utf-8", errors="replace"))
-    files, skipped = [], 0
+    files: list[UpstreamFile] = []
+    problems: list[str] = []
+    skipped = 0
     for attrs, text in parser.links:
         href = attrs.get("href") or ""
         _, fragment = urldefrag(href)
@@ -157,6 +192,7 @@ def parse_html(page_url: str, body: bytes, etag: str) -> UpstreamPage:
             href,
             filename,
             {algorithm: digest} if digest else {},
+            problems,
             requires_python=attrs.get("data-requires-python"),
             yanked=False if yanked is None else yanked,
             metadata=attrs.get("data-core-metadata") or attrs.get("data-dist-info-metadata"),
@@ -165,7 +201,7 @@ def parse_html(page_url: str, body: bytes, etag: str) -> UpstreamPage:
             skipped += 1
         else:
             files.append(parsed)
-    return UpstreamPage("", files, etag, skipped)
+    return UpstreamPage("", files, etag, skipped, problems)
 
 
 def parse_page(page_url: str, content_type: str, body: bytes, etag: str) -> UpstreamPage:

@@ -13,12 +13,15 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from packyard.bounded_tar import BoundedTarFile
+from packyard.errors import HeaderTooLarge
 from packyard.repository.errors import UploadRejected
 
 MAX_METADATA_SIZE = 16 * 1024 * 1024
 # A wheel may unpack to this many times its size before we call it a zip bomb (Warehouse uses a ratio too).
 MAX_COMPRESSION_RATIO = 100
 RATIO_FLOOR = 64 * 1024 * 1024
+_REBUILD_SDIST = "rebuild the sdist with `uv build --sdist` or `python -m build --sdist`"
 
 
 @dataclass(frozen=True)
@@ -102,15 +105,16 @@ def inspect_wheel(file: BinaryIO, filename: str) -> DistMetadata:
 def inspect_sdist(file: BinaryIO, filename: str) -> DistMetadata:
     try:
         file.seek(0)
-        archive = tarfile.open(fileobj=file, mode="r:gz")
+        archive = BoundedTarFile.open(fileobj=file, mode="r:gz")
+    except HeaderTooLarge as exc:
+        raise UploadRejected(f"{filename!r} has {exc}; {_REBUILD_SDIST}.") from exc
     except (tarfile.TarError, OSError, EOFError) as exc:
-        raise UploadRejected(
-            f"{filename!r} is not a valid gzip-compressed tar archive; rebuild the sdist "
-            "with `uv build --sdist` or `python -m build --sdist`."
-        ) from exc
+        raise UploadRejected(f"{filename!r} is not a valid gzip-compressed tar archive; {_REBUILD_SDIST}.") from exc
     with archive:
         try:
             members = archive.getmembers()
+        except HeaderTooLarge as exc:
+            raise UploadRejected(f"{filename!r} has {exc}; {_REBUILD_SDIST}.") from exc
         except (tarfile.TarError, OSError, EOFError) as exc:
             raise UploadRejected(f"{filename!r} is a corrupt tar archive ({exc}).") from exc
         pkg_info = next(

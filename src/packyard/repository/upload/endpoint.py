@@ -18,14 +18,12 @@ from packyard.context import AppContext
 from packyard.errors import PackyardError
 from packyard.http_errors import send_error
 from packyard.repository import services
-from packyard.repository.errors import ClientDisconnected, FileTooLarge
+from packyard.repository.errors import ClientDisconnected
 from packyard.repository.mirror.shadowing import shadow_warning
-from packyard.repository.upload.multipart import read_upload
+from packyard.repository.upload.multipart import FORM_OVERHEAD, file_too_large, read_upload
 from packyard.repository.upload.service import UploadResult, accept_upload
 
 PREFIX = "/upload/pypi/"
-# Multipart framing and metadata fields around the file itself.
-FORM_OVERHEAD = 4 * 1024 * 1024
 _TEXT = (b"content-type", b"text/plain; charset=utf-8")
 
 
@@ -76,10 +74,7 @@ class UploadEndpoint:
         grant.require("sources:write", "source", source)
         limit = c.settings.max_file_size
         if length is not None and length.isdigit() and int(length) > limit + FORM_OVERHEAD:
-            raise FileTooLarge(
-                f"File too large. Limit for uploads is {limit} bytes ({limit / 1024 / 1024:.0f} MiB); "
-                "an administrator can raise `[upload] max_file_size`."
-            )
+            raise file_too_large(limit)  # before a byte of the body is read
         parts = await read_upload(content_type or "", _body(receive), c.store, limit)
 
         def store() -> UploadResult:

@@ -15,6 +15,11 @@ from packyard.storage import BlobStore, StagedBlob
 MAX_FIELD_SIZE = 2 * 1024 * 1024  # long descriptions are the largest text fields seen
 MAX_FIELDS = 2000
 MAX_SIGNATURE_SIZE = 64 * 1024
+# Everything but the file is held in memory: every field and signature together, and each part's headers.
+MAX_FORM_SIZE = 4 * 1024 * 1024
+MAX_PART_HEADERS = 16 * 1024
+# The body may exceed the file limit by the framing and fields around the file; past that it is refused at once.
+FORM_OVERHEAD = MAX_FORM_SIZE + 64 * 1024
 # Bodies up to this size are parsed whole, once read; larger ones stream through python-multipart. The split copies
 # the body three times: at 900 KiB it was 1.7x faster or 3.3x slower than python-multipart depending on whether the
 # copies landed in fresh memory (page faults); up to 480 KiB it was ahead every time (bench/handmade-results.md).
@@ -29,7 +34,6 @@ class UploadParts:
     content: StagedBlob | None = None
     content_filename: str = ""
     signature: bytes | None = None
-    too_large: bool = False
 
     def first(self, name: str) -> str:
         values = self.fields.get(name)
@@ -49,19 +53,32 @@ class _Reader:
         self._buffer = bytearray()
         self._target: str = "field"
         self._count = 0
+        self._form_size = 0  # bytes of fields and signature held so far
+        self._header_size = 0  # bytes of the current part's headers
 
     def on_part_begin(self) -> None:
         self._disposition = b""
         self._buffer = bytearray()
+        self._header_size = 0
         self._count += 1
         if self._count > MAX_FIELDS:
             raise UploadRejected(f"The upload has more than {MAX_FIELDS} form fields.")
 
     def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self._count_header(end - start)
         self._header_field += data[start:end]
 
     def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self._count_header(end - start)
         self._header_value += data[start:end]
+
+    def _count_header(self, size: int) -> None:
+        self._header_size += size
+        if self._header_size > MAX_PART_HEADERS:
+            raise UploadRejected(
+                f"A part of the upload has headers longer than {MAX_PART_HEADERS // 1024} KiB; "
+                "send the form as twine or `uv publish` do."
+            )
 
     def on_header_end(self) -> None:
         if self._header_field.lower() == b"content-disposition":
@@ -103,15 +120,20 @@ class _Reader:
             content = self.parts.content
             assert content is not None
             if content.size + len(chunk) > self.max_file_size:
-                # Keep reading (and dropping) so the client gets the 413 rather than a broken pipe.
-                self.parts.too_large = True
-                self._target = "drop"
-                return
+                # Refused at once: the server reads no more of the body (uvicorn drops the rest unread as it
+                # arrives, so the client still gets the 413 once it has sent everything).
+                raise file_too_large(self.max_file_size)
             content.write(chunk)
-        elif self._target in ("field", "signature"):
+        else:
             limit = MAX_SIGNATURE_SIZE if self._target == "signature" else MAX_FIELD_SIZE
             if len(self._buffer) + len(chunk) > limit:
                 raise UploadRejected(f"Form field `{self._name}` is larger than {limit} bytes.")
+            self._form_size += len(chunk)
+            if self._form_size > MAX_FORM_SIZE:
+                raise UploadRejected(
+                    f"The upload's form fields are larger than {MAX_FORM_SIZE >> 20} MiB together (form field "
+                    f"`{self._name}` goes past it); shorten the long description."
+                )
             self._buffer.extend(chunk)
 
     def on_part_end(self) -> None:
@@ -137,11 +159,13 @@ async def read_upload(
     parser: MultipartParser | None = None
     try:
         async for chunk in chunks:
+            size += len(chunk)
+            if size > max_file_size + FORM_OVERHEAD:  # a chunked body has no Content-Length to check up front
+                raise file_too_large(max_file_size)
             if parser is not None:
                 parser.write(chunk)
                 continue
             head.append(chunk)
-            size += len(chunk)
             if size > WHOLE_BODY:
                 parser = _streaming_parser(boundary, reader)
                 for buffered in head:
@@ -161,14 +185,15 @@ async def read_upload(
     except BaseException:
         discard(store, reader.parts)
         raise
-    if reader.parts.too_large:
-        discard(store, reader.parts)
-        raise FileTooLarge(
-            f"File too large. Limit for uploads is {max_file_size} bytes "
-            f"({max_file_size / 1024 / 1024:.0f} MiB); an administrator can raise "
-            "`[upload] max_file_size`."
-        )
     return reader.parts
+
+
+def file_too_large(max_file_size: int) -> FileTooLarge:
+    """The 413 for a file past `[upload] max_file_size`, or a body past it and the form around the file."""
+    return FileTooLarge(
+        f"File too large. Limit for uploads is {max_file_size} bytes ({max_file_size / 1024 / 1024:.0f} MiB); "
+        "an administrator can raise `[upload] max_file_size`."
+    )
 
 
 def _streaming_parser(boundary: bytes, reader: _Reader) -> MultipartParser:
@@ -206,6 +231,7 @@ def _parse_whole(body: bytes, boundary: bytes, reader: _Reader) -> None:
             name, colon, value = line.partition(b":")
             if not colon:
                 raise FormParserError(f"header line {line[:80]!r} has no colon")
+            reader._count_header(len(line))
             reader._header_field, reader._header_value = name.strip(), value.strip()
             reader.on_header_end()
         reader.on_headers_finished()

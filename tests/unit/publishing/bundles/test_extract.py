@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from packyard.publishing.bundles.extract import extract_bundle, read_requirements
+from packyard.publishing.bundles.extract import MAX_PACKAGE_FILE_SIZE, extract_bundle, read_requirements
 from packyard.publishing.bundles.manifest import API_APP_MODES, APP_MODES, PYTHON_APP_MODES, Manifest, parse_manifest
 from packyard.publishing.errors import BundleError
 
@@ -262,6 +262,14 @@ def _big() -> list[Entry]:
 
 
 def _pax_bomb() -> list[Entry]:
+    """Pax headers under the limit for one header, but more of them than the bundle's data limit allows."""
+    members = [tarfile.TarInfo(f"app{i}.py") for i in range(3)]
+    for member in members:
+        member.pax_headers = {"comment": "x" * (600 << 10)}
+    return list(members)
+
+
+def _pax_header_too_large() -> list[Entry]:
     member = tarfile.TarInfo("app.py")
     member.pax_headers = {"comment": "x" * (2 << 20)}
     return [member]
@@ -329,6 +337,10 @@ BAD_ARCHIVES: dict[str, tuple[Callable[[], list[Entry]], list[str]]] = {
         ['Bundle entry "data.bin" takes the bundle past 1 MiB unpacked', "`[publishing] bundle_max_size`"],
     ),
     "pax-header-bomb": (_pax_bomb, ["unpacks to more than", "of tar data"]),
+    "pax-header-too-large": (
+        _pax_header_too_large,
+        ["The bundle has a pax extended header of 2,097,", "bytes, over the limit of 1 MiB for one header"],
+    ),
     "links-multiply-data": (
         lambda: [*fastapi_entries(), ("data/zeros", bytes(600 << 10)), symlink("c1", "data"), symlink("c2", "data")],
         ['Bundle entry "c1" takes the bundle past 1 MiB unpacked'],
@@ -360,7 +372,7 @@ BAD_ARCHIVES: dict[str, tuple[Callable[[], list[Entry]], list[str]]] = {
 def test_bad_archive_is_refused_and_leaves_nothing(paths: Paths, case: str) -> None:
     build, expected = BAD_ARCHIVES[case]
     archive = paths.archive(build())
-    if case in ("too-large", "pax-header-bomb"):
+    if case in ("too-large", "pax-header-bomb", "pax-header-too-large"):
         assert archive.stat().st_size < 20_000  # tiny compressed, so only counting while unpacking catches it
 
     with pytest.raises(BundleError) as caught:
@@ -368,6 +380,22 @@ def test_bad_archive_is_refused_and_leaves_nothing(paths: Paths, case: str) -> N
 
     for words in expected:
         assert words in str(caught.value)
+    paths.assert_nothing_left()
+
+
+def test_a_pax_header_that_declares_a_tebibyte_is_refused_before_it_is_read(paths: Paths) -> None:
+    pax = tarfile.TarInfo("././@PaxHeader")
+    pax.type, pax.size = tarfile.XHDTYPE, 1 << 40  # GNU's base-256 size field holds it
+    # 64 MiB of zeros after it (64 KiB compressed) under a 1 GiB limit: plain tarfile would read them all into memory.
+    archive = paths.raw(gzip.compress(pax.tobuf(format=tarfile.GNU_FORMAT) + bytes(64 << 20)))
+
+    with pytest.raises(BundleError) as caught:
+        paths.extract(archive, max_bytes=1 << 30)
+
+    assert str(caught.value) == (
+        f"The bundle has a pax extended header of {1 << 40:,} bytes, over the limit of 1 MiB for one header; "
+        "upload the .tar.gz that rsconnect makes."
+    )
     paths.assert_nothing_left()
 
 
@@ -505,3 +533,14 @@ def test_read_requirements_accepts_a_byte_order_mark(paths: Paths) -> None:
     (paths.dest / "requirements.txt").write_bytes(b"\xef\xbb\xbffastapi\n")
 
     assert read_requirements(paths.dest, manifest) == "fastapi\n"
+
+
+def test_read_requirements_refuses_a_file_past_the_limit(paths: Paths) -> None:
+    manifest = paths.extract(paths.archive(fastapi_entries()))
+    (paths.dest / "requirements.txt").write_bytes(b"#" * (MAX_PACKAGE_FILE_SIZE + 1))
+
+    with pytest.raises(BundleError) as caught:
+        read_requirements(paths.dest, manifest)
+    assert str(caught.value).startswith(
+        f"The bundle's requirements.txt is {MAX_PACKAGE_FILE_SIZE + 1:,} bytes, over the limit of 8 MiB; "
+    )

@@ -5,13 +5,23 @@ leaving nothing staged."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import itertools
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from packyard.repository.errors import FileTooLarge, UploadRejected
-from packyard.repository.upload.multipart import MAX_FIELDS, WHOLE_BODY, UploadParts, read_upload
+from packyard.repository.upload.multipart import (
+    FORM_OVERHEAD,
+    MAX_FIELD_SIZE,
+    MAX_FIELDS,
+    MAX_FORM_SIZE,
+    MAX_PART_HEADERS,
+    WHOLE_BODY,
+    UploadParts,
+    read_upload,
+)
 from packyard.storage import LocalBlobStore
 
 BOUNDARY = "b0undary"
@@ -132,8 +142,61 @@ def test_rules_inside_well_formed_bodies(store: LocalBlobStore, padded: bool) ->
 
 
 @pytest.mark.parametrize("padded", [False, True], ids=["whole-body", "streaming"])
-def test_a_file_over_the_limit_is_read_to_the_end_then_refused(store: LocalBlobStore, padded: bool) -> None:
+def test_a_file_over_the_limit_is_refused(store: LocalBlobStore, padded: bool) -> None:
     pad = [part("description", PADDING)] if padded else []
     with pytest.raises(FileTooLarge, match="Limit for uploads is 10 bytes"):
         upload(body(*pad, part("content", WHEEL, "demo-1.0-py3-none-any.whl")), store, max_size=10)
+    assert nothing_stored(store)
+
+
+def read_counting(chunks: Iterator[bytes], store: LocalBlobStore, max_size: int) -> tuple[Exception, int]:
+    """Feed `chunks` to the parser until it refuses them; the error and how many bytes it took first."""
+    taken = 0
+
+    async def counted() -> AsyncIterator[bytes]:
+        nonlocal taken
+        for chunk in chunks:
+            taken += len(chunk)
+            yield chunk
+
+    with pytest.raises((FileTooLarge, UploadRejected)) as refused:
+        asyncio.run(read_upload(CTYPE, counted(), store, max_size))
+    return refused.value, taken
+
+
+def test_a_file_is_refused_as_soon_as_it_passes_the_limit(store: LocalBlobStore) -> None:
+    head = part("content", b"", "demo-1.0-py3-none-any.whl").removesuffix(b"\r\n")
+    endless = itertools.chain([head], itertools.repeat(b"\0" * 65536))  # a file that never ends
+    error, taken = read_counting(endless, store, max_size=2 * WHOLE_BODY)
+    assert isinstance(error, FileTooLarge)
+    assert taken <= 2 * WHOLE_BODY + WHOLE_BODY + 65536 + len(head)  # the limit, the whole-body buffer, a chunk
+    assert nothing_stored(store)
+
+
+def test_a_body_past_the_file_limit_and_the_form_is_refused_whatever_it_holds(store: LocalBlobStore) -> None:
+    # Bytes after the closing boundary are dropped by the parser, so only the body's size can stop them.
+    endless = itertools.chain([body(part("name", b"demo"))], itertools.repeat(b"x" * 65536))
+    error, taken = read_counting(endless, store, max_size=WHOLE_BODY)
+    assert isinstance(error, FileTooLarge) and str(error).startswith("File too large. Limit for uploads is")
+    assert taken <= WHOLE_BODY + FORM_OVERHEAD + 65536
+    assert nothing_stored(store)
+
+
+@pytest.mark.parametrize("padded", [False, True], ids=["whole-body", "streaming"])
+def test_fields_and_part_headers_are_bounded_in_memory(store: LocalBlobStore, padded: bool) -> None:
+    wheel = part("content", WHEEL, "demo-1.0-py3-none-any.whl")
+    description = b"d" * (MAX_FIELD_SIZE - 1)
+    fields = [part(f"description{i}", description) for i in range(MAX_FORM_SIZE // MAX_FIELD_SIZE + 1)]
+    with pytest.raises(UploadRejected) as refused:
+        upload(body(*fields, wheel), store, max_size=10 * MAX_FORM_SIZE)
+    assert str(refused.value) == (
+        "The upload's form fields are larger than 4 MiB together (form field `description2` goes past it); "
+        "shorten the long description."
+    )
+    pad = [part("description", PADDING)] if padded else []
+    # Five lines of 4,000 bytes: each under python-multipart's own bounds on one header line and the number of them.
+    headers = "".join(f"X-Long-{i}: {'h' * 4000}\r\n" for i in range(MAX_PART_HEADERS // 4000 + 1))
+    long_header = f"--{BOUNDARY}\r\n{headers}\r\nv\r\n".encode()
+    with pytest.raises(UploadRejected, match="^A part of the upload has headers longer than 16 KiB; "):
+        upload(body(*pad, wheel, long_header), store)
     assert nothing_stored(store)
