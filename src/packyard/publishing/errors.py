@@ -20,9 +20,11 @@ PackyardError
     ├── AppUnavailable          502  the proxy could not reach a running app process
     │   └── AppSilent           504  the app sent nothing for `connection_timeout` seconds
     ├── RenderError             400  a notebook or Quarto render failed, or its renderer is missing
+    ├── SandboxError            503  content cannot run sandboxed here: no bubblewrap, namespaces refused, no run_as
     └── Busy                    503  every process of the content is full and no other may start
 
 EnvironmentLocked                    another build or removal holds an environment's lock (`env prune` skips it)
+RepackError                          an installed runtime package cannot be packed back into a wheel faithfully
 
 The Connect API renders each as Connect's error body, `{"error": message, "code": n, "payload": null}`
 (`connect/routing.py`); the proxy answers with `http_errors.send_error`. Two exceptions stay where they are
@@ -174,3 +176,8 @@ class ClientSilent(PublishingError):
 
 class EnvironmentLocked(Exception):
     """Another build or removal holds the environment's lock (`EnvironmentFolder.locked(key, wait=False)`)."""
+
+
+class RepackError(Exception):
+    """An installed distribution that cannot be packed back into a wheel faithfully (a file missing or changed);
+    the runtime's wheels leave it out and the content takes it from its repository."""

@@ -31,16 +31,14 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from packyard.publishing.errors import RepackError
+
 MARKER = "wheels.json"  # written last in a folder: the wheels it holds, and those that could not be packed
 # What an installer writes into a dist-info beside the wheel's own files; RECORD is written anew, and the
 # signatures of the old one would no longer match it.
 _INSTALLER_FILES = {"INSTALLER", "REQUESTED", "direct_url.json", "RECORD", "RECORD.jws", "RECORD.p7s"}
 # A fixed timestamp: the same installed files give the same wheel bytes.
 _EPOCH = (1980, 1, 1, 0, 0, 0)
-
-
-class RepackError(Exception):
-    """An installed distribution that cannot be packed back into a wheel faithfully (a file missing or changed)."""
 
 
 @dataclass(frozen=True)
