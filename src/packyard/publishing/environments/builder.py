@@ -42,7 +42,8 @@ from packyard.publishing.sandbox import Mount, Quota, Sandbox, python_mounts
 BUILD_QUOTA = Quota(memory=16 * 1024**3, processes=4096, open_files=65536, tmp=8 * 1024**3)
 
 # Part of every key: bump it when the way environments are built changes, so old ones are not reused.
-LAYOUT_VERSION = 1
+# 2: bytecode compiled at build time, since content mounts its environment read-only and could not cache it.
+LAYOUT_VERSION = 2
 
 
 @dataclass
@@ -246,6 +247,8 @@ class Environments(EnvironmentAdmin):
             python = path / "bin" / "python"
             (path / REQUIREMENTS_FILE).write_text("".join(f"{line}\n" for line in plan.requirements))
             install = [uv_exe, "pip", "install", "--python", str(python), "--index-url", self.settings.index_url]
+            # Every start would otherwise compile every module again: the environment is read-only to content.
+            install += ["--compile-bytecode"]
             for url in self.settings.python.extra_index_urls:
                 install += ["--extra-index-url", url]
             install += ["-r", str(path / REQUIREMENTS_FILE)]
