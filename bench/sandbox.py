@@ -9,6 +9,7 @@ import os
 import shutil
 import socket
 import statistics
+import subprocess
 import sys
 import time
 from datetime import UTC, datetime
@@ -18,7 +19,8 @@ import httpx
 from scaling import direct, gone, pids, wrk
 from util import BENCH, WORK, git_commit, log
 
-from apps import Server, bundle, deploy, first_byte, wheels
+from apps import APPS, Server, bundle, deploy, first_byte, wheels
+from packyard.publishing.sandbox import Mount, Quota, Sandbox, python_mounts
 
 MODES = ("off", "on")
 FIGURES = ("cold", "redeploy", "zero", "proxy", "direct")
@@ -84,6 +86,31 @@ def measure(mode: str, args: argparse.Namespace, folder: Path) -> dict[str, list
     return found
 
 
+def spawn_cost(reps: int) -> dict[str, float]:
+    """Milliseconds (medians) to run `/bin/true`, and to import the app as the harness does, bare and sandboxed,
+    alternating: what one process start pays for the sandbox, without a server in the way."""
+    box = Sandbox("on", "packyard-content")
+    box.probe()
+    box.check()
+    python = next((WORK / "sandbox-on" / "environments").glob("*/bin/python"))
+    app = APPS / "fastapi-app"
+    load = [str(python), "-c", "import sys; sys.path.insert(0, '.'); import uvicorn, app"]
+    quota = Quota(4 * 1024**3, 512, 4096)
+    commands = {
+        "true": ["/bin/true"],
+        "true sandboxed": box.command(["/bin/true"], mounts=[], cwd="/", quota=quota),
+        "import": load,
+        "import sandboxed": box.command(load, mounts=[Mount(app), *python_mounts(python)], cwd=str(app), quota=quota),
+    }
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(reps):
+        for name, command in commands.items():
+            began = time.perf_counter()
+            subprocess.run(command, check=True, cwd=app, env=box.environ(python), capture_output=True)
+            times[name].append((time.perf_counter() - began) * 1000)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--reps", type=int, default=5, help="redeploys, cold starts, scale-from-zero and wrk rounds")
@@ -110,6 +137,7 @@ def main(argv: list[str]) -> int:
         return f"| {label} | {cells[0]} | {cells[1]} | {target} |"
 
     ratio = {mode: med(mode, "proxy") / med(mode, "direct") for mode in MODES}
+    spawn = spawn_cost(20)
     count = args.reps * args.rounds
     report = [
         f"# The sandbox's cost ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC, commit {git_commit()})",
@@ -131,6 +159,9 @@ def main(argv: list[str]) -> int:
         f"| requests/s, the app under plain uvicorn on TCP | {med('off', 'direct'):,.0f} | "
         f"{med('on', 'direct'):,.0f} | |",
         f"| proxy / direct | {ratio['off']:.0%} | {ratio['on']:.0%} | at least 85% |",
+        f"| one process start, `/bin/true` (no server) | {spawn['true']:.1f} ms | {spawn['true sandboxed']:.1f} ms | |",
+        f"| the app's imports as the harness loads them (no server) | {spawn['import']:.0f} ms | "
+        f"{spawn['import sandboxed']:.0f} ms | |",
         "",
         f"wrk: {args.connections} keep-alive connections, {args.duration} s per round, direct and proxy "
         "alternating. The app has its Unix socket in both columns (there is no TCP port to a content process any "
