@@ -165,7 +165,9 @@ def main(argv: list[str]) -> int:
         "",
         f"wrk: {args.connections} keep-alive connections, {args.duration} s per round, direct and proxy "
         "alternating. The app has its Unix socket in both columns (there is no TCP port to a content process any "
-        'more); "off" runs it without bubblewrap, as the server\'s user.',
+        'more); "off" runs it without bubblewrap, as the server\'s user. The last two rows run outside any '
+        "server, bare and sandboxed alternating, medians of 20: the sandbox's own price per process start, and how "
+        "long this app's imports take on this machine, which bounds the scale-from-zero figure from below.",
     ]
     args.out.write_text("\n".join(report) + "\n")
     print("\n".join(report))
