@@ -20,7 +20,7 @@ from playwright.sync_api import Browser
 from websockets.sync.client import connect
 
 from packyard.publishing.proxy.access import CONTENT_TTL
-from tests.browser import sign_in, web_user
+from tests.browser import new_page, sign_in, web_user
 from tests.publishing import Publishing, copy_app, manifest, publishing_server, setup_publishing, tarball
 
 PASSWORD = "correct horse battery"
@@ -85,7 +85,8 @@ def test_no_credential_of_packyard_reaches_the_app(pub: Publishing, echo: str) -
             assert "cookie" not in other, other  # the client's jar holds only Packyard's session cookie
     assert seen["cookie"] == ["theme=dark; cart=3"]
     assert "authorization" not in seen and "x-rsc-authorization" not in seen
-    assert "rstudio-connect-credentials" not in seen
+    # Who the viewer is, as the proxy found it (the key's user), not as the client claimed.
+    assert seen["rstudio-connect-credentials"] == ['{"user":"alice","groups":[]}']
     assert session not in json.dumps(seen) and pub.key not in json.dumps(seen)
 
 
@@ -110,7 +111,7 @@ def test_a_websocket_handshake_carries_no_credential_either_way(pub: Publishing,
         set_cookies = ws.response.headers.get_all("Set-Cookie")
     assert seen["cookie"] == ["theme=dark; cart=3"]
     assert "authorization" not in seen and "x-rsc-authorization" not in seen
-    assert "rstudio-connect-credentials" not in seen
+    assert seen["rstudio-connect-credentials"] == ['{"user":"alice","groups":[]}']
     assert set_cookies == ["echo_own=kept; Path=/"]
 
 
@@ -129,6 +130,69 @@ def test_a_signed_in_browser_keeps_its_session_from_the_app(pub: Publishing, ech
         assert again is not None and again.json()["headers"]["cookie"] == ["echo_own=kept"]
         page.goto("/")
         assert page.get_by_role("button", name="Sign out").is_visible()
+    finally:
+        page.context.close()
+
+
+# -- viewing in a browser: the session authorizes content, and the app learns who is viewing -------------------
+
+
+@pytest.fixture(scope="module")
+def members_only(pub: Publishing, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A second echo app, for signed-in users only."""
+    app = copy_app("echo-app", tmp_path_factory.mktemp("members"))
+    pub.deploy("fastapi", app)
+    guid = pub.record(app)["app_guid"]
+    assert pub.api("PATCH", f"/v1/content/{guid}", json={"access_type": "logged_in"}).status_code == 200
+    time.sleep(CONTENT_TTL)
+    return str(guid)
+
+
+def test_a_session_opens_logged_in_content_and_the_app_learns_who_views(pub: Publishing, members_only: str) -> None:
+    path = f"/content/{members_only}/headers"
+    with httpx.Client(base_url=pub.server.url, timeout=60) as anonymous:
+        page = anonymous.get(path, params={"tab": "2"}, headers={"Accept": "text/html,*/*"})
+        assert page.status_code == 303
+        assert page.headers["location"] == f"/login?next=/content/{members_only}/headers%3Ftab%3D2"
+        api = anonymous.get(path, headers={"Accept": "application/json"})
+        assert api.status_code == 401
+        assert "visible to signed-in users; send `Authorization: Key <key>`, or sign in at /login" in api.text
+    with signed_in(pub, "vera") as client:
+        seen = client.get(path).json()["headers"]
+        assert seen["rstudio-connect-credentials"] == ['{"user":"vera","groups":[]}']
+        assert "cookie" not in seen  # the session that let her in stayed behind
+        url = pub.server.url.replace("http://", "ws://") + f"/content/{members_only}/socket"
+        cookie = f"packyard_session={client.cookies['packyard_session']}"
+        with connect(url, origin=pub.server.url, additional_headers={"Cookie": cookie}, open_timeout=30) as ws:
+            handshake = json.loads(ws.recv(timeout=30))["headers"]
+        assert handshake["rstudio-connect-credentials"] == ['{"user":"vera","groups":[]}']
+
+
+def test_content_shared_with_nobody_refuses_a_signed_in_viewer(pub: Publishing, echo: str) -> None:
+    private = pub.api("PATCH", f"/v1/content/{echo}", json={"access_type": "acl"})
+    assert private.status_code == 200
+    time.sleep(CONTENT_TTL)
+    try:
+        with signed_in(pub, "vera") as client:
+            answer = client.get(f"/content/{echo}/headers", headers={"Accept": "text/html"})
+        assert answer.status_code == 403
+        assert f"User `vera` may not see content {echo}; ask its owner to share it with you." in answer.text
+    finally:
+        pub.api("PATCH", f"/v1/content/{echo}", json={"access_type": "all"})
+        time.sleep(CONTENT_TTL)
+
+
+def test_an_anonymous_browser_signs_in_and_comes_back(pub: Publishing, members_only: str, browser: Browser) -> None:
+    page = new_page(browser, pub.server.url)
+    try:
+        page.goto(f"/content/{members_only}/headers")
+        assert "/login?next=" in page.url
+        page.get_by_label("User name").fill("vera")
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url(f"**/content/{members_only}/headers")
+        seen = json.loads(page.locator("body").inner_text())["headers"]
+        assert seen["rstudio-connect-credentials"] == ['{"user":"vera","groups":[]}']
     finally:
         page.context.close()
 

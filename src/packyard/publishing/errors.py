@@ -5,6 +5,7 @@ PackyardError
     ├── NotFound                404  no such content, bundle, task, user or key (code 4)
     ├── Forbidden               403  the key's user may not do this (code 6)
     ├── InvalidKey              401  no key, or one that is not valid (code 30)
+    ├── SignInFirst             303  a browser without a session asked for content: to /login?next=, and back
     ├── BadCredentials          401  a web sign-in with an unknown user or a wrong password
     ├── TooManySignIns          429  too many failed sign-ins for a user name or from an address (Retry-After)
     ├── Conflict                409  a user by that name already exists
@@ -34,6 +35,8 @@ module).
 """
 
 from __future__ import annotations
+
+from urllib.parse import quote
 
 from packyard.errors import PackyardError
 
@@ -102,6 +105,16 @@ class SandboxError(PublishingError):
 
 class RenderError(PublishingError):
     """A notebook or Quarto render failed, or its renderer is missing."""
+
+
+class SignInFirst(PublishingError):
+    """A browser asked for content it may see only signed in: it is sent to the sign-in page, and back."""
+
+    status_code = 303
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"Sign in to see {path}: /login?next={quote(path, safe='/')}")
+        self.headers = {"location": f"/login?next={quote(path, safe='/')}", "cache-control": "no-store"}
 
 
 class Busy(PublishingError):

@@ -10,16 +10,21 @@ from typing import TYPE_CHECKING
 from starlette.types import Scope
 
 from packyard.publishing import content as contents
-from packyard.publishing.errors import Forbidden, InvalidKey, NotFound
+from packyard.publishing import signin
+from packyard.publishing.errors import Forbidden, InvalidKey, NotFound, SignInFirst
 from packyard.publishing.models import Content
+from packyard.publishing.proxy.headers import VIEWER
 from packyard.publishing.runtime.process import AppProcess
 from packyard.publishing.sites.files import Site
 
 if TYPE_CHECKING:
     from packyard.context import AppContext
+    from packyard.publishing.users import Caller
 
 _CREDENTIALS = (b"authorization", b"x-rsc-authorization")  # ASGI header names are lower-case
 CONTENT_TTL = 2.0  # seconds a content row is reused by the proxy; access changes apply within that
+# Seconds a browser session is believed without the database: a sign-out or a lock applies within that.
+SESSION_TTL = 2.0
 
 
 class ContentAccess:
@@ -28,6 +33,7 @@ class ContentAccess:
     def __init__(self, context: AppContext) -> None:
         self.context = context
         self._rows: dict[str, tuple[Content, float]] = {}
+        self._sessions: dict[str, tuple[Caller | None, float]] = {}
 
     async def row(self, guid: str) -> Content:
         hit = self._rows.get(guid)
@@ -41,20 +47,78 @@ class ContentAccess:
         return hit[0]
 
     async def check(self, scope: Scope, content: Content) -> None:
+        """Whether the caller (an API key, else a browser session) may see the content; who it is goes into the
+        scope for the app's `RStudio-Connect-Credentials`. An anonymous browser is sent to sign in first."""
         # Only the credential headers: the proxy runs this on every request.
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"] if k in _CREDENTIALS}
+        headers: dict[str, str] = {}
+        session = ""
+        for k, v in scope["headers"]:
+            if k in _CREDENTIALS:
+                headers[k.decode("latin-1")] = v.decode("latin-1")
+            elif k == b"cookie" and not session:
+                session = _session_token(v)
         caller = await self.context.callers.optional(headers)
-        if not contents.can_view(caller, content):
-            if caller is None:
-                raise InvalidKey(
-                    f"Content {content.guid} is visible to its owner only; send `Authorization: Key <key>`, "
-                    "or its owner can set `access_type` to `logged_in` or `all`."
-                )
-            raise Forbidden(f"User `{caller.username}` may not see content {content.guid}; its owner can share it.")
+        if caller is None and session:
+            caller = await self._from_session(session)
+        scope[VIEWER] = caller
+        if contents.can_view(caller, content):
+            return
+        if caller is None:
+            if _wants_page(scope):
+                raise SignInFirst(_path_of(scope))
+            raise InvalidKey(
+                f"Content {content.guid} is visible to {_audience(content)}; send `Authorization: Key <key>`, or "
+                "sign in at /login in a browser."
+            )
+        raise Forbidden(
+            f"User `{caller.username}` may not see content {content.guid}; ask its owner to share it with you."
+        )
+
+    async def _from_session(self, token: str) -> Caller | None:
+        hit = self._sessions.get(token)
+        if hit is not None and hit[1] > time.monotonic():
+            return hit[0]
+        caller = await asyncio.to_thread(self._find_session, token)
+        if len(self._sessions) > 10_000:
+            self._sessions.clear()
+        self._sessions[token] = (caller, time.monotonic() + SESSION_TTL)
+        return caller
+
+    def _find_session(self, token: str) -> Caller | None:
+        with self.context.db.session() as session:
+            found = signin.find_session(session, token)
+        return found.caller if found is not None else None
 
     def _load(self, guid: str) -> Content:
         with self.context.db.session() as session:
             return contents.get(session, guid)
+
+
+def _session_token(cookie: bytes) -> str:
+    """The value of Packyard's session cookie in a Cookie header, or ""."""
+    name = signin.SESSION_COOKIE.encode()
+    for part in cookie.split(b";"):
+        key, _, value = part.strip().partition(b"=")
+        if key == name:
+            return value.decode("latin-1")
+    return ""
+
+
+def _wants_page(scope: Scope) -> bool:
+    """A browser navigating (it accepts HTML), not an API client or a script asking for data."""
+    if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
+        return False
+    return any(k == b"accept" and b"text/html" in v for k, v in scope["headers"])
+
+
+def _path_of(scope: Scope) -> str:
+    path = scope.get("root_path", "") + scope["path"]
+    query = scope.get("query_string", b"").decode("latin-1")
+    return path + ("?" + query if query else "")
+
+
+def _audience(content: Content) -> str:
+    return "signed-in users" if content.access_type == "logged_in" else "its owner and the people it is shared with"
 
 
 def content_resolver(

@@ -8,8 +8,11 @@ would replace the viewer's session in their browser).
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable
+
+from starlette.types import Scope
 
 from packyard.publishing.signin import COOKIE_PREFIX
 
@@ -29,9 +32,9 @@ HOP_BY_HOP = frozenset(
         b"upgrade",
     }
 )
-# The proxy sets these itself: a client must not forge the prefix or its address. Connect's proxy also tells
-# content who the viewer is (`RStudio-Connect-Credentials`, `Posit-Connect-User-Session-Token`); Packyard does
-# not, and no client may claim it in its place, since apps written for Connect trust them.
+# The proxy sets these itself: a client must not forge the prefix or its address, nor who the viewer is
+# (`RStudio-Connect-Credentials`, which the proxy writes from the checked caller, and Connect's session token,
+# which Packyard does not send), since apps written for Connect trust them.
 FORWARDING = frozenset(
     {
         b"x-forwarded-for",
@@ -49,8 +52,18 @@ FORWARDING = frozenset(
 # of its own name.
 CREDENTIALS = frozenset({b"authorization", b"x-rsc-authorization"})
 REQUEST_DROPS = HOP_BY_HOP | FORWARDING | CREDENTIALS
+VIEWER = "packyard.viewer"  # the scope key where the access check leaves the caller it found, or None
 _PREFIX = COOKIE_PREFIX.encode()
 _BLANKS = b" \t"
+
+
+def viewer(scope: Scope) -> bytes | None:
+    """Connect's `RStudio-Connect-Credentials` value for the signed-in viewer (what Shiny's `session.user` and
+    Streamlit read), or None for an anonymous one: who it is, never how they signed in."""
+    caller = scope.get(VIEWER)
+    if caller is None:
+        return None
+    return json.dumps({"user": caller.username, "groups": []}, separators=(",", ":")).encode()
 
 
 def app_cookies(value: bytes) -> bytes | None:

@@ -309,6 +309,9 @@ def _request_head(scope: Scope, target: _Target, full_path: bool = False) -> tup
     qs = b"?" + scope["query_string"] if scope.get("query_string") else b""
     out += (b"x-forwarded-proto: ", scheme, b"\r\nx-forwarded-host: ", host, b"\r\n")
     out += (b"x-forwarded-prefix: ", target.prefix, b"\r\n")
+    viewer = headers.viewer(scope)
+    if viewer is not None:
+        out += (b"rstudio-connect-credentials: ", viewer, b"\r\n")
     out += (b"x-rsc-request: ", scheme, b"://", host, raw, qs, b"\r\n\r\n")
     return b"".join(out), framing
 

@@ -106,6 +106,9 @@ def handshake_headers(scope: Scope, prefix: bytes) -> list[tuple[str, str]]:
         ("x-forwarded-prefix", prefix.decode("latin-1")),
         ("x-rsc-request", f"{scheme}://{host}{raw}{qs}"),
     ]
+    viewer = headers.viewer(scope)
+    if viewer is not None:
+        fields.append(("rstudio-connect-credentials", viewer.decode()))
     return fields
 
 
