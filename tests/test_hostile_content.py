@@ -220,7 +220,9 @@ def test_sandbox_off_is_said_at_every_start_and_on_the_admin_page(tmp_path: Path
     with publishing_server("sqlite", tmp_path / "data", {"PACKYARD_APPLICATIONS_SANDBOX": "off"}) as server:
         warning = 'WARNING: Content is NOT sandboxed (`[applications] sandbox = "off"`)'
         assert warning in server.log_path.read_text()
-        assert "Content is NOT sandboxed" in html.unescape(admin_overview(server))
+        overview = html.unescape(admin_overview(server))
+        assert "Content is NOT sandboxed" in overview
+        assert "Content is served from this server's own origin" in overview  # issue 14's risk, said
         server.restart()
         assert server.log_path.read_text().count(warning) == 2
 
