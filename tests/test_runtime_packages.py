@@ -6,8 +6,10 @@ requirements, or Packyard's runtime (then why the server's own wheel of it did n
 from __future__ import annotations
 
 import glob
+import html
 import importlib.metadata
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -162,3 +164,53 @@ def test_a_runtime_package_with_no_wheel_for_the_contents_python_is_named_as_the
     assert found.groups()[2:] == (server, version, minor, server)
     assert f"hint: `{name}` has no wheel for Python {minor} in the `pypi` repository" in output
     assert "required by your `requirements.txt`" not in output
+
+
+# A notebook that attacks while the server renders it: the rendered page shows what it could do.
+HOSTILE_CELL = """\
+import json, os, sys
+def attempt(action):
+    try:
+        action()
+        return "done"
+    except BaseException as exc:
+        return type(exc).__name__
+def names(pid):
+    try:
+        text = open(f"/proc/{{pid}}/environ", "rb").read().decode("latin-1")
+    except OSError:
+        return []
+    return [line.split("=", 1)[0] for line in text.split("\\0")]
+data = {data!r}
+report = {{
+    "secret": attempt(lambda: open(os.path.join(data, "token-secret")).read()),
+    "database": attempt(lambda: open(os.path.join(data, "packyard.db"), "rb").read(16)),
+    "plant": attempt(lambda: open(os.path.join(data, "planted"), "w").write("x")),
+    "environment": attempt(lambda: open(os.path.join(sys.prefix, "pyvenv.cfg"), "a").write("# x")),
+    "server_variables": sorted(name for pid in os.listdir("/proc") if pid.isdigit()
+                               for name in names(pid) if name.startswith("PACKYARD_")),
+    "uid": os.getuid(),
+}}
+print("HOSTILE-REPORT " + json.dumps(report))
+"""
+
+
+def test_a_hostile_notebook_reaches_nothing_of_the_server_while_it_renders(pub: Publishing, tmp_path: Path) -> None:
+    app = copy_app("notebook", tmp_path)
+    notebook = json.loads((app / "analysis.ipynb").read_text())
+    cell = {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "id": "cell-hostile",
+            "source": HOSTILE_CELL.format(data=str(pub.server.data_dir))}  # fmt: skip
+    notebook["cells"].append(cell)
+    (app / "analysis.ipynb").write_text(json.dumps(notebook))
+    guid, _ = deploy(pub, "notebook", app / "analysis.ipynb")
+    page = html.unescape(pub.get(f"/content/{guid}/").text)
+    found = re.search(r"HOSTILE-REPORT (\{.*?\})\s*<", page)
+    assert found, page[-2000:]
+    report = json.loads(found.group(1))
+    assert {report[name] for name in ("secret", "database", "plant", "environment")} <= {
+        "FileNotFoundError", "PermissionError", "OSError"
+    }, report  # fmt: skip
+    assert report["server_variables"] == []
+    assert not (pub.server.data_dir / "planted").exists()
+    if os.geteuid() == 0:
+        assert report["uid"] != 0
