@@ -18,8 +18,9 @@ from packyard.http_errors import install as install_error_handlers
 from packyard.http_errors import send_error
 from packyard.publishing.connect.api import router as connect_router
 from packyard.publishing.connect.routing import not_found as connect_not_found
+from packyard.publishing.connect.sharing import router as sharing_router
 from packyard.publishing.environments.admin import check_host
-from packyard.publishing.proxy.access import ContentAccess, content_resolver, site_resolver
+from packyard.publishing.proxy.access import content_resolver, site_resolver
 from packyard.publishing.proxy.http import ContentProxy
 from packyard.repository.serving.hot_path import HotPathApp
 from packyard.repository.serving.routes import router as repository_router
@@ -69,6 +70,7 @@ def create_app(settings: Settings) -> ASGIApp:
     api.state.packyard = context
     api.include_router(repository_router)
     api.include_router(connect_router)  # ConnectRoute: Connect's JSON errors
+    api.include_router(sharing_router)
     api.include_router(web_router)  # PageRoute: error pages, sign-in redirects
     # After every route: the Connect and page paths no route matches get their surface's 404.
     api.router.routes.extend([connect_not_found, page_not_found])
@@ -76,8 +78,7 @@ def create_app(settings: Settings) -> ASGIApp:
 
     app = HotPathApp(context.pages, context.files, context.store, context.auth, context.mirror, api, send_error)
     app.state = api.state  # type: ignore[attr-defined]
-    access = ContentAccess(context)
-    proxy = ContentProxy(content_resolver(context, access), send_error, site_resolver(context, access))
+    proxy = ContentProxy(content_resolver(context, context.access), send_error, site_resolver(context, context.access))
     return _with_lifespan(app, UploadEndpoint(context), proxy, api)
 
 

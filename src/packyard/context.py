@@ -15,6 +15,8 @@ from packyard.publishing.deploy.pipeline import Deployer
 from packyard.publishing.deploy.tasks import Tasks
 from packyard.publishing.environments.admin import check_host
 from packyard.publishing.environments.builder import Environments
+from packyard.publishing.permissions import EVENTS as ACCESS_EVENTS
+from packyard.publishing.proxy.access import ContentAccess
 from packyard.publishing.runtime.limits import defaults
 from packyard.publishing.runtime.supervisor import Supervisor, quota
 from packyard.publishing.sandbox import Sandbox
@@ -27,8 +29,10 @@ from packyard.repository.mirror.service import Mirror
 from packyard.repository.serving.files import FileIndex
 from packyard.storage import BlobStore, LocalBlobStore
 
-# Changes that alter what an API key may do: a role, a lock, a revoked key.
-CALLER_EVENTS = frozenset({"user-role", "user-lock", "key-revoke"})
+# Changes that alter what an API key may do or who its user is: a role, a lock, a revoked key, a group.
+CALLER_EVENTS = frozenset(
+    {"user-role", "user-lock", "key-revoke", "group-member-add", "group-member-remove", "group-delete"}
+)
 
 
 @dataclass
@@ -49,6 +53,7 @@ class AppContext:
     sites: Sites = field(init=False)
     deployer: Deployer = field(init=False)
     callers: Callers = field(init=False)
+    access: ContentAccess = field(init=False)  # the proxy's view of who may see which content
     _roots_rendered_at: float = field(default=0.0, repr=False)
     _root_interval: float = field(default=0.5, repr=False)
     _last_upload: float = field(default=0.0, repr=False)
@@ -102,6 +107,7 @@ class AppContext:
         if settings.python.external:  # must fail the start when fatal; otherwise found in the background
             check_host(settings.python)
         context.callers = Callers(db)
+        context.access = ContentAccess(context)
         context.render_roots()
         return context
 
@@ -135,5 +141,7 @@ class AppContext:
                 self.files.clear()
             elif event.kind == "content-runtime":
                 self.runtime_changes.add(event.detail)
-            elif event.kind in CALLER_EVENTS:
+            if event.kind in CALLER_EVENTS:
                 self.callers.forget_all()
+            if event.kind in ACCESS_EVENTS:
+                self.access.forget()

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from packyard.changelog.events import record
 from packyard.config import SchedulerSettings
 from packyard.db import utcnow
+from packyard.publishing import permissions
 from packyard.publishing.bundles.manifest import APP_MODES
 from packyard.publishing.errors import ContentLocked, Forbidden, NameInUse, NotFound, PublishingError
 from packyard.publishing.models import Bundle, Content, User
@@ -35,7 +36,7 @@ EDITABLE: dict[str, type | tuple[type, ...]] = {
 LOCK_FIELDS = frozenset({"locked", "locked_message"})
 
 
-def content_json(content: Content, owner_guid: str, address: str) -> dict[str, Any]:
+def content_json(content: Content, owner_guid: str, address: str, app_role: str = "owner") -> dict[str, Any]:
     """Connect's v1 content object: what rsconnect reads, plus what `content search` prints."""
     base = address.rstrip("/")
     return {
@@ -66,7 +67,7 @@ def content_json(content: Content, owner_guid: str, address: str) -> dict[str, A
         "owner_guid": owner_guid,
         "content_url": f"{base}/content/{content.guid}/",
         "dashboard_url": f"{base}/connect/#/apps/{content.guid}",
-        "app_role": "owner",
+        "app_role": app_role,
         "id": str(content.id),
     }
 
@@ -132,49 +133,41 @@ def get_by_id(session: Session, content_id: str) -> Content:
     return content
 
 
-def can_view(caller: Caller | None, content: Content) -> bool:
-    if content.access_type == "all":
-        return True
-    if caller is None:
-        return False
-    return content.access_type == "logged_in" or caller.is_admin or caller.user_id == content.owner_id
-
-
 def viewable(session: Session, caller: Caller, guid: str) -> Content:
     """The content, if the caller may see it; Forbidden otherwise."""
     content = get(session, guid)
-    if not can_view(caller, content):
-        raise Forbidden(f"User `{caller.username}` may not see content `{guid}`; its owner can share it.")
+    if not permissions.can_view(caller, content, permissions.audience(session, content)):
+        raise Forbidden(f"User `{caller.username}` may not see content `{guid}`; ask its owner to share it with you.")
     return content
 
 
 def owned(session: Session, caller: Caller, guid: str) -> Content:
-    """The content, if the caller may read what its owner reads (its bundles, logs, variable names): its owner
-    or an administrator; Forbidden otherwise. A change goes through `writable` instead."""
+    """The content, if the caller may read what its owner reads (its bundles, logs, variable names, permissions):
+    its owner, a collaborator or an administrator; Forbidden otherwise. A change goes through `writable`."""
     content = get(session, guid)
-    check_owner(caller, content)
+    check_owner(session, caller, content)
     return content
 
 
 def writable(session: Session, caller: Caller, guid: str) -> Content:
     """The content, if the caller may change it now (`check_write`)."""
     content = get(session, guid)
-    check_write(caller, content)
+    check_write(session, caller, content)
     return content
 
 
-def check_write(caller: Caller, content: Content, lock_only: bool = False) -> None:
+def check_write(session: Session, caller: Caller, content: Content, lock_only: bool = False) -> None:
     """Every change to a content item passes here, from the API and the pages alike: an upload, a deploy or
     rollback, its settings, variables, access and lock, a bundle's or its own deletion. The caller's role must
     publish now (a publisher demoted to viewer keeps owning their content, but changes none of it), the caller
-    must own the content or be an administrator, and locked content takes only `lock_only` changes (PATCH of
-    `locked` and `locked_message`)."""
+    must own the content, collaborate on it or be an administrator, and locked content takes only `lock_only`
+    changes (PATCH of `locked` and `locked_message`)."""
     if not caller.can_publish:
         raise Forbidden(
             f"User `{caller.username}` has role `{caller.role}`, which cannot publish or change content "
             f"(`{content.guid}`); an administrator can run `packyard user set-role {caller.username} publisher`."
         )
-    check_owner(caller, content)
+    check_owner(session, caller, content)
     if content.locked and not lock_only:
         why = f": {content.locked_message.strip().rstrip('.')}" if content.locked_message.strip() else ""
         raise ContentLocked(
@@ -183,16 +176,26 @@ def check_write(caller: Caller, content: Content, lock_only: bool = False) -> No
         )
 
 
-def can_change(caller: Caller, content: Content) -> bool:
-    """Whether the caller owns the content or is an administrator (the pages show its owner's tabs then)."""
-    return caller.is_admin or caller.user_id == content.owner_id
+def can_change(session: Session, caller: Caller, content: Content) -> bool:
+    """Whether the caller owns the content, collaborates on it or is an administrator (the pages show the
+    owner's tabs then)."""
+    return permissions.can_change(caller, content, permissions.audience(session, content))
 
 
-def check_owner(caller: Caller, content: Content) -> None:
-    if not can_change(caller, content):
+def check_owner(session: Session, caller: Caller, content: Content) -> None:
+    if not can_change(session, caller, content):
         raise Forbidden(
-            f"User `{caller.username}` does not own content `{content.guid}`; its owner or an administrator can "
-            "change it. Deploy with `--new` to make your own copy."
+            f"User `{caller.username}` is not an owner or collaborator of content `{content.guid}`; its owner can "
+            "make you a collaborator. Deploy with `--new` to make your own copy."
+        )
+
+
+def check_deletable(caller: Caller, content: Content) -> None:
+    """Deleting a content is for its owner and administrators, not its collaborators."""
+    if not (caller.is_admin or caller.user_id == content.owner_id):
+        raise Forbidden(
+            f"User `{caller.username}` does not own content `{content.guid}`; only its owner or an administrator "
+            "can delete it."
         )
 
 
@@ -201,13 +204,20 @@ def visible(session: Session, caller: Caller, name: str | None = None) -> list[C
     if name is not None:
         query = query.where(Content.name == name)
     if not caller.is_admin:
-        query = query.where((Content.owner_id == caller.user_id) | (Content.access_type != "acl"))
+        mine = (Content.owner_id == caller.user_id) | (Content.access_type != "acl")
+        query = query.where(mine | permissions.shared_with(caller))
     return list(session.scalars(query))
+
+
+def describe(session: Session, caller: Caller, content: Content, address: str) -> dict[str, Any]:
+    """The content's JSON as the caller sees it: its owner's guid and the caller's `app_role`."""
+    role = permissions.app_role(caller, content, permissions.audience(session, content))
+    return content_json(content, owner_guid(session, content), address, role)
 
 
 def patch(session: Session, caller: Caller, content: Content, body: Any, defaults: SchedulerSettings) -> Content:
     lock_only = isinstance(body, dict) and bool(body) and body.keys() <= LOCK_FIELDS
-    check_write(caller, content, lock_only)
+    check_write(session, caller, content, lock_only)
     if not isinstance(body, dict):
         raise PublishingError('Send a JSON object of fields to change, e.g. {"title": "My API"}.')
     runtime = {key: value for key, value in body.items() if key in limits.FIELDS}
@@ -225,6 +235,8 @@ def patch(session: Session, caller: Caller, content: Content, body: Any, default
         elif key == "access_type" and isinstance(value, str):
             if value not in ACCESS_TYPES:
                 raise PublishingError(f"`access_type` {value!r} is not known; use one of {', '.join(ACCESS_TYPES)}.")
+            if content.access_type != value:
+                record(session, "content-access", detail=f"{content.guid} {value}")
             content.access_type = value
         elif key == "default_py_environment_management" and isinstance(value, bool):
             content.py_environment_management = value

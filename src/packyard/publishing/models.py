@@ -1,10 +1,23 @@
-"""Users and their API keys; content, its bundles and environment variables; built Python environments."""
+"""Users, groups and their API keys; content, who it is shared with, its bundles and environment variables; built
+Python environments."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Integer, LargeBinary, String, Text, false
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from packyard.db import Base, UTCDateTime, utcnow
@@ -37,6 +50,19 @@ class WebSession(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # "main": Packyard's own pages; "content": the content origin (`[server] content_address`), which opens
+    # content and nothing else.
+    origin: Mapped[str] = mapped_column(String(20), default="main", server_default="main")
+
+
+class ContentTicket(Base):
+    """A single-use pass from a signed-in browser on the main origin to the content origin; only its sha256."""
+
+    __tablename__ = "content_tickets"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
 
 class SignInFailure(Base):
@@ -75,7 +101,7 @@ class Content(Base):
     description: Mapped[str] = mapped_column(Text, default="")
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     app_mode: Mapped[str] = mapped_column(String(40), default="unknown")
-    # "acl": owner and admins; "logged_in": any key; "all": anyone, no key.
+    # "acl": the owner, its permissions' principals and admins; "logged_in": any signed-in user; "all": anyone.
     access_type: Mapped[str] = mapped_column(String(20), default="acl")
     bundle_id: Mapped[int | None] = mapped_column(Integer, nullable=True)  # the active bundle
     py_version: Mapped[str | None] = mapped_column(String(40), nullable=True)
@@ -98,6 +124,42 @@ class Content(Base):
     # Connect's content lock: no deploys or changes but unlocking (content.check_write); the message says why.
     locked: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     locked_message: Mapped[str] = mapped_column(Text, default="", server_default="")
+
+
+class Group(Base):
+    """A named set of users that content can be shared with."""
+
+    __tablename__ = "groups"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    guid: Mapped[str] = mapped_column(String(36), unique=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class GroupMember(Base):
+    __tablename__ = "group_members"
+
+    group_id: Mapped[int] = mapped_column(ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True)
+
+
+class ContentPermission(Base):
+    """One principal, a user or a group, given a role on a content: `viewer`, or `owner` (a collaborator)."""
+
+    __tablename__ = "content_permissions"
+    __table_args__ = (
+        UniqueConstraint("content_id", "user_id", name="uq_content_permissions_content_id_user_id"),
+        UniqueConstraint("content_id", "group_id", name="uq_content_permissions_content_id_group_id"),
+        CheckConstraint("(user_id IS NULL) <> (group_id IS NULL)", name="ck_content_permissions_one_principal"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    content_id: Mapped[int] = mapped_column(ForeignKey("content.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), nullable=True)
+    group_id: Mapped[int | None] = mapped_column(ForeignKey("groups.id", ondelete="CASCADE"), nullable=True)
+    role: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class ContentVariable(Base):

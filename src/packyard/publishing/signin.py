@@ -18,7 +18,7 @@ from packyard.db import utcnow
 from packyard.publishing import signin_throttle
 from packyard.publishing.errors import BadCredentials, Forbidden, PublishingError
 from packyard.publishing.models import User, WebSession
-from packyard.publishing.users import Caller, get_user
+from packyard.publishing.users import Caller, caller_of, get_user
 
 MIN_PASSWORD = 8
 # Every cookie Packyard sets starts with this: the content proxy keeps cookies of such names from apps both ways
@@ -125,7 +125,7 @@ def find_session(session: Session, token: str) -> SignedIn | None:
         return None
     if now - web.last_seen_at >= SEEN_EVERY:
         web.last_seen_at = now
-    return SignedIn(Caller(user.id, user.guid, user.username, user.role), web.csrf_token, web.expires_at)
+    return SignedIn(caller_of(session, user), web.csrf_token, web.expires_at)
 
 
 def end_session(session: Session, token: str) -> None:

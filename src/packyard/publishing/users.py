@@ -10,6 +10,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -17,7 +18,7 @@ from sqlalchemy.orm import Session
 from packyard.changelog.events import record
 from packyard.db import Database, utcnow
 from packyard.publishing.errors import Conflict, Forbidden, InvalidKey, NotFound, PublishingError
-from packyard.publishing.models import ROLES, ApiKey, User
+from packyard.publishing.models import ROLES, ApiKey, Group, GroupMember, User
 
 # Seconds a verified key is trusted without a database read; role, lock and key changes in the change log end
 # the trust at once (`AppContext.sync`), so this bounds only writes that bypass the log.
@@ -33,6 +34,7 @@ class Caller:
     guid: str
     username: str
     role: str
+    groups: tuple[str, ...] = ()  # the names of the user's groups, for the app's RStudio-Connect-Credentials
 
     @property
     def is_admin(self) -> bool:
@@ -54,6 +56,55 @@ class UserSummary:
     locked: bool
     keys: int
     created_at: datetime
+
+
+# Connect names the admin role `administrator`; Packyard's CLI and config say `admin`.
+CONNECT_ROLES = {"admin": "administrator", "publisher": "publisher", "viewer": "viewer"}
+
+
+def user_json(user: User) -> dict[str, Any]:
+    """Connect's user object: what rsconnect and posit-sdk read."""
+    created = user.created_at.isoformat().replace("+00:00", "Z")
+    return {
+        "guid": user.guid,
+        "username": user.username,
+        "email": user.email,
+        "first_name": "",
+        "last_name": "",
+        "user_role": CONNECT_ROLES.get(user.role, user.role),
+        "created_time": created,
+        "updated_time": created,
+        "active_time": None,
+        "confirmed": True,
+        "locked": user.locked,
+    }
+
+
+def find_users(
+    session: Session, prefix: str = "", roles: list[str] | None = None, offset: int = 0, limit: int | None = None
+) -> tuple[list[User], int]:
+    """Users whose name or email starts with `prefix` (any case), by name, and how many there are in all."""
+    query = select(User)
+    if prefix:
+        needle = prefix.lower()
+        query = query.where(
+            func.lower(User.username).startswith(needle, autoescape=True)
+            | func.lower(User.email).startswith(needle, autoescape=True)
+        )
+    if roles:
+        query = query.where(User.role.in_(roles))
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    page = query.order_by(User.username).offset(offset)
+    if limit is not None:
+        page = page.limit(limit)
+    return list(session.scalars(page)), total
+
+
+def get_user_by_guid(session: Session, guid: str) -> User:
+    user = session.scalar(select(User).where(User.guid == guid))
+    if user is None:
+        raise NotFound(f"There is no user with guid `{guid}`; `GET /__api__/v1/users?prefix=` finds one.")
+    return user
 
 
 def hash_key(key: str) -> str:
@@ -143,7 +194,12 @@ def caller_for(session: Session, key: str) -> Caller:
     if user.locked:
         raise InvalidKey(f"User `{user.username}` is locked; an administrator can unlock the account.")
     api_key.last_used_at = utcnow()
-    return Caller(user.id, user.guid, user.username, user.role)
+    return caller_of(session, user)
+
+
+def caller_of(session: Session, user: User) -> Caller:
+    names = select(Group.name).join(GroupMember, GroupMember.group_id == Group.id).where(GroupMember.user_id == user.id)
+    return Caller(user.id, user.guid, user.username, user.role, tuple(session.scalars(names.order_by(Group.name))))
 
 
 def key_from_headers(headers: dict[str, str]) -> str | None:

@@ -107,7 +107,7 @@ def _item(session: Session, user: WebUser, guid: str) -> Item:
             f"There is no content `{guid}` that you can see; the content list shows what you can open.", 404
         ) from None
     owner = session.scalar(select(User.username).where(User.id == content.owner_id)) or "?"
-    return Item(content, owner, contents.can_change(user.caller, content))
+    return Item(content, owner, contents.can_change(session, user.caller, content))
 
 
 async def _load(request: Request, user: WebUser, guid: str) -> Item:
@@ -117,8 +117,8 @@ async def _load(request: Request, user: WebUser, guid: str) -> Item:
 def _require_owner(item: Item, user: WebUser, what: str) -> None:
     if not item.can_change:
         raise PageError(
-            f"User `{user.username}` does not own content `{item.content.guid}`; only its owner `{item.owner}` "
-            f"and administrators can see its {what}.",
+            f"User `{user.username}` does not own content `{item.content.guid}`; only its owner `{item.owner}`, its "
+            f"collaborators and administrators can see its {what}.",
             403,
         )
 
@@ -156,7 +156,7 @@ async def content_list(request: Request, user: User_, q: str = "") -> Response:
     def work(session: Session) -> list[Item]:
         owners = _owners(session)
         return [
-            Item(c, owners.get(c.owner_id, "?"), contents.can_change(user.caller, c))
+            Item(c, owners.get(c.owner_id, "?"), contents.can_change(session, user.caller, c))
             for c in contents.visible(session, user.caller)
         ]
 

@@ -8,7 +8,6 @@ here redirects (the client would re-send a POST as a GET). `routing.py` renders 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import socket
 import time
@@ -21,11 +20,15 @@ from packyard import __version__
 from packyard.publishing import content as contents
 from packyard.publishing import operations, variables
 from packyard.publishing.connect import bundle_body
+from packyard.publishing.connect.handlers import address as _address
+from packyard.publishing.connect.handlers import caller as _caller
+from packyard.publishing.connect.handlers import in_thread as _in_thread
+from packyard.publishing.connect.handlers import json_body as _json
 from packyard.publishing.connect.routing import ConnectRoute
 from packyard.publishing.environments.interpreters import find_interpreters
 from packyard.publishing.errors import Forbidden, PublishingError
 from packyard.publishing.models import User
-from packyard.publishing.users import Caller
+from packyard.publishing.users import Caller, user_json
 from packyard.storage import BlobResponse, StagedBlob
 
 # 2025.06.0+ turns on rsconnect's draft, verify, activate flow; above 2025.11.0 it sends git metadata as a
@@ -33,31 +36,6 @@ from packyard.storage import BlobResponse, StagedBlob
 CONNECT_VERSION = "2025.12.0"
 
 router = APIRouter(prefix="/__api__", route_class=ConnectRoute)
-
-
-async def _caller(request: Request) -> Caller:
-    return await request.app.state.packyard.callers.required(dict(request.headers))
-
-
-def _db(request: Request) -> Any:
-    return request.app.state.packyard.db
-
-
-def _address(request: Request) -> str:
-    return request.app.state.packyard.settings.server.address
-
-
-async def _json(request: Request) -> Any:
-    body = await request.body()
-    try:
-        return json.loads(body) if body else None
-    except ValueError as exc:
-        raise PublishingError(f"The request body is not valid JSON ({exc}); send a JSON document.") from exc
-
-
-def _in_thread(request: Request, work: Any) -> Any:
-    """Run `work(session)` in one transaction off the event loop."""
-    return operations.in_thread(request.app.state.packyard, work)
 
 
 # -- server ------------------------------------------------------------------------------------------------
@@ -90,20 +68,7 @@ async def current_user(request: Request) -> dict[str, Any]:
     caller = await _caller(request)
 
     def work(session: Any) -> dict[str, Any]:
-        user = session.get(User, caller.user_id)
-        return {
-            "guid": user.guid,
-            "username": user.username,
-            "email": user.email,
-            "first_name": "",
-            "last_name": "",
-            "user_role": user.role,
-            "created_time": contents.iso(user.created_at),
-            "updated_time": contents.iso(user.created_at),
-            "active_time": None,
-            "confirmed": True,
-            "locked": user.locked,
-        }
+        return user_json(session.get(User, caller.user_id))
 
     return await _in_thread(request, work)
 
@@ -118,7 +83,7 @@ async def list_content(request: Request, name: str | None = None) -> list[dict[s
 
     def work(session: Any) -> list[dict[str, Any]]:
         items = contents.visible(session, caller, name)
-        return [contents.content_json(c, contents.owner_guid(session, c), address) for c in items]
+        return [contents.describe(session, caller, c, address) for c in items]
 
     return await _in_thread(request, work)
 
@@ -143,7 +108,7 @@ async def get_content(request: Request, guid: str) -> dict[str, Any]:
 
     def work(session: Any) -> dict[str, Any]:
         content = contents.viewable(session, caller, guid)
-        return contents.content_json(content, contents.owner_guid(session, content), address)
+        return contents.describe(session, caller, content, address)
 
     return await _in_thread(request, work)
 
@@ -155,8 +120,7 @@ async def patch_content(request: Request, guid: str) -> dict[str, Any]:
     address = _address(request)
 
     content = await operations.patch(request.app.state.packyard, caller, guid, body)
-    owner = await _in_thread(request, lambda s: contents.owner_guid(s, content))
-    return contents.content_json(content, owner, address)
+    return await _in_thread(request, lambda s: contents.describe(s, caller, content, address))
 
 
 @router.delete("/v1/content/{guid}")
@@ -164,7 +128,9 @@ async def delete_content(request: Request, guid: str) -> dict[str, Any]:
     caller = await _caller(request)
 
     def work(session: Any) -> None:
-        session.delete(contents.writable(session, caller, guid))
+        content = contents.writable(session, caller, guid)
+        contents.check_deletable(caller, content)
+        session.delete(content)
 
     await _in_thread(request, work)
     await request.app.state.packyard.deployer.remove(guid)
@@ -177,9 +143,7 @@ async def legacy_application(request: Request, content_id: str) -> dict[str, Any
     caller = await _caller(request)
 
     def work(session: Any) -> dict[str, Any]:
-        content = contents.get_by_id(session, content_id)
-        if not contents.can_view(caller, content):
-            raise Forbidden(f"User `{caller.username}` may not see content {content_id}.")
+        content = contents.viewable(session, caller, contents.get_by_id(session, content_id).guid)
         return {"id": content.id, "guid": content.guid, "name": content.name, "title": content.title}
 
     return await _in_thread(request, work)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from starlette.types import Scope
 
 from packyard.publishing import content as contents
-from packyard.publishing import signin
+from packyard.publishing import permissions, signin
 from packyard.publishing.errors import Forbidden, InvalidKey, NotFound, SignInFirst
 from packyard.publishing.models import Content
 from packyard.publishing.proxy.headers import VIEWER
@@ -22,29 +22,40 @@ if TYPE_CHECKING:
     from packyard.publishing.users import Caller
 
 _CREDENTIALS = (b"authorization", b"x-rsc-authorization")  # ASGI header names are lower-case
-CONTENT_TTL = 2.0  # seconds a content row is reused by the proxy; access changes apply within that
-# Seconds a browser session is believed without the database: a sign-out or a lock applies within that.
+# Seconds a content row and who it is shared with are reused by the proxy, and a browser session is believed,
+# without the database. Changes in the change log (a permission, a group, a role, a lock, a sign-out) end them
+# sooner, on every node (`AppContext.sync`); these bound only writes that bypass the log.
+CONTENT_TTL = 2.0
 SESSION_TTL = 2.0
 
 
 class ContentAccess:
-    """The content a URL names, from a short-lived cache, and whether the caller may see it."""
+    """The content a URL names and who it is shared with, from a short-lived cache, and whether the caller may
+    see it."""
 
     def __init__(self, context: AppContext) -> None:
         self.context = context
-        self._rows: dict[str, tuple[Content, float]] = {}
+        self._rows: dict[str, tuple[Content, permissions.Audience, float]] = {}
         self._sessions: dict[str, tuple[Caller | None, float]] = {}
 
+    def forget(self) -> None:
+        """Who may see what changed: read content rows, their audiences and sessions again."""
+        self._rows = {}
+        self._sessions = {}
+
     async def row(self, guid: str) -> Content:
+        return (await self._entry(guid))[0]
+
+    async def _entry(self, guid: str) -> tuple[Content, permissions.Audience, float]:
         hit = self._rows.get(guid)
-        if hit is None or hit[1] < time.monotonic():
+        if hit is None or hit[2] < time.monotonic():
             try:
-                content = await asyncio.to_thread(self._load, guid)
+                content, audience = await asyncio.to_thread(self._load, guid)
             except NotFound:
                 self._rows.pop(guid, None)
                 raise
-            self._rows[guid] = hit = (content, time.monotonic() + CONTENT_TTL)
-        return hit[0]
+            self._rows[guid] = hit = (content, audience, time.monotonic() + CONTENT_TTL)
+        return hit
 
     async def check(self, scope: Scope, content: Content) -> None:
         """Whether the caller (an API key, else a browser session) may see the content; who it is goes into the
@@ -61,7 +72,9 @@ class ContentAccess:
         if caller is None and session:
             caller = await self._from_session(session)
         scope[VIEWER] = caller
-        if contents.can_view(caller, content):
+        hit = self._rows.get(content.guid)
+        audience = hit[1] if hit is not None and hit[0] is content else (await self._entry(content.guid))[1]
+        if permissions.can_view(caller, content, audience):
             return
         if caller is None:
             if _wants_page(scope):
@@ -89,9 +102,10 @@ class ContentAccess:
             found = signin.find_session(session, token)
         return found.caller if found is not None else None
 
-    def _load(self, guid: str) -> Content:
+    def _load(self, guid: str) -> tuple[Content, permissions.Audience]:
         with self.context.db.session() as session:
-            return contents.get(session, guid)
+            content = contents.get(session, guid)
+            return content, permissions.audience(session, content)
 
 
 def _session_token(cookie: bytes) -> str:

@@ -63,7 +63,7 @@ def viewer(scope: Scope) -> bytes | None:
     caller = scope.get(VIEWER)
     if caller is None:
         return None
-    return json.dumps({"user": caller.username, "groups": []}, separators=(",", ":")).encode()
+    return json.dumps({"user": caller.username, "groups": list(caller.groups)}, separators=(",", ":")).encode()
 
 
 def app_cookies(value: bytes) -> bytes | None:
