@@ -12,7 +12,7 @@ BIN := $(TEST_VENV)/bin
 SYNC = UV_PROJECT_ENVIRONMENT=$(1) UV_PYTHON_DOWNLOADS=never $(UV) sync --locked --python $(PYTHON) -q $(2) || \
 	{ echo "error: could not install what uv.lock pins; if uv said the lockfile needs to be updated, run \`make lock\`."; exit 1; }
 
-.PHONY: run test lint lock wheelhouse bench bench-deploy bench-apps bench-scaling bench-sandbox bench-handmade clean
+.PHONY: run test lint lock wheelhouse bench bench-deploy bench-apps bench-scaling bench-sandbox bench-access bench-handmade clean
 
 $(UV):
 	$(PYTHON) -m pip install -q --disable-pip-version-check --root-user-action=ignore --target .cache/uv-$(UV_VERSION) uv==$(UV_VERSION)
@@ -88,6 +88,13 @@ bench-sandbox: $(STAMP)
 	@command -v wrk >/dev/null || \
 		{ $(if $(filter 0,$(shell id -u)),,sudo )apt-get update -q && $(if $(filter 0,$(shell id -u)),,sudo )apt-get install -y -q wrk; }
 	$(BIN)/python bench/sandbox.py $(BENCH_ARGS)
+
+# The proxy's access check: a viewer's session cookie against her API key, in one run (needs wrk).
+bench-access: $(STAMP)
+	$(BWRAP)
+	@command -v wrk >/dev/null || \
+		{ $(if $(filter 0,$(shell id -u)),,sudo )apt-get update -q && $(if $(filter 0,$(shell id -u)),,sudo )apt-get install -y -q wrk; }
+	$(BIN)/python bench/access.py $(BENCH_ARGS)
 
 # Each hand-written part (hot path, multipart splitter, proxy client, file server) against its library (needs wrk).
 bench-handmade: $(STAMP)

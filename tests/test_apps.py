@@ -18,9 +18,11 @@ from typing import Any
 
 import httpx
 import pytest
+from playwright.sync_api import Browser
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from tests.browser import new_page, sign_in, web_user
 from tests.publishing import Publishing, copy_app, publishing_server, setup_publishing
 
 
@@ -253,3 +255,51 @@ def test_an_app_mode_that_does_not_run_yet_fails_its_deploy(pub: Publishing, app
         "python-fastapi, python-api, python-dash, python-shiny, python-streamlit, python-bokeh "
         "(`rsconnect deploy fastapi|flask|api|dash|shiny|streamlit|bokeh`)"
     ) in result.stdout + result.stderr
+
+
+# -- viewers in a browser (issue 14) -------------------------------------------------------------------------------
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(scope="module")
+def vera(pub: Publishing) -> str:
+    """Viewer `vera`, with a web password, a member of the group `analysts` that an administrator made."""
+    web_user(pub.server, "vera", "viewer", PASSWORD)
+    pub.server.cli("group", "create", "analysts")
+    pub.server.cli("group", "add", "analysts", "vera")
+    return "vera"
+
+
+def share(pub: Publishing, guid: str, access_type: str, group: str | None = None) -> None:
+    assert pub.api("PATCH", f"/v1/content/{guid}", json={"access_type": access_type}).status_code == 200
+    if group:
+        found = pub.api("GET", "/v1/groups", params={"prefix": group}).json()["results"]
+        body = {"principal_guid": found[0]["guid"], "principal_type": "group", "role": "viewer"}
+        assert pub.api("POST", f"/v1/content/{guid}/permissions", json=body).status_code == 200
+    pub.server.wait_synced()  # the proxy's cached copy follows the change log
+
+
+def test_a_viewer_opens_dashboards_in_a_browser_and_the_app_knows_who(
+    pub: Publishing, streamlit_app: Deployed, dash_app: Deployed, vera: str, browser: Browser
+) -> None:
+    share(pub, streamlit_app.guid, "logged_in")
+    share(pub, dash_app.guid, "acl", group="analysts")
+    anonymous = new_page(browser, pub.server.url)
+    try:
+        anonymous.goto(streamlit_app.prefix)
+        assert "/login?next=" in anonymous.url  # the sign-in page, which leads back to the app
+        anonymous.get_by_label("User name").fill(vera)
+        anonymous.get_by_label("Password").fill(PASSWORD)
+        anonymous.get_by_role("button", name="Sign in").click()
+        anonymous.wait_for_url(f"**{streamlit_app.prefix}")
+        # Streamlit draws the page from its websocket; the script read the header the proxy wrote.
+        anonymous.get_by_text("Viewing: vera (analysts)").wait_for(timeout=60_000)
+    finally:
+        anonymous.context.close()
+    page = sign_in(browser, pub.server.url, vera, PASSWORD)
+    try:
+        page.goto(dash_app.prefix)  # shared with her group only
+        page.locator("#greeting").get_by_text("Hello, packyard!").wait_for(timeout=60_000)
+    finally:
+        page.context.close()

@@ -185,3 +185,29 @@ def test_groups_hold_members_and_share_content(team: Team) -> None:
     assert closed.status_code == 403
     group.delete()
     assert content.permissions.find() == []
+
+
+def test_a_collaborator_demoted_or_locked_loses_it_at_once(team: Team) -> None:
+    client = team.sdk("alice")
+    content = client.content.get(team.guid)
+    permission = content.permissions.create(client.users.find_one(prefix="pat"), role="owner")
+    pat = team.as_("pat")
+    try:
+        team.alice.server.cli("user", "set-role", "pat", "viewer")
+        team.alice.server.wait_synced()  # the change log reaches the server within half a second
+        refused = pat.deploy("html", team.site, "--app-id", team.guid, check=False)
+        assert refused.returncode != 0
+        assert "User `pat` has role `viewer`, which cannot publish or change content" in refused.stdout
+        assert team.api("pat", "GET", f"/v1/content/{team.guid}").json()["app_role"] == "viewer"
+        team.alice.server.cli("user", "set-role", "pat", "publisher")
+        team.alice.server.cli("user", "lock", "pat")
+        team.alice.server.wait_synced()
+        locked = team.api("pat", "GET", f"/v1/content/{team.guid}")
+        assert locked.status_code == 401 and "User `pat` is locked" in locked.json()["error"]
+        opened = httpx.get(
+            f"{team.alice.server.url}/content/{team.guid}/", headers={"Authorization": f"Key {team.keys['pat']}"}
+        )
+        assert opened.status_code == 401
+    finally:
+        team.alice.server.cli("user", "unlock", "pat")
+        permission.destroy()
