@@ -299,3 +299,10 @@ def test_signing_out_ends_the_content_session(pub: Publishing, echo: str) -> Non
     answer = on_content(f"/content/{echo}/headers", cookie=f"packyard_content={content}")
     assert answer.status_code == 303
     assert answer.headers["location"] == f"{MAIN}/login/content-ticket?next=/content/{echo}/headers"
+
+
+def test_the_admin_overview_says_where_content_is_served(pub: Publishing) -> None:
+    with signed_in("ada") as client:
+        overview = client.get("/admin/").text
+    assert f"Content is served on its own origin, {CONTENT}" in overview
+    assert "Content is served from this server's own origin" not in overview
