@@ -108,10 +108,13 @@ class Publishing:
 
 
 @contextmanager
-def publishing_server(database: str, data_dir: Path, env: dict[str, str] | None = None) -> Iterator[Server]:
-    """A server whose upload limit admits the test apps' wheels (pydantic-core is 2 MB); `env` adds overrides."""
+def publishing_server(
+    database: str, data_dir: Path, env: dict[str, str] | None = None, port: int | None = None
+) -> Iterator[Server]:
+    """A server whose upload limit admits the test apps' wheels (pydantic-core is 2 MB); `env` adds overrides, and
+    `port` chooses its port (a free one by default)."""
     with fresh_database(database) as url:
-        server = _start(data_dir, url, {"PACKYARD_UPLOAD_MAX_FILE_SIZE": "50MiB", **(env or {})})
+        server = _start(data_dir, url, {"PACKYARD_UPLOAD_MAX_FILE_SIZE": "50MiB", **(env or {})}, port)
         try:
             yield server
         finally:

@@ -22,6 +22,7 @@ from packyard.publishing.connect.sharing import router as sharing_router
 from packyard.publishing.environments.admin import check_host
 from packyard.publishing.proxy.access import content_resolver, site_resolver
 from packyard.publishing.proxy.http import ContentProxy
+from packyard.publishing.proxy.origins import Origins
 from packyard.repository.serving.hot_path import HotPathApp
 from packyard.repository.serving.routes import router as repository_router
 from packyard.repository.upload.endpoint import UploadEndpoint, upload_source
@@ -79,7 +80,10 @@ def create_app(settings: Settings) -> ASGIApp:
     app = HotPathApp(context.pages, context.files, context.store, context.auth, context.mirror, api, send_error)
     app.state = api.state  # type: ignore[attr-defined]
     proxy = ContentProxy(content_resolver(context, context.access), send_error, site_resolver(context, context.access))
-    return _with_lifespan(app, UploadEndpoint(context), proxy, api)
+    routed = _with_lifespan(app, UploadEndpoint(context), proxy, api)
+    if settings.server.content_address:  # content on an origin of its own, told apart by the Host header
+        return Origins(context, proxy, routed, send_error)
+    return routed
 
 
 def _with_lifespan(app: HotPathApp, upload: UploadEndpoint, proxy: ContentProxy, api: FastAPI) -> ASGIApp:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from packyard.errors import ConfigError
 
@@ -25,6 +26,10 @@ DEFAULT_CONFIG = """\
 # http://<host>:<port> of the running server (`packyard run --host/--port` included; 127.0.0.1 for 0.0.0.0);
 # set it when clients reach the server by another name, e.g. through a proxy:
 # address = "https://packages.example.com"
+# Serve content (`/content/<guid>/`) on an origin of its own, so a content page's script cannot use a viewer's
+# session on Packyard's pages and API (docs/SECURITY.md). The same server answers it, told apart by the Host
+# header; point that name at this server, e.g. a subdomain:
+# content_address = "https://content.packages.example.com"
 host = "127.0.0.1"
 port = 4242
 access_log = true
@@ -145,6 +150,7 @@ SERVED_ADDRESS_NAME = "served-address"
 @dataclass
 class ServerSettings:
     address: str = ""  # empty: `http://<host>:<port>`, see `address_of`
+    content_address: str = ""  # empty: content shares `address`'s origin; see `check_content_address`
     host: str = "127.0.0.1"
     port: int = 4242
     access_log: bool = True
@@ -394,6 +400,7 @@ def load_settings(data_dir: str | Path | None = None, environ: dict[str, str] | 
     settings.address_configured = bool(settings.server.address)
     if not settings.address_configured:
         settings.server.address = address_of(settings.server.host, settings.server.port)
+    settings.server.content_address = check_content_address(settings.server.content_address, settings.server.address)
     settings.max_file_size  # noqa: B018 - fail at startup, not at the first upload
     settings.bundle_max_size  # noqa: B018
     _check_scheduler(settings.scheduler)
@@ -419,6 +426,45 @@ def address_of(host: str, port: int) -> str:
     if host in {"", "0.0.0.0", "::"}:
         host = "127.0.0.1"
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def origin_of(url: str) -> str:
+    """`scheme://host[:port]` of a URL, lower-case, without the scheme's default port."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"
+    port = parts.port
+    if port is not None and port != {"http": 80, "https": 443}.get(scheme):
+        host += f":{port}"
+    return f"{scheme}://{host}"
+
+
+def check_content_address(value: str, address: str) -> str:
+    """`[server] content_address` as `scheme://host[:port]`: an origin of its own, never the main address's."""
+    value = value.strip()
+    if not value:
+        return ""
+    problem = ""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - a port that is not a number raises here
+    except ValueError as exc:
+        problem = str(exc)
+    else:
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            problem = "expected an http(s) URL with a host name"
+        elif parts.path.strip("/") or parts.query or parts.fragment or parts.username or parts.password:
+            problem = "expected an origin only (scheme, host and port), with no path, query or user"
+        elif parts.hostname.lower() == (urlsplit(address).hostname or "").lower():
+            # Cookies are kept per host name, whatever the port: the main session would reach the content origin.
+            problem = f"it has the host name of `server.address` ({address}), and content needs a host name of its own"
+    if problem:
+        raise ConfigError(
+            f"Config `server.content_address` has value {value!r}: {problem}, e.g. `https://content.example.com`."
+        )
+    return origin_of(value)
 
 
 def _moved_keys(document: dict[str, Any], env: Any) -> tuple[dict[str, Any], Any]:

@@ -106,3 +106,38 @@ def test_address_follows_host_and_port_unless_set(tmp_path: Path) -> None:
     (tmp_path / "packyard.toml").write_text('[server]\naddress = "http://127.0.0.1:4242"\nport = 5000\n')
     settings = load_settings(tmp_path, environ={})
     assert (settings.server.address, settings.address_configured) == ("http://127.0.0.1:4242", True)
+
+
+def test_content_address_is_an_origin_of_its_own(tmp_path: Path) -> None:
+    (tmp_path / "packyard.toml").write_text('[server]\naddress = "https://packages.example.com"\n')
+    assert load_settings(tmp_path, environ={}).server.content_address == ""  # unset: one origin, as before
+    variable = {"PACKYARD_SERVER_CONTENT_ADDRESS": "HTTPS://Content.Example.com:443/"}
+    assert load_settings(tmp_path, environ=variable).server.content_address == "https://content.example.com"
+    local = {
+        "PACKYARD_SERVER_ADDRESS": "http://127.0.0.1:4242",
+        "PACKYARD_SERVER_CONTENT_ADDRESS": "http://content.localhost:4242",
+    }
+    assert load_settings(tmp_path, environ=local).server.content_address == "http://content.localhost:4242"
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("content.example.com", "expected an http(s) URL with a host name"),
+        ("ftp://content.example.com", "expected an http(s) URL with a host name"),
+        ("https://content.example.com/apps/", "expected an origin only (scheme, host and port), with no path"),
+        ("https://content.example.com/?x=1", "expected an origin only"),
+        (
+            "https://packages.example.com:8443",
+            "it has the host name of `server.address` (https://packages.example.com)",
+        ),
+        ("https://content.example.com:port", "Port could not be cast"),
+    ],
+)
+def test_a_content_address_that_is_not_an_origin_of_its_own_is_refused(
+    tmp_path: Path, value: str, problem: str
+) -> None:
+    (tmp_path / "packyard.toml").write_text('[server]\naddress = "https://packages.example.com"\n')
+    with pytest.raises(ConfigError, match="server.content_address") as error:
+        load_settings(tmp_path, environ={"PACKYARD_SERVER_CONTENT_ADDRESS": value})
+    assert problem in str(error.value)

@@ -6,6 +6,9 @@ PackyardError
     ├── Forbidden               403  the key's user may not do this (code 6)
     ├── InvalidKey              401  no key, or one that is not valid (code 30)
     ├── SignInFirst             303  a browser without a session asked for content: to /login?next=, and back
+    ├── ContentElsewhere        303  content asked for on the main origin, served on `[server] content_address`
+    ├── BadTicket               403  a content-origin ticket that is unknown, used or expired
+    ├── BadContentTarget        400  a ticket's `next` that is not a content path: no redirect off it
     ├── BadCredentials          401  a web sign-in with an unknown user or a wrong password
     ├── TooManySignIns          429  too many failed sign-ins for a user name or from an address (Retry-After)
     ├── Conflict                409  a user by that name already exists
@@ -108,13 +111,38 @@ class RenderError(PublishingError):
 
 
 class SignInFirst(PublishingError):
-    """A browser asked for content it may see only signed in: it is sent to the sign-in page, and back."""
+    """A browser asked for content it may see only signed in: it is sent to the sign-in page, and back. On the
+    content origin, `to` is the main origin's ticket endpoint (which signs in first when it must)."""
 
     status_code = 303
 
-    def __init__(self, path: str) -> None:
-        super().__init__(f"Sign in to see {path}: /login?next={quote(path, safe='/')}")
-        self.headers = {"location": f"/login?next={quote(path, safe='/')}", "cache-control": "no-store"}
+    def __init__(self, path: str, to: str = "/login") -> None:
+        location = f"{to}?next={quote(path, safe='/')}"
+        super().__init__(f"Sign in to see {path}: {location}")
+        self.headers = {"location": location, "cache-control": "no-store"}
+
+
+class ContentElsewhere(PublishingError):
+    """A browser asked the main origin for content, which `[server] content_address` serves: the same path there
+    (303 for GET and HEAD, 307 keeping the method and body for others)."""
+
+    status_code = 303
+
+    def __init__(self, url: str, method: str) -> None:
+        super().__init__(f"Content is served on its own origin: {url}")
+        self.status_code = 303 if method in ("GET", "HEAD") else 307
+        self.headers = {"location": url, "cache-control": "no-store"}
+
+
+class BadTicket(PublishingError):
+    """A ticket to the content origin that is unknown, already used or expired; no session is made."""
+
+    status_code = 403
+
+
+class BadContentTarget(PublishingError):
+    """Where a ticket would lead that is not a content path of this server (another host, `//`, a page): the
+    ticket endpoints redirect only to `/content/...`."""
 
 
 class Busy(PublishingError):

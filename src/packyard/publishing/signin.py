@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session
 from packyard.changelog.events import record
 from packyard.db import utcnow
 from packyard.publishing import signin_throttle
-from packyard.publishing.errors import BadCredentials, Forbidden, PublishingError
-from packyard.publishing.models import User, WebSession
+from packyard.publishing.errors import BadCredentials, BadTicket, Forbidden, PublishingError
+from packyard.publishing.models import ContentTicket, User, WebSession
 from packyard.publishing.users import Caller, caller_of, get_user
 
 MIN_PASSWORD = 8
@@ -25,6 +25,11 @@ MIN_PASSWORD = 8
 # (proxy/headers.py), so a new cookie named this way is covered without a change there.
 COOKIE_PREFIX = "packyard_"
 SESSION_COOKIE = COOKIE_PREFIX + "session"
+# The content origin's own session (`[server] content_address`): set there, for that host only, from a ticket.
+CONTENT_COOKIE = COOKIE_PREFIX + "content"
+MAIN, CONTENT = "main", "content"  # `WebSession.origin`: Packyard's pages, or the content origin
+# How long a ticket from the main origin to the content origin may wait to be redeemed: a redirect's time.
+TICKET_LIFETIME = timedelta(seconds=60)
 # The login form has no session yet; its CSRF token travels in this cookie and in the form (double submit).
 CSRF_COOKIE = COOKIE_PREFIX + "csrf"
 SEEN_EVERY = timedelta(minutes=1)  # `last_seen_at` is written at most this often per session
@@ -90,8 +95,10 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def start_session(session: Session, user: User, lifetime: timedelta) -> str:
-    """A new session for the user, for `lifetime`; returns the cookie's token, which is never stored."""
+def start_session(session: Session, user: User, lifetime: timedelta, origin: str = MAIN) -> str:
+    """A new session for the user, for `lifetime`, on the main origin or the content origin; returns the cookie's
+    token, which is never stored."""
+    assert origin in (MAIN, CONTENT), origin
     now = utcnow()
     session.execute(delete(WebSession).where(WebSession.expires_at < now))
     token = secrets.token_urlsafe(32)
@@ -103,18 +110,20 @@ def start_session(session: Session, user: User, lifetime: timedelta) -> str:
             created_at=now,
             expires_at=now + lifetime,
             last_seen_at=now,
+            origin=origin,
         )
     )
     session.flush()
     return token
 
 
-def find_session(session: Session, token: str) -> SignedIn | None:
-    """The live session of a cookie token; None when unknown, expired or its user is locked."""
+def find_session(session: Session, token: str, origin: str = MAIN) -> SignedIn | None:
+    """The live session of a cookie token from `origin`'s cookie; None when unknown, of the other origin, expired
+    or its user is locked. A content-origin session opens content and nothing else, so the pages never take one."""
     row = session.execute(
         select(WebSession, User)
         .join(User, User.id == WebSession.user_id)
-        .where(WebSession.token_hash == _token_hash(token))
+        .where(WebSession.token_hash == _token_hash(token), WebSession.origin == origin)
     ).first()
     if row is None:
         return None
@@ -129,4 +138,51 @@ def find_session(session: Session, token: str) -> SignedIn | None:
 
 
 def end_session(session: Session, token: str) -> None:
-    session.execute(delete(WebSession).where(WebSession.token_hash == _token_hash(token)))
+    """Sign-out: the main session ends, and with it the user's content-origin sessions, in every browser (a
+    content session does not record which main session its ticket came from)."""
+    user_id = session.scalar(
+        select(WebSession.user_id).where(WebSession.token_hash == _token_hash(token), WebSession.origin == MAIN)
+    )
+    if user_id is None:
+        return
+    session.execute(
+        delete(WebSession).where(
+            (WebSession.token_hash == _token_hash(token))
+            | ((WebSession.user_id == user_id) & (WebSession.origin == CONTENT))
+        )
+    )
+
+
+def issue_ticket(session: Session, user_id: int) -> str:
+    """A single-use ticket for the content origin, valid for TICKET_LIFETIME; returns the token, never stored."""
+    now = utcnow()
+    session.execute(delete(ContentTicket).where(ContentTicket.expires_at < now))
+    token = secrets.token_urlsafe(32)
+    session.add(ContentTicket(token_hash=_token_hash(token), user_id=user_id, expires_at=now + TICKET_LIFETIME))
+    session.flush()
+    return token
+
+
+def redeem_ticket(session: Session, token: str, lifetime: timedelta) -> str:
+    """Use a ticket once: its row is deleted by this statement (of two redeemers, one deletes it, the other finds
+    nothing), and a content-origin session starts for its user; returns that session's cookie token."""
+    row = session.execute(
+        delete(ContentTicket)
+        .where(ContentTicket.token_hash == _token_hash(token))
+        .returning(ContentTicket.user_id, ContentTicket.expires_at)
+    ).first()
+    if row is None:
+        raise BadTicket(
+            "This sign-in ticket is not known or was already used: a ticket opens the content origin once. "
+            "Open the content's address again to get a new one."
+        )
+    user_id, expires_at = row
+    if expires_at <= utcnow():
+        raise BadTicket(
+            f"This sign-in ticket expired: a ticket is valid for {int(TICKET_LIFETIME.total_seconds())} seconds. "
+            "Open the content's address again to get a new one."
+        )
+    user = session.get(User, user_id)
+    if user is None or user.locked:
+        raise BadTicket("This sign-in ticket's user is locked or gone; an administrator can unlock the account.")
+    return start_session(session, user, lifetime, CONTENT)

@@ -16,8 +16,10 @@ from packyard.errors import PackyardError
 from packyard.publishing import content as contents
 from packyard.publishing import signin, signin_throttle
 from packyard.publishing.errors import Forbidden
+from packyard.publishing.proxy.origins import ISSUE_PATH, content_target, redeem_url
 from packyard.repository.models import Project, Repository, Subscription
 from packyard.web.error_pages import PageRoute
+from packyard.web.errors import PageError
 from packyard.web.render import render
 from packyard.web.session import COOKIE, WebUser, check_csrf, context, current_user, set_session_cookie, signed_in
 
@@ -31,8 +33,10 @@ def safe_next(target: str | None) -> str:
     if any(ord(ch) < 0x20 or ch == "\\" for ch in target):
         return "/"
     parts = urlsplit(target)
-    if parts.scheme or parts.netloc or target.startswith(("/login", "/logout")):
+    if parts.scheme or parts.netloc:
         return "/"
+    if target.startswith(("/login", "/logout")) and not target.startswith(ISSUE_PATH + "?"):
+        return "/"  # but a content ticket, asked for before signing in, is issued after
     return target
 
 
@@ -95,6 +99,26 @@ def logout(request: Request) -> Response:
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(COOKIE, path="/")
     return response
+
+
+@router.get(ISSUE_PATH)
+def content_ticket(request: Request, user: Annotated[WebUser, Depends(signed_in)], next: str = "") -> Response:
+    """A signed-in browser on its way to content on the content origin: a single-use ticket for it, redeemed there
+    (`proxy/origins.py`). An anonymous one signs in first and comes back here."""
+    app = context(request)
+    address = app.settings.server.content_address
+    if not address:
+        raise PageError(
+            "Content is served on this origin (`[server] content_address` is not set); no ticket needed.", 404
+        )
+    target = content_target(next)
+    with app.db.session() as session:
+        ticket = signin.issue_ticket(session, user.id)
+    return RedirectResponse(
+        redeem_url(address, ticket, target),
+        status_code=303,
+        headers={"cache-control": "no-store", "referrer-policy": "no-referrer"},
+    )
 
 
 @router.get("/")

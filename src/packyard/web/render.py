@@ -15,6 +15,7 @@ from markupsafe import Markup
 
 from packyard import __version__, formatting
 from packyard.web.assets import static_url
+from packyard.web.session import context as context_of
 from packyard.web.session import csrf_token, current_user, keep_pre_session_token
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -49,6 +50,18 @@ def code(text: str) -> Markup:
     )
 
 
+@cache
+def _headers(content_address: str) -> dict[str, str]:
+    """SECURITY_HEADERS; with a content origin, forms may end there too: the login form's redirect goes on through a
+    content ticket to the content origin, and Chromium applies `form-action` to every redirect after a submission."""
+    if not content_address:
+        return SECURITY_HEADERS
+    policy = SECURITY_HEADERS["content-security-policy"].replace(
+        "form-action 'self'", f"form-action 'self' {content_address}"
+    )
+    return {**SECURITY_HEADERS, "content-security-policy": policy}
+
+
 def _csrf_input() -> Markup:
     """The hidden CSRF field of the page being rendered (works in macros imported without context)."""
     return Markup('<input type="hidden" name="csrf_token" value="{}">').format(_csrf.get())
@@ -80,6 +93,8 @@ def render(request: Request, template: str, *, section: str, status: int = 200, 
         html = environment().get_template(template).render(values)
     finally:
         _csrf.reset(reset)
-    response = HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
+    response = HTMLResponse(
+        html, status_code=status, headers=_headers(context_of(request).settings.server.content_address)
+    )
     keep_pre_session_token(request, response)
     return response

@@ -48,7 +48,7 @@ def current_user(request: Request) -> WebUser | None:
     token = request.cookies.get(COOKIE)
     if token:
         with context(request).db.session() as session:
-            found = signin.find_session(session, token)
+            found = signin.find_session(session, token, signin.MAIN)
         if found is not None:
             c = found.caller
             user = WebUser(c.user_id, c.username, c.role, c, found.csrf_token)

@@ -298,8 +298,10 @@ class Deployer:
         }
 
     def url_prefix(self, guid: str, bundle_id: int | None = None) -> str:
-        """The path a browser reaches a content at (a draft's with `bundle_id`), below the server's address."""
-        base = urlsplit(self.settings.server.address).path.rstrip("/")
+        """The path a browser reaches a content at (a draft's with `bundle_id`), below the server's address (the
+        content origin's, which has no path, when one is set)."""
+        server = self.settings.server
+        base = urlsplit(server.content_address or server.address).path.rstrip("/")
         return f"{base}/content/{guid}/" + (f"_bundle{bundle_id}/" if bundle_id is not None else "")
 
     def _promote(self, guid: str, bundle_id: int, say: Callable[[str], None]) -> bool:

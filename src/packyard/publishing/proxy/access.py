@@ -14,6 +14,7 @@ from packyard.publishing import permissions, signin
 from packyard.publishing.errors import Forbidden, InvalidKey, NotFound, SignInFirst
 from packyard.publishing.models import Content
 from packyard.publishing.proxy.headers import VIEWER
+from packyard.publishing.proxy.origins import CONTENT, MAIN, ORIGIN, issue_url
 from packyard.publishing.runtime.process import AppProcess
 from packyard.publishing.sites.files import Site
 
@@ -27,6 +28,13 @@ _CREDENTIALS = (b"authorization", b"x-rsc-authorization")  # ASGI header names a
 # sooner, on every node (`AppContext.sync`); these bound only writes that bypass the log.
 CONTENT_TTL = 2.0
 SESSION_TTL = 2.0
+# The session cookie that opens content, by the origin `origins.py` marked the request with (None: no content
+# address is set, one origin serves everything). On the main origin with a content address, only API keys.
+_COOKIES: dict[str | None, bytes | None] = {
+    None: signin.SESSION_COOKIE.encode(),
+    CONTENT: signin.CONTENT_COOKIE.encode(),
+    MAIN: None,
+}
 
 
 class ContentAccess:
@@ -60,17 +68,21 @@ class ContentAccess:
     async def check(self, scope: Scope, content: Content) -> None:
         """Whether the caller (an API key, else a browser session) may see the content; who it is goes into the
         scope for the app's `RStudio-Connect-Credentials`. An anonymous browser is sent to sign in first."""
-        # Only the credential headers: the proxy runs this on every request.
+        # Only the credential headers: the proxy runs this on every request. Which cookie opens content depends
+        # on the origin (`origins.py`): the main session without a content address, the content origin's own
+        # session on the content origin, and none on the main origin when content has an origin of its own.
+        origin = scope.get(ORIGIN)
+        cookie = _COOKIES.get(origin)
         headers: dict[str, str] = {}
         session = ""
         for k, v in scope["headers"]:
             if k in _CREDENTIALS:
                 headers[k.decode("latin-1")] = v.decode("latin-1")
-            elif k == b"cookie" and not session:
-                session = _session_token(v)
+            elif k == b"cookie" and cookie is not None and not session:
+                session = _session_token(v, cookie)
         caller = await self.context.callers.optional(headers)
         if caller is None and session:
-            caller = await self._from_session(session)
+            caller = await self._from_session(session, signin.CONTENT if origin == CONTENT else signin.MAIN)
         scope[VIEWER] = caller
         hit = self._rows.get(content.guid)
         audience = hit[1] if hit is not None and hit[0] is content else (await self._entry(content.guid))[1]
@@ -78,6 +90,8 @@ class ContentAccess:
             return
         if caller is None:
             if _wants_page(scope):
+                if origin == CONTENT:  # a ticket from the main origin, which signs in first when it must
+                    raise SignInFirst(_path_of(scope), issue_url(self.context.settings.server.address))
                 raise SignInFirst(_path_of(scope))
             raise InvalidKey(
                 f"Content {content.guid} is visible to {_audience(content)}; send `Authorization: Key <key>`, or "
@@ -87,19 +101,20 @@ class ContentAccess:
             f"User `{caller.username}` may not see content {content.guid}; ask its owner to share it with you."
         )
 
-    async def _from_session(self, token: str) -> Caller | None:
-        hit = self._sessions.get(token)
+    async def _from_session(self, token: str, origin: str) -> Caller | None:
+        key = token if origin == signin.MAIN else f"{origin}:{token}"
+        hit = self._sessions.get(key)
         if hit is not None and hit[1] > time.monotonic():
             return hit[0]
-        caller = await asyncio.to_thread(self._find_session, token)
+        caller = await asyncio.to_thread(self._find_session, token, origin)
         if len(self._sessions) > 10_000:
             self._sessions.clear()
-        self._sessions[token] = (caller, time.monotonic() + SESSION_TTL)
+        self._sessions[key] = (caller, time.monotonic() + SESSION_TTL)
         return caller
 
-    def _find_session(self, token: str) -> Caller | None:
+    def _find_session(self, token: str, origin: str) -> Caller | None:
         with self.context.db.session() as session:
-            found = signin.find_session(session, token)
+            found = signin.find_session(session, token, origin)
         return found.caller if found is not None else None
 
     def _load(self, guid: str) -> tuple[Content, permissions.Audience]:
@@ -108,9 +123,8 @@ class ContentAccess:
             return content, permissions.audience(session, content)
 
 
-def _session_token(cookie: bytes) -> str:
-    """The value of Packyard's session cookie in a Cookie header, or ""."""
-    name = signin.SESSION_COOKIE.encode()
+def _session_token(cookie: bytes, name: bytes) -> str:
+    """The value of the cookie `name` in a Cookie header, or ""."""
     for part in cookie.split(b";"):
         key, _, value = part.strip().partition(b"=")
         if key == name:

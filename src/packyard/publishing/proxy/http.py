@@ -103,27 +103,27 @@ class ContentProxy:
         target = _Target.parse(scope)
         if target is None or target.redirect is not None:
             message = _NO_CONTENT if target is None else "A content's websocket URL has a path below its guid."
-            return await self._refuse(scope, receive, send, NotFound(message))
+            return await self.refuse(scope, receive, send, NotFound(message))
         refusal = websocket.cross_origin(scope)
         if refusal is not None:
-            return await self._refuse(scope, receive, send, Forbidden(refusal))
+            return await self.refuse(scope, receive, send, Forbidden(refusal))
         try:
             if self.resolve_site is not None and await self.resolve_site(scope, target.guid, target.bundle_id):
                 message = f"Content `{target.guid}` is served as files; it has no websockets."
-                return await self._refuse(scope, receive, send, NotFound(message))
+                return await self.refuse(scope, receive, send, NotFound(message))
             process = await self._acquire_process(scope, target)
         except PackyardError as exc:
-            return await self._refuse(scope, receive, send, exc)
+            return await self.refuse(scope, receive, send, exc)
         try:
             handshake = websocket.handshake_headers(scope, target.prefix)
             path = target.prefix + target.path if process.spec.full_path else target.path
             await websocket.relay(scope, receive, send, process, path, handshake)
         except PackyardError as exc:
-            await self._refuse(scope, receive, send, exc)
+            await self.refuse(scope, receive, send, exc)
         finally:
             process.release()
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send, exc: PackyardError) -> None:
+    async def refuse(self, scope: Scope, receive: Receive, send: Send, exc: PackyardError) -> None:
         """Answer a websocket handshake with the error's HTTP response, where the front server can send one."""
         if "websocket.http.response" in scope.get("extensions", {}):
             return await self.send_error(scope, receive, send, exc)
