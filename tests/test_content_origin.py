@@ -306,3 +306,9 @@ def test_the_admin_overview_says_where_content_is_served(pub: Publishing) -> Non
         overview = client.get("/admin/").text
     assert f"Content is served on its own origin, {CONTENT}" in overview
     assert "Content is served from this server's own origin" not in overview
+
+
+def test_the_api_gives_the_content_url_on_its_own_origin(pub: Publishing, spy: str) -> None:
+    described = pub.api("GET", f"/v1/content/{spy}").json()
+    assert described["content_url"] == f"{CONTENT}/content/{spy}/"
+    assert described["dashboard_url"] == f"{MAIN}/connect/#/apps/{spy}"  # Packyard's own page stays on the main one

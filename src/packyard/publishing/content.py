@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from packyard.changelog.events import record
-from packyard.config import SchedulerSettings
+from packyard.config import SchedulerSettings, ServerSettings
 from packyard.db import utcnow
 from packyard.publishing import permissions
 from packyard.publishing.bundles.manifest import APP_MODES
@@ -36,9 +36,11 @@ EDITABLE: dict[str, type | tuple[type, ...]] = {
 LOCK_FIELDS = frozenset({"locked", "locked_message"})
 
 
-def content_json(content: Content, owner_guid: str, address: str, app_role: str = "owner") -> dict[str, Any]:
+def content_json(content: Content, owner_guid: str, server: ServerSettings, app_role: str = "owner") -> dict[str, Any]:
     """Connect's v1 content object: what rsconnect reads, plus what `content search` prints."""
-    base = address.rstrip("/")
+    base = server.address.rstrip("/")
+    # On its own origin when `[server] content_address` is set; the main origin would only redirect there.
+    served = (server.content_address or server.address).rstrip("/")
     return {
         "guid": content.guid,
         "name": content.name,
@@ -65,7 +67,7 @@ def content_json(content: Content, owner_guid: str, address: str, app_role: str 
         "run_as": None,
         "run_as_current_user": False,
         "owner_guid": owner_guid,
-        "content_url": f"{base}/content/{content.guid}/",
+        "content_url": f"{served}/content/{content.guid}/",
         "dashboard_url": f"{base}/connect/#/apps/{content.guid}",
         "app_role": app_role,
         "id": str(content.id),
@@ -209,10 +211,10 @@ def visible(session: Session, caller: Caller, name: str | None = None) -> list[C
     return list(session.scalars(query))
 
 
-def describe(session: Session, caller: Caller, content: Content, address: str) -> dict[str, Any]:
+def describe(session: Session, caller: Caller, content: Content, server: ServerSettings) -> dict[str, Any]:
     """The content's JSON as the caller sees it: its owner's guid and the caller's `app_role`."""
     role = permissions.app_role(caller, content, permissions.audience(session, content))
-    return content_json(content, owner_guid(session, content), address, role)
+    return content_json(content, owner_guid(session, content), server, role)
 
 
 def patch(session: Session, caller: Caller, content: Content, body: Any, defaults: SchedulerSettings) -> Content:

@@ -20,10 +20,10 @@ from packyard import __version__
 from packyard.publishing import content as contents
 from packyard.publishing import operations, variables
 from packyard.publishing.connect import bundle_body
-from packyard.publishing.connect.handlers import address as _address
 from packyard.publishing.connect.handlers import caller as _caller
 from packyard.publishing.connect.handlers import in_thread as _in_thread
 from packyard.publishing.connect.handlers import json_body as _json
+from packyard.publishing.connect.handlers import server as _server
 from packyard.publishing.connect.routing import ConnectRoute
 from packyard.publishing.environments.interpreters import find_interpreters
 from packyard.publishing.errors import Forbidden, PublishingError
@@ -79,11 +79,11 @@ async def current_user(request: Request) -> dict[str, Any]:
 @router.get("/v1/content")
 async def list_content(request: Request, name: str | None = None) -> list[dict[str, Any]]:
     caller = await _caller(request)
-    address = _address(request)
+    server = _server(request)
 
     def work(session: Any) -> list[dict[str, Any]]:
         items = contents.visible(session, caller, name)
-        return [contents.describe(session, caller, c, address) for c in items]
+        return [contents.describe(session, caller, c, server) for c in items]
 
     return await _in_thread(request, work)
 
@@ -92,11 +92,11 @@ async def list_content(request: Request, name: str | None = None) -> list[dict[s
 async def create_content(request: Request) -> dict[str, Any]:
     caller = await _caller(request)
     body = await _json(request)
-    address = _address(request)
+    server = _server(request)
 
     def work(session: Any) -> dict[str, Any]:
         content = contents.create(session, caller, body)
-        return contents.content_json(content, caller.guid, address)
+        return contents.content_json(content, caller.guid, server)
 
     return await _in_thread(request, work)
 
@@ -104,11 +104,11 @@ async def create_content(request: Request) -> dict[str, Any]:
 @router.get("/v1/content/{guid}")
 async def get_content(request: Request, guid: str) -> dict[str, Any]:
     caller = await _caller(request)
-    address = _address(request)
+    server = _server(request)
 
     def work(session: Any) -> dict[str, Any]:
         content = contents.viewable(session, caller, guid)
-        return contents.describe(session, caller, content, address)
+        return contents.describe(session, caller, content, server)
 
     return await _in_thread(request, work)
 
@@ -117,10 +117,10 @@ async def get_content(request: Request, guid: str) -> dict[str, Any]:
 async def patch_content(request: Request, guid: str) -> dict[str, Any]:
     caller = await _caller(request)
     body = await _json(request)
-    address = _address(request)
+    server = _server(request)
 
     content = await operations.patch(request.app.state.packyard, caller, guid, body)
-    return await _in_thread(request, lambda s: contents.describe(s, caller, content, address))
+    return await _in_thread(request, lambda s: contents.describe(s, caller, content, server))
 
 
 @router.delete("/v1/content/{guid}")

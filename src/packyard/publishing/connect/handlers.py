@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import Request
 
+from packyard.config import ServerSettings
 from packyard.publishing import operations
 from packyard.publishing.errors import PublishingError
 from packyard.publishing.users import Caller
@@ -16,8 +17,10 @@ async def caller(request: Request) -> Caller:
     return await request.app.state.packyard.callers.required(dict(request.headers))
 
 
-def address(request: Request) -> str:
-    return request.app.state.packyard.settings.server.address
+def server(request: Request) -> ServerSettings:
+    """Where the server and its content answer (`content_json` writes both)."""
+    settings: ServerSettings = request.app.state.packyard.settings.server
+    return settings
 
 
 async def json_body(request: Request) -> Any:
