@@ -3,6 +3,7 @@ they drive: scale to zero and back, a second process under load, warm processes,
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -183,6 +184,31 @@ def test_scale_to_zero_and_back(pub: Publishing, guid: str) -> None:
     assert answer.status_code == 200 and answer.json()["process"] != first
     app_log = pub.api("GET", f"/v1/content/{guid}/log").json()["app"]
     assert any(f"Stopping process {running}: no connection for 1 s (`idle_timeout`)." in line for line in app_log)
+
+
+def pipes(pid: int) -> set[str]:
+    """The pipes a process holds open, as /proc names them (`pipe:[<inode>]`, the same for both ends)."""
+    found = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(FileNotFoundError):  # closed since the listing
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            if target.startswith("pipe:"):
+                found.add(target)
+    return found
+
+
+def test_a_stopped_process_leaves_no_descriptor_of_its_output_in_the_server(pub: Publishing, guid: str) -> None:
+    # The server reads an app's output from a pipe. It used to leave its end to the garbage collector, which
+    # closed it twice (the file object, then uvloop's transport), the second time closing whatever file had
+    # taken the number by then: once SQLite's `-wal`, and every query failed with `disk I/O error`.
+    settle(pub, guid, idle_timeout=1)
+    assert pub.get(f"/content/{guid}/slow", params={"seconds": 0}).status_code == 200
+    (running,) = pids(pub, guid)
+    output = os.readlink(f"/proc/{running}/fd/1")
+    server = pub.server.process.pid
+    assert output.startswith("pipe:") and output in pipes(server)
+    wait_for(lambda: not pids(pub, guid) and gone(running))
+    wait_for(lambda: output not in pipes(server), seconds=2)
 
 
 def test_load_above_one_process_starts_a_second_and_no_request_fails(pub: Publishing, guid: str) -> None:

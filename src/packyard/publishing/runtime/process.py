@@ -23,7 +23,7 @@ from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from packyard.publishing.deploy.launchers import KINDS
 from packyard.publishing.errors import AppStartError
@@ -73,23 +73,70 @@ class Exchange(Protocol):
     def expire(self) -> None: ...
 
 
+class Output:
+    """A child's stdout: the read end of its pipe, read as the caller asks, closed once by this object alone.
+
+    Not `loop.connect_read_pipe`: uvloop's pipe transport closes the descriptor itself (libuv) and then the file
+    object it was given closes it again, or that object's finalizer does, at a garbage collection that may come
+    long after. By then the number may name another file opened meanwhile by any thread, often one of SQLite's
+    (`packyard.db`, `-wal`, `-shm`): SQLite answers every statement with `disk I/O error` from then on, and the
+    close also drops the server's locks on the database."""
+
+    def __init__(self, fd: int, loop: asyncio.AbstractEventLoop) -> None:
+        os.set_blocking(fd, False)
+        self._fd = fd
+        self._loop = loop
+
+    async def read(self, size: int) -> bytes:
+        """Up to `size` bytes as soon as any arrive; b"" at end of file, when the pipe has been closed."""
+        while self._fd >= 0:
+            try:
+                data = os.read(self._fd, size)
+            except BlockingIOError:
+                await self._readable()
+                continue
+            if not data:
+                self.close()
+            return data
+        return b""
+
+    async def _readable(self) -> None:
+        ready: asyncio.Future[None] = self._loop.create_future()
+        fd = self._fd
+
+        def wake() -> None:
+            if not ready.done():  # it may run again before this task resumes
+                ready.set_result(None)
+
+        self._loop.add_reader(fd, wake)
+        try:
+            await ready
+        finally:
+            self._loop.remove_reader(fd)
+
+    def close(self) -> None:
+        """Close the pipe (idempotent); a read waiting on it must have been cancelled first."""
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            self._loop.remove_reader(fd)
+            os.close(fd)
+
+
 class Child:
     """The part of asyncio's `Process` the supervisor uses, over a `subprocess.Popen`. Popen starts the child
     with vfork; uvloop's subprocess support forks, copying the server's page tables on every app start."""
 
-    def __init__(self, popen: subprocess.Popen[bytes], stdout: asyncio.StreamReader) -> None:
+    def __init__(self, popen: subprocess.Popen[bytes], stdout: Output) -> None:
         self.pid = popen.pid
         self.stdout = stdout
         self._popen = popen
         self._exited: asyncio.Future[int] = asyncio.get_running_loop().create_future()
 
     @classmethod
-    async def attach(cls, popen: subprocess.Popen[bytes]) -> Child:
+    def attach(cls, popen: subprocess.Popen[bytes], stdout: Output) -> Child:
+        """Follow `popen`, started with its stdout on the pipe `stdout` reads (never `stdout=PIPE`: see Output)."""
         loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader(limit=1 << 20)
-        assert popen.stdout is not None
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), popen.stdout)
-        child = cls(popen, reader)
+        child = cls(popen, stdout)
         try:  # a pidfd becomes readable when the process exits: no thread, no SIGCHLD handler
             pidfd = os.pidfd_open(popen.pid)
         except (AttributeError, OSError):
@@ -215,9 +262,14 @@ class AppProcess:
             os.killpg(self.pid, sig)
 
     async def _drain_output(self) -> None:
-        # A grandchild that escaped the process group could hold the pipe open forever.
+        # A grandchild that escaped the process group could hold the pipe open forever: stop reading it then.
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(self._output), 2.0)
+        if not self._output.done():
+            self._output.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._output
+        self._proc.stdout.close()
 
     async def _pump_output(self) -> None:
         stream = self._proc.stdout
@@ -305,14 +357,13 @@ async def _spawn(spec: ProcessSpec, sandbox: Sandbox, quota: Quota) -> AppProces
         mounts = [Mount(spec.cwd), *python_mounts(spec.python), Mount(HARNESS, HARNESS_INSIDE)]
         command = sandbox.command(argv, mounts=mounts, cwd=str(spec.cwd), quota=quota)
         try:
-            popen = await asyncio.to_thread(
-                subprocess.Popen,
+            popen, read_end = await asyncio.to_thread(
+                _popen_piped,
                 command,
                 cwd=spec.cwd,
                 env=child_env(spec, sandbox),
                 # Never written: the harness takes end of file as the server being gone, and exits.
                 stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 pass_fds=(fd,),
                 # Its own process group: a Ctrl-C at the server's terminal reaches the server, which stops
@@ -325,10 +376,25 @@ async def _spawn(spec: ProcessSpec, sandbox: Sandbox, quota: Quota) -> AppProces
                 f"The app did not start: could not run `{command[0]}` in `{spec.cwd}` ({exc.strerror}). "
                 "Rebuild the content's environment, then deploy again."
             ) from exc
-        proc = await Child.attach(popen)
+        proc = Child.attach(popen, Output(read_end, asyncio.get_running_loop()))
     finally:
         sock.close()  # the child has its own copy
     return AppProcess(spec, proc, address)
+
+
+def _popen_piped(command: list[str], **kwargs: Any) -> tuple[subprocess.Popen[bytes], int]:
+    """`subprocess.Popen` with stdout (and whatever `stderr=STDOUT` joins to it) on a pipe of our own, and that
+    pipe's read end, for Output alone to close: never `stdout=PIPE` (see Output). Both ends are opened and the write
+    end closed in this one call, so a caller cancelled while it runs in a thread cannot close a descriptor the
+    spawn still uses."""
+    read_end, write_end = os.pipe()
+    try:
+        return subprocess.Popen(command, stdout=write_end, **kwargs), read_end
+    except BaseException:
+        os.close(read_end)
+        raise
+    finally:
+        os.close(write_end)  # the child has its own copy; end of file comes once it and its children have exited
 
 
 def wake(waiters: deque[asyncio.Future[None]], count: int | None = None) -> None:
