@@ -20,6 +20,7 @@ import subprocess
 import tempfile
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -345,41 +346,52 @@ def _unlink(path: str) -> None:
 
 async def _spawn(spec: ProcessSpec, sandbox: Sandbox, quota: Quota) -> AppProcess:
     address = str(_socket_folder() / f"{secrets.token_hex(8)}.sock")
+    harness = HARNESS_INSIDE if sandbox.enabled else str(HARNESS)
+    mounts = [Mount(spec.cwd), *python_mounts(spec.python), Mount(HARNESS, HARNESS_INSIDE)]
+
+    def command(fd: int) -> list[str]:
+        argv = [str(spec.python), harness, "--kind", spec.kind, "--entrypoint", spec.entrypoint, "--fd", str(fd)]
+        if spec.prefix:
+            argv += ["--prefix", spec.prefix]
+        return sandbox.command(argv, mounts=mounts, cwd=str(spec.cwd), quota=quota)
+
+    try:
+        popen, read_end = await asyncio.to_thread(
+            _listen_and_start,
+            address,
+            command,
+            cwd=spec.cwd,
+            env=child_env(spec, sandbox),
+            # Never written: the harness takes end of file as the server being gone, and exits.
+            stdin=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            # Its own process group: a Ctrl-C at the server's terminal reaches the server, which stops
+            # the apps in order, and killing an app reaches whatever it spawned.
+            start_new_session=True,
+        )
+    except OSError as exc:
+        _unlink(address)
+        raise AppStartError(
+            f"The app did not start: could not run `{exc.filename or command(0)[0]}` in `{spec.cwd}` "
+            f"({exc.strerror}). Rebuild the content's environment, then deploy again."
+        ) from exc
+    proc = Child.attach(popen, Output(read_end, asyncio.get_running_loop()))
+    return AppProcess(spec, proc, address)
+
+
+def _listen_and_start(
+    address: str, command: Callable[[int], list[str]], **kwargs: Any
+) -> tuple[subprocess.Popen[bytes], int]:
+    """Listen on `address` and start the app with the listening socket; the socket is opened and closed in this
+    one thread, so a cancelled start cannot close its descriptor while the spawn still passes it on."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.bind(address)
         sock.listen(LISTEN_BACKLOG)
         fd = sock.fileno()
-        harness = HARNESS_INSIDE if sandbox.enabled else str(HARNESS)
-        argv = [str(spec.python), harness, "--kind", spec.kind, "--entrypoint", spec.entrypoint, "--fd", str(fd)]
-        if spec.prefix:
-            argv += ["--prefix", spec.prefix]
-        mounts = [Mount(spec.cwd), *python_mounts(spec.python), Mount(HARNESS, HARNESS_INSIDE)]
-        command = sandbox.command(argv, mounts=mounts, cwd=str(spec.cwd), quota=quota)
-        try:
-            popen, read_end = await asyncio.to_thread(
-                _popen_piped,
-                command,
-                cwd=spec.cwd,
-                env=child_env(spec, sandbox),
-                # Never written: the harness takes end of file as the server being gone, and exits.
-                stdin=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                pass_fds=(fd,),
-                # Its own process group: a Ctrl-C at the server's terminal reaches the server, which stops
-                # the apps in order, and killing an app reaches whatever it spawned.
-                start_new_session=True,
-            )
-        except OSError as exc:
-            _unlink(address)
-            raise AppStartError(
-                f"The app did not start: could not run `{command[0]}` in `{spec.cwd}` ({exc.strerror}). "
-                "Rebuild the content's environment, then deploy again."
-            ) from exc
-        proc = Child.attach(popen, Output(read_end, asyncio.get_running_loop()))
+        return _popen_piped(command(fd), pass_fds=(fd,), **kwargs)
     finally:
         sock.close()  # the child has its own copy
-    return AppProcess(spec, proc, address)
 
 
 def _popen_piped(command: list[str], **kwargs: Any) -> tuple[subprocess.Popen[bytes], int]:
