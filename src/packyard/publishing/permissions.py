@@ -138,11 +138,11 @@ def change(session: Session, content: Content, permission_id: str, body: Any) ->
 
 def set_role(session: Session, content: Content, row: ContentPermission, role: str) -> None:
     """Give an existing permission another role, under the same rules as a new one."""
-    principal = _principal_of(session, row)
+    principal = principal_of(session, row)
     _check(content, principal, role)
     if row.role != role:
         row.role = role
-        record(session, "permission-change", detail=f"{content.guid} {_label(principal)} {role}")
+        record(session, "permission-change", detail=f"{content.guid} {label(principal)} {role}")
 
 
 def remove(session: Session, content: Content, permission_id: str) -> None:
@@ -251,17 +251,17 @@ def _insert(session: Session, content: Content, principal: User | Group, role: s
         row.group_id = principal.id
     session.add(row)
     session.flush()
-    record(session, "permission-add", detail=f"{content.guid} {_label(principal)} {role}")
+    record(session, "permission-add", detail=f"{content.guid} {label(principal)} {role}")
     return row
 
 
 def _delete(session: Session, content: Content, row: ContentPermission) -> None:
-    principal = _principal_of(session, row)
+    principal = principal_of(session, row)
     session.delete(row)
-    record(session, "permission-remove", detail=f"{content.guid} {_label(principal)} {row.role}")
+    record(session, "permission-remove", detail=f"{content.guid} {label(principal)} {row.role}")
 
 
-def _principal_of(session: Session, row: ContentPermission) -> User | Group:
+def principal_of(session: Session, row: ContentPermission) -> User | Group:
     principal = session.get(User, row.user_id) if row.user_id is not None else session.get(Group, row.group_id)
     assert principal is not None, f"permission {row.id} names no user or group"  # foreign keys, on delete cascade
     return principal
@@ -317,5 +317,6 @@ def _name(principal: User | Group, capital: bool = True) -> str:
     return f"{kind if capital else kind.lower()} `{name}`"
 
 
-def _label(principal: User | Group) -> str:
+def label(principal: User | Group) -> str:
+    """`user:NAME` or `group:NAME`, as the change log's events and the pages' notices name a principal."""
     return f"user:{principal.username}" if isinstance(principal, User) else f"group:{principal.name}"
