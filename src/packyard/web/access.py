@@ -101,7 +101,8 @@ async def access_tab(request: Request, user: User_, guid: str, saved: int = 0) -
     for key, sentence in DONE.items():
         words = _principal_words(request.query_params.get(key, ""))
         if words:
-            notice = sentence.format(words[0].upper() + words[1:])
+            said = sentence.format(words)
+            notice = said[0].upper() + said[1:]
     return await _access_page(request, user, guid, notice=notice)
 
 
@@ -119,7 +120,7 @@ async def access_save(request: Request, user: User_, guid: str, access_type: Ann
 async def _change(request: Request, user: WebUser, guid: str, write: Callable[[Session, Content], str]) -> str:
     """Run a sharing change on the content the user may change now; its `?key=value` for the tab's notice."""
     item = await _load(request, user, guid)
-    _require_owner(item, user, "sharing")
+    _require_owner(item, user, "access settings")
     ctx = context(request)
     done = await operations.in_thread(ctx, lambda s: write(s, contents.writable(s, user.caller, guid)))
     await asyncio.to_thread(ctx.sync)  # the proxy here lets in (or keeps out) the people it names at once
@@ -139,7 +140,7 @@ async def share(
             raise PublishingError("Give the name of a user or a group to share the content with.")
         found = permissions.principal_named(session, principal)
         _, what = permissions.grant(session, content, found, permissions.role_named(role))
-        return urlencode({what: permissions.label(found)})
+        return urlencode({"shared" if what == "added" else what: permissions.label(found)})
 
     try:
         done = await _change(request, user, guid, write)

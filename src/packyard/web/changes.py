@@ -178,4 +178,4 @@ def _permission(names: _Names, kind: str, detail: str) -> tuple[str, str]:
         return "Content shared", f"{content} with {who}, as {role}"
     if kind == "permission-change":
         return "Sharing changed", f"{who} is now {role} of {content}"
-    return "Content unshared", f"{content} no longer with {who} (was {role})"
+    return "Content unshared", f"{content} no longer shared with {who} (was {role})"
