@@ -27,7 +27,7 @@ from tests.dists import make_wheel
 
 PASSWORD = "correct horse battery"
 ADMIN_PAGES = ["/admin/", "/admin/users/", "/admin/keys/", "/admin/tokens/", "/admin/environments/"]
-ADMIN_PAGES += ["/admin/sources/", "/admin/policy/"]
+ADMIN_PAGES += ["/admin/sources/", "/admin/policy/", "/admin/groups/"]
 GUID = "6f1c1b8e-0000-4000-8000-000000000001"
 
 

@@ -243,7 +243,7 @@ def test_a_viewer_sees_shared_content_without_edit_forms(app: Deployed, browser:
     check_accessibility(viewer)
     for tab in ("environment", "logs", "versions"):
         assert viewer.goto(f"/connect/apps/{app.guid}/{tab}").status == 403
-    expect(viewer.locator("main")).to_contain_text("only its owner `alice` and administrators")
+    expect(viewer.locator("main")).to_contain_text("only its owner `alice`, its collaborators and administrators")
     # The server refuses a change even when the form is sent by hand.
     token = viewer.locator("input[name=csrf_token]").first.input_value()
     sent = viewer.request.post(

@@ -16,6 +16,7 @@ from packyard.cli.mirror import mirror_app
 from packyard.cli.output import err, fail, out, table
 from packyard.cli.policy import policy_app
 from packyard.cli.publishing import content_app, key_app, user_app
+from packyard.cli.sharing import group_app  # also adds `content share`, `unshare` and `access`
 from packyard.config import SERVED_ADDRESS_NAME
 from packyard.db import Database
 from packyard.errors import PackyardError
@@ -432,6 +433,7 @@ app.add_typer(mirror_app, name="mirror")
 app.add_typer(user_app, name="user")
 app.add_typer(key_app, name="key")
 app.add_typer(content_app, name="content")
+app.add_typer(group_app, name="group")
 app.add_typer(env_app, name="env")
 
 

@@ -63,6 +63,12 @@ def find(session: Session, prefix: str = "", offset: int = 0, limit: int | None 
     return list(session.scalars(page)), total
 
 
+def member_counts(session: Session) -> dict[int, int]:
+    """How many members each group has, by group id (a group with none is missing)."""
+    query = select(GroupMember.group_id, func.count()).group_by(GroupMember.group_id)
+    return {group_id: count for group_id, count in session.execute(query)}
+
+
 def members(session: Session, group: Group) -> list[User]:
     query = select(User).join(GroupMember, GroupMember.user_id == User.id).where(GroupMember.group_id == group.id)
     return list(session.scalars(query.order_by(User.username)))

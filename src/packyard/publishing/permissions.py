@@ -11,12 +11,15 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from packyard.changelog.events import record
+from packyard.publishing import groups, users
 from packyard.publishing.errors import Conflict, NotFound, PublishingError
 from packyard.publishing.models import Content, ContentPermission, Group, GroupMember, User
 from packyard.publishing.users import Caller
 
 VIEWER, OWNER = "viewer", "owner"
 ROLES = (VIEWER, OWNER)
+# The words the CLI and the pages take for a role: Connect's, and `collaborator`, which is what `owner` means.
+ROLE_WORDS = {"viewer": VIEWER, "owner": OWNER, "collaborator": OWNER}
 PRINCIPAL_TYPES = ("user", "group")
 # Change-log kinds that alter who may view or change a content; every node drops what it cached of them.
 EVENTS = frozenset(
@@ -112,24 +115,13 @@ def get(session: Session, content: Content, permission_id: str) -> ContentPermis
 def add(session: Session, content: Content, body: Any) -> dict[str, Any]:
     kind, principal, role = _parse(session, body)
     _check(content, principal, role)
-    column = ContentPermission.user_id if kind == "user" else ContentPermission.group_id
-    existing = session.scalar(
-        select(ContentPermission).where(ContentPermission.content_id == content.id, column == principal.id)
-    )
+    existing = find(session, content, principal)
     if existing is not None:
         raise Conflict(
             f"{_name(principal)} already has role `{existing.role}` on content `{content.guid}`; change it with "
             f"`PUT /__api__/v1/content/{content.guid}/permissions/{existing.id}`."
         )
-    row = ContentPermission(content_id=content.id, role=role)
-    if kind == "user":
-        row.user_id = principal.id
-    else:
-        row.group_id = principal.id
-    session.add(row)
-    session.flush()
-    record(session, "permission-add", detail=f"{content.guid} {_label(principal)} {role}")
-    return permission_json(row, content, principal.guid)
+    return permission_json(_insert(session, content, principal, role), content, principal.guid)
 
 
 def change(session: Session, content: Content, permission_id: str, body: Any) -> dict[str, Any]:
@@ -140,19 +132,139 @@ def change(session: Session, content: Content, permission_id: str, body: Any) ->
             f"Permission {row.id} is not for {_name(principal)}; a change may set its `role` only "
             "(remove it and add another to share with someone else)."
         )
-    _check(content, principal, role)
-    if row.role != role:
-        row.role = role
-        record(session, "permission-change", detail=f"{content.guid} {_label(principal)} {role}")
+    set_role(session, content, row, role)
     return permission_json(row, content, principal.guid)
 
 
+def set_role(session: Session, content: Content, row: ContentPermission, role: str) -> None:
+    """Give an existing permission another role, under the same rules as a new one."""
+    principal = principal_of(session, row)
+    _check(content, principal, role)
+    if row.role != role:
+        row.role = role
+        record(session, "permission-change", detail=f"{content.guid} {label(principal)} {role}")
+
+
 def remove(session: Session, content: Content, permission_id: str) -> None:
-    row = get(session, content, permission_id)
-    principal = session.get(User, row.user_id) if row.user_id is not None else session.get(Group, row.group_id)
+    _delete(session, content, get(session, content, permission_id))
+
+
+# -- by name, for the CLI and the pages ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Share:
+    """One permission of a content, with its principal's name."""
+
+    id: int
+    kind: str  # "user" or "group"
+    name: str
+    role: str  # VIEWER or OWNER
+
+
+def shares(session: Session, content: Content) -> list[Share]:
+    """Who the content is shared with: users, then groups, each by name."""
+    query = (
+        select(ContentPermission.id, User.username, Group.name, ContentPermission.role)
+        .outerjoin(User, User.id == ContentPermission.user_id)
+        .outerjoin(Group, Group.id == ContentPermission.group_id)
+        .where(ContentPermission.content_id == content.id)
+    )
+    found = [
+        Share(id_, "user" if user is not None else "group", user or group or "?", role)
+        for id_, user, group, role in session.execute(query)
+    ]
+    return sorted(found, key=lambda s: (s.kind != "user", s.name.lower()))
+
+
+def role_named(word: str) -> str:
+    """The role a word names: `viewer`, or `owner` (also spelled `collaborator`)."""
+    role = ROLE_WORDS.get(word.strip().lower()) if isinstance(word, str) else None
+    if role is None:
+        raise PublishingError(f"Role {word!r} is not known; use `viewer`, or `owner` for a collaborator.")
+    return role
+
+
+def principal_named(session: Session, name: str, kind: str | None = None) -> User | Group:
+    """A user or a group by its name. Without `kind` both are looked for, and a name can say which it is with a
+    `user:` or `group:` prefix (needed only when a user and a group share the name)."""
+    name = name.strip()
+    if kind is None:
+        prefix, colon, rest = name.partition(":")
+        if colon and prefix in PRINCIPAL_TYPES:
+            return principal_named(session, rest, prefix)
+        user = session.scalar(select(User).where(User.username == name))
+        group = session.scalar(select(Group).where(Group.name == name))
+        if user is not None and group is not None:
+            raise PublishingError(f"`{name}` is both a user and a group; write `user:{name}` or `group:{name}`.")
+        if user is None and group is None:
+            raise NotFound(
+                f"There is no user or group named `{name}`; give a name exactly as it is spelled on this server "
+                "(an administrator can add users and groups)."
+            )
+        return user or group  # type: ignore[return-value]
+    if kind == "user":
+        return users.get_user(session, name)
+    if kind == "group":
+        return groups.get(session, name)
+    raise PublishingError(f"Principal type {kind!r} is not known; use `user` or `group`.")
+
+
+def find(session: Session, content: Content, principal: User | Group) -> ContentPermission | None:
+    """The principal's own permission on the content (not one they have through a group)."""
+    column = ContentPermission.user_id if isinstance(principal, User) else ContentPermission.group_id
+    return session.scalar(
+        select(ContentPermission).where(ContentPermission.content_id == content.id, column == principal.id)
+    )
+
+
+def grant(session: Session, content: Content, principal: User | Group, role: str) -> tuple[ContentPermission, str]:
+    """Share the content with the principal as `role`, or change the role they have; with what happened:
+    `added`, `changed`, or `kept` when they had that role already."""
+    _check(content, principal, role)
+    row = find(session, content, principal)
+    if row is None:
+        return _insert(session, content, principal, role), "added"
+    if row.role == role:
+        return row, "kept"
+    set_role(session, content, row, role)
+    return row, "changed"
+
+
+def revoke(session: Session, content: Content, principal: User | Group) -> ContentPermission:
+    """Stop sharing the content with the principal; NotFound when it was not shared with them."""
+    row = find(session, content, principal)
+    if row is None:
+        raise NotFound(
+            f"Content `{content.guid}` is not shared with {_name(principal, capital=False)}; "
+            f"`packyard content access {content.guid}` shows who it is shared with."
+        )
+    _delete(session, content, row)
+    return row
+
+
+def _insert(session: Session, content: Content, principal: User | Group, role: str) -> ContentPermission:
+    row = ContentPermission(content_id=content.id, role=role)
+    if isinstance(principal, User):
+        row.user_id = principal.id
+    else:
+        row.group_id = principal.id
+    session.add(row)
+    session.flush()
+    record(session, "permission-add", detail=f"{content.guid} {label(principal)} {role}")
+    return row
+
+
+def _delete(session: Session, content: Content, row: ContentPermission) -> None:
+    principal = principal_of(session, row)
     session.delete(row)
-    label = _label(principal) if principal is not None else "?"
-    record(session, "permission-remove", detail=f"{content.guid} {label} {row.role}")
+    record(session, "permission-remove", detail=f"{content.guid} {label(principal)} {row.role}")
+
+
+def principal_of(session: Session, row: ContentPermission) -> User | Group:
+    principal = session.get(User, row.user_id) if row.user_id is not None else session.get(Group, row.group_id)
+    assert principal is not None, f"permission {row.id} names no user or group"  # foreign keys, on delete cascade
+    return principal
 
 
 def permission_json(row: ContentPermission, content: Content, principal_guid: str) -> dict[str, Any]:
@@ -199,9 +311,12 @@ def _check(content: Content, principal: User | Group, role: str) -> None:
             )
 
 
-def _name(principal: User | Group) -> str:
-    return f"User `{principal.username}`" if isinstance(principal, User) else f"Group `{principal.name}`"
+def _name(principal: User | Group, capital: bool = True) -> str:
+    kind = "User" if isinstance(principal, User) else "Group"
+    name = principal.username if isinstance(principal, User) else principal.name
+    return f"{kind if capital else kind.lower()} `{name}`"
 
 
-def _label(principal: User | Group) -> str:
+def label(principal: User | Group) -> str:
+    """`user:NAME` or `group:NAME`, as the change log's events and the pages' notices name a principal."""
     return f"user:{principal.username}" if isinstance(principal, User) else f"group:{principal.name}"

@@ -21,7 +21,7 @@ from packyard.changelog.events import Event
 from packyard.db import utcnow
 from packyard.errors import PackyardError
 from packyard.publishing import signin, users
-from packyard.publishing.models import ROLES, ApiKey, PythonEnvironment, User
+from packyard.publishing.models import ROLES, ApiKey, Group, PythonEnvironment, User
 from packyard.repository import services
 from packyard.repository.models import BlockRule, Repository, Source
 from packyard.repository.policy.admin import create_rule, list_rules, remove_rule
@@ -69,7 +69,7 @@ def _attempt(request: Request, write: Callable[[], str]) -> tuple[Notice, int]:
 
 # The change log's administrative events, as the overview lists them (uploads and page renders are left out).
 ADMIN_EVENTS = ("policy", "source-create", "repo-create", "repo-edit", "subscribe", "curate", "shadow")
-ADMIN_EVENT_PREFIXES = ("user-", "key-", "token-", "env-", "content-")
+ADMIN_EVENT_PREFIXES = ("user-", "key-", "token-", "env-", "content-", "group-", "permission-")
 RECENT = 15
 
 # -- overview -----------------------------------------------------------------------------------------------------
@@ -82,6 +82,7 @@ def overview(request: Request, user: Admin) -> HTMLResponse:
         now = utcnow()
         count = {
             "users": session.scalar(select(func.count()).select_from(User)) or 0,
+            "groups": session.scalar(select(func.count()).select_from(Group)) or 0,
             "keys": session.scalar(select(func.count()).select_from(ApiKey)) or 0,
             "tokens": sum(tokens.token_state(t, now) == "active" for t in tokens.list_tokens(session)),
             "environments": session.scalar(select(func.count()).select_from(PythonEnvironment)) or 0,

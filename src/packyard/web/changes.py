@@ -1,5 +1,6 @@
 """The admin overview's recent changes in words: each change-log event as a label and a sentence that names what
-it touched (users, keys, tokens, content, sources, repositories, rules) instead of ids and event kinds.
+it touched (users, groups, keys, tokens, content and who it is shared with, sources, repositories, rules) instead
+of ids and event kinds.
 
 Events keep ids (a token's jti, a rule's id, a content guid); names are looked up when the page is shown, and what
 a later change deleted (a revoked key, a removed rule) falls back to what the event itself recorded.
@@ -21,6 +22,8 @@ from packyard.publishing.models import Content
 from packyard.repository.models import BlockRule, CuratedEntry, Repository, Source
 
 _SOURCE_TYPES = {"local-python": "uploads", "pypi": "a mirror", "curated-pypi": "a curated mirror"}
+_ACCESS_WORDS = {"acl": "specific users", "logged_in": "every signed-in user", "all": "anyone, without signing in"}
+_ROLE_WORDS = {"viewer": "viewer", "owner": "collaborator"}
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,18 @@ def _words(names: _Names, e: Event) -> tuple[str, str]:
         return ("Token created" if kind == "token-create" else "Token revoked"), names.token(detail)
     if kind == "env-remove":
         return "Environment removed", f"environment `{detail[:12]}`"
+    if kind in ("group-create", "group-delete"):
+        return ("Group created" if kind == "group-create" else "Group deleted"), f"`{detail}`"
+    if kind in ("group-member-add", "group-member-remove"):
+        group, _, user = detail.rpartition(" ")  # a group's name may hold spaces, a user's never does
+        if kind == "group-member-add":
+            return "Group member added", f"`{user}` to group `{group}`"
+        return "Group member removed", f"`{user}` from group `{group}`"
+    if kind.startswith("permission-"):
+        return _permission(names, kind, detail)
+    if kind == "content-access":
+        guid, _, access = detail.partition(" ")
+        return "Access changed", f"{names.content(guid)} opens to {_ACCESS_WORDS.get(access, access)}"
     if kind.startswith("content-"):
         label = {"content-runtime": "Runtime settings changed"}.get(kind, kind.removeprefix("content-").capitalize())
         return label, names.content(detail)
@@ -149,3 +164,18 @@ def _words(names: _Names, e: Event) -> tuple[str, str]:
             f"`{e.project}` in {names.source(e.source_id)} hides its upstream versions from mirror {detail}",
         )
     return kind, " ".join(part for part in (e.project, detail) if part)
+
+
+def _permission(names: _Names, kind: str, detail: str) -> tuple[str, str]:
+    """`permission-*` events: "<content guid> user:<name>|group:<name> <role>"."""
+    guid, _, rest = detail.partition(" ")
+    principal, _, role = rest.rpartition(" ")
+    what, _, name = principal.partition(":")
+    who = f"{what} `{name}`" if name else "someone"
+    role = _ROLE_WORDS.get(role, role)
+    content = names.content(guid)
+    if kind == "permission-add":
+        return "Content shared", f"{content} with {who}, as {role}"
+    if kind == "permission-change":
+        return "Sharing changed", f"{who} is now {role} of {content}"
+    return "Content unshared", f"{content} no longer shared with {who} (was {role})"

@@ -1,5 +1,6 @@
 """Connect's dashboard: the content a user may see, and each item's tabs (info, runtime, access, variables, logs,
-source versions). Every check and change goes through the same functions as the Connect API."""
+source versions; the Access tab is `access.py`'s). Every check and change goes through the same functions as the
+Connect API."""
 
 from __future__ import annotations
 
@@ -57,11 +58,6 @@ APP_MODE_NAMES = {
     "static": "Static site",
     "unknown": "Not deployed yet",
 }
-ACCESS = (
-    ("acl", "Specific users", "Only its owner and administrators."),
-    ("logged_in", "All users, login required", "Anyone with an account on this server."),
-    ("all", "Anyone, no login required", "Anyone who can reach the server, without signing in."),
-)
 RUNTIME_LABELS = {
     "min_processes": ("Min processes", "Processes kept running with no traffic; 0 stops the last one when idle."),
     "max_processes": ("Max processes", "The most processes this content runs at once."),
@@ -285,26 +281,6 @@ async def runtime_save(request: Request, user: User_, guid: str) -> Response:
     if errors:
         return _runtime_page(request, item, status=400, typed=typed, errors=errors)
     return _redirect(guid, "runtime", "saved=1")
-
-
-# -- Access ------------------------------------------------------------------------------------------------
-
-
-@router.get("/connect/apps/{guid}/access")
-async def access_tab(request: Request, user: User_, guid: str, saved: int = 0) -> Response:
-    item = await _load(request, user, guid)
-    return _page(request, item, "access", choices=ACCESS, saved=bool(saved), error="")
-
-
-@router.post("/connect/apps/{guid}/access", dependencies=[Depends(check_csrf)])
-async def access_save(request: Request, user: User_, guid: str, access_type: Annotated[str, Form()] = "") -> Response:
-    item = await _load(request, user, guid)
-    _require_owner(item, user, "access settings")
-    try:
-        await operations.patch(context(request), user.caller, guid, {"access_type": access_type})
-    except PublishingError as exc:
-        return _page(request, item, "access", status=exc.status_code, choices=ACCESS, saved=False, error=exc.message)
-    return _redirect(guid, "access", "saved=1")
 
 
 # -- Environment variables ---------------------------------------------------------------------------------
