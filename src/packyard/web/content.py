@@ -137,7 +137,8 @@ def _page(request: Request, item: Item, tab: str, *, status: int = 200, **values
 
 
 def _content_url(request: Request, guid: str) -> str:
-    return context(request).settings.server.address.rstrip("/") + f"/content/{guid}/"
+    server = context(request).settings.server
+    return (server.content_address or server.address).rstrip("/") + f"/content/{guid}/"  # its own origin if set
 
 
 def _redirect(guid: str, tab: str, query: str = "") -> RedirectResponse:
