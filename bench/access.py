@@ -17,22 +17,12 @@ from pathlib import Path
 
 import httpx
 from util import BENCH, VENV_BIN, WORK, git_commit, log
-from wrk import parse
+from wrk import rate
 
 from apps import Server, bundle, deploy, first_byte, wheels
 
 DATA = WORK / "access"
 PASSWORD = "correct horse battery"
-
-
-def wrk(url: str, header: str, connections: int, seconds: int) -> tuple[float, float]:
-    """Requests per second and median latency (ms); a failed or refused request fails the run."""
-    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-H", header, url]
-    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    rps, p50, _, errors = parse(output)
-    if errors:
-        raise RuntimeError(f"{errors} requests to {url} failed or were refused:\n{output}")
-    return rps, p50
 
 
 def viewer(server: Server) -> tuple[str, str]:
@@ -88,10 +78,10 @@ def main(argv: list[str]) -> int:
             answer = httpx.get(url, headers={name_: value}, timeout=60)
             if answer.status_code != 200:
                 raise RuntimeError(f"vera's {name} was refused: {answer.status_code} {answer.text[:300]}")
-        wrk(url, headers["key"], args.connections, 2)  # warm-up
+        rate(url, headers["key"], args.connections, 2)  # warm-up
         for rep in range(args.reps):
             for name in ("key", "session") if rep % 2 == 0 else ("session", "key"):
-                rounds[name].append(wrk(url, headers[name], args.connections, args.duration))
+                rounds[name].append(rate(url, headers[name], args.connections, args.duration))
                 log(f"rep {rep + 1}: {name} {rounds[name][-1][0]:,.0f} req/s, p50 {rounds[name][-1][1]:.2f} ms")
     finally:
         server.stop()

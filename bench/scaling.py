@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 from util import BENCH, HOST, WORK, free_port, git_commit, log
-from wrk import parse
+from wrk import rate
 
 from apps import APPS, Server, bundle, deploy, first_byte, wheels
 
@@ -54,13 +54,7 @@ def direct(data: Path) -> subprocess.Popen[bytes]:
 
 
 def wrk(url: str, key: str, connections: int, seconds: int) -> tuple[float, float]:
-    """Requests per second and median latency (ms); a failed request fails the run."""
-    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-H", f"Authorization: Key {key}", url]
-    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    rps, p50, _, errors = parse(output)
-    if errors:
-        raise RuntimeError(f"{errors} requests to {url} failed:\n{output}")
-    return rps, p50
+    return rate(url, f"Authorization: Key {key}", connections, seconds)
 
 
 def main(argv: list[str]) -> int:

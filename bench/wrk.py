@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import re
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,3 +126,14 @@ def measure(
     figures = f"{rps:,.0f} req/s, p50 {p50:.2f} ms, p99 {p99:.2f} ms, {errors} errors, other CPU {other:.2f}"
     log(f"{target.name} {variant} @{len(projects)}: {figures}")
     return PageResult(target.name, len(projects), variant, rps, p50, p99, errors, other)
+
+
+def rate(url: str, header: str, connections: int, seconds: int) -> tuple[float, float]:
+    """Requests per second and median latency (ms) of one wrk round sending `header`; a failed or refused
+    request fails the run."""
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-H", header, url]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    rps, p50, _, errors = parse(output)
+    if errors:
+        raise RuntimeError(f"{errors} requests to {url} failed or were refused:\n{output}")
+    return rps, p50
