@@ -390,6 +390,10 @@ class Deployer:
             return process
         if bundle_id is not None and bundle_id != content.bundle_id:
             raise await self._not_served(guid, bundle_id)
+        # The proxy's copy of the row may be seconds old: a `_bundle<id>/` URL of a bundle that was active then and
+        # is deleted now must not start it. Only this slow path (no process running) pays the query.
+        if bundle_id is not None and not await asyncio.to_thread(self._has_bundle, guid, bundle_id):
+            raise await self._not_served(guid, bundle_id)
         await self._open(content)
         process = await self.supervisor.wait_for(guid)
         if process is None:
