@@ -8,7 +8,7 @@ PackyardError
     ├── InvalidName              400  a source or repository name that cannot appear in a URL
     ├── MethodNotAllowed         405  a write sent to a read-only URL (uv explains a 405 on upload)
     ├── NotAcceptable            406  no media type in `Accept` or `?format=` is served
-    ├── InvalidQuery             400  a query parameter the simple index cannot read (two formats)
+    ├── InvalidQuery             400  a query parameter that cannot be read (two formats, an unknown `?os=`)
     ├── Blocked                  403  policy blocks the file
     ├── UpstreamUnavailable      502  a mirror's upstream failed and nothing is cached
     └── UploadRejected           400  the upload breaks a rule; nothing was stored
@@ -101,7 +101,7 @@ class NotAcceptable(RepositoryError):
 
 
 class InvalidQuery(RepositoryError):
-    """A query parameter the simple index cannot read (two different `?format=` values)."""
+    """A query parameter that cannot be read: two different `?format=` values, an unknown `/__api__/download?os=`."""
 
     status_code = 400
 

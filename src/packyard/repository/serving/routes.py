@@ -4,8 +4,9 @@ answered in front of these routes by `upload/endpoint.py`."""
 from __future__ import annotations
 
 from datetime import date
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import (
     JSONResponse,
     PlainTextResponse,
@@ -28,6 +29,7 @@ from packyard.repository.errors import (
 from packyard.repository.index import snapshots
 from packyard.repository.index.page_cache import CachedPage, RepoInfo
 from packyard.repository.names import is_valid_project_name, normalize
+from packyard.repository.remote.download import remote_cli
 from packyard.repository.serving import simple_response
 from packyard.repository.serving.hot_path import snapshot_day
 from packyard.repository.serving.simple_response import PageAnswerResponse, PageRequest, etag_matches
@@ -41,12 +43,18 @@ def ctx(request: Request) -> AppContext:
     return request.app.state.packyard
 
 
-async def authorize(request: Request, scope: str, kind: str, resource: str) -> Grant:
+async def authenticate(request: Request) -> Grant:
+    """The grant of the request's token (any scope); `AuthError` (401) when there is none or it is not valid."""
     c = ctx(request)
     header = request.headers.get("authorization")
     grant = c.auth.cached(header)
     if grant is None:
         grant = await run_in_threadpool(c.auth.authenticate, header)
+    return grant
+
+
+async def authorize(request: Request, scope: str, kind: str, resource: str) -> Grant:
+    grant = await authenticate(request)
     grant.require(scope, kind, resource)
     return grant
 
@@ -219,6 +227,19 @@ async def source_file(source: str, filename: str, request: Request) -> Response:
             return {"filename": found.filename, "sha256": found.sha256, "size": found.size}
 
     return JSONResponse(await run_in_threadpool(lookup))
+
+
+@router.api_route("/__api__/download", methods=["GET", "HEAD"])
+async def download_remote_cli(request: Request, os_name: Annotated[str | None, Query(alias="os")] = None) -> Response:
+    """The remote CLI (`repository/remote/`), as PPM's users fetch theirs with `curl -fLOJH "Authorization: Bearer
+    ..."`. Any valid token will do: the file is the same for everyone, and the upload checks `sources:write`."""
+    cli = remote_cli(os_name)  # the request's shape first, then its credentials (docs: validation order)
+    await authenticate(request)
+    return Response(
+        cli.body,
+        media_type="text/x-python; charset=utf-8",
+        headers={"content-disposition": f'attachment; filename="{cli.filename}"', "cache-control": "no-store"},
+    )
 
 
 @router.get("/__ping__")
