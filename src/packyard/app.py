@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp
 
 from packyard import __version__
+from packyard.auth.routes import router as sso_router
 from packyard.config import Settings
 from packyard.context import AppContext
 from packyard.http_errors import install as install_error_handlers
@@ -70,6 +71,7 @@ def create_app(settings: Settings) -> ASGIApp:
     )
     api.state.packyard = context
     api.include_router(repository_router)
+    api.include_router(sso_router)  # /__api__/token and the device flow: OAuth's JSON
     api.include_router(connect_router)  # ConnectRoute: Connect's JSON errors
     api.include_router(sharing_router)
     api.include_router(web_router)  # PageRoute: error pages, sign-in redirects

@@ -5,7 +5,11 @@ PackyardError
     ├── NotAuthenticated     401  no credentials sent
     ├── InvalidToken         401  malformed, badly signed, expired, revoked or unknown token
     ├── ScopeNotGranted      403  a valid token without the scope or resource needed
-    └── TokensDisabled       403  `[authentication] api_token_auth` is off
+    ├── TokensDisabled       403  `[authentication] api_token_auth` is off
+    ├── InvalidIdentityToken 401  an OpenID identity token that fails a check (signature, issuer, audience, expiry,
+    │                             nonce, replay, a trust rule's claims); the message says which
+    ├── IdentityProviderError 502 the OpenID provider could not be read or refused a call
+    └── ExchangeError        400  a malformed token-exchange or device-flow request (OAuth's `error` code)
 
 A 401 carries `WWW-Authenticate: Basic`, so pip and uv ask for credentials (`http_errors.py`).
 """
@@ -39,3 +43,24 @@ class TokensDisabled(AuthError):
     """A token was sent while `[authentication] api_token_auth` is off."""
 
     status_code = 403
+
+
+class InvalidIdentityToken(AuthError):
+    """An identity token (a sign-in's, posit-keyring's or a CI job's) failed one of the checks it must pass."""
+
+
+class IdentityProviderError(AuthError):
+    """The OpenID provider (or a CI issuer) could not be reached, or its answer made no sense."""
+
+    status_code = 502
+
+
+class ExchangeError(AuthError):
+    """A token-exchange or device-flow request OAuth refuses; answered as `{"error": code, "error_description"}`."""
+
+    status_code = 400
+
+    def __init__(self, error: str, description: str, status_code: int = 400) -> None:
+        super().__init__(description)
+        self.error = error
+        self.status_code = status_code
