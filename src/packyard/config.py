@@ -271,6 +271,7 @@ class WebSettings:
 @dataclass
 class OidcSettings:
     issuer: str = ""
+    display_name: str = ""  # what the login page's button calls the provider; its host name when empty
     client_id: str = ""
     client_secret: str = ""
     scopes: list[str] = field(default_factory=lambda: ["openid", "profile", "email", "groups"])
