@@ -97,9 +97,15 @@ def create_source(session: Session, name: str, type: str = "local-python", upstr
     return source
 
 
+# The first path segments of Packyard's own URLs, which a repository's `/{name}/latest/...` must not shadow.
+RESERVED_NAMES = frozenset(
+    ("upload", "__api__", "__ping__", "static", "repos", "connect", "admin", "login", "logout", "content", "profile")
+)
+
+
 def create_repository(session: Session, name: str, description: str = "", authenticated: bool = False) -> Repository:
     check_entity_name("Repository", name)
-    if name in {"upload", "__api__", "__ping__", "static", "repos", "connect", "admin", "login", "logout", "content"}:
+    if name in RESERVED_NAMES:
         raise RepositoryError(f"Repository name `{name}` is reserved for Packyard's own URLs; pick another.")
     if session.scalar(select(Repository).where(Repository.name == name)):
         raise Conflict(f"Repository `{name}` already exists.")
