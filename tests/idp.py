@@ -87,8 +87,11 @@ def node() -> str:
 
 
 @contextmanager
-def identity_provider(tmp: Path, redirect_uris: list[str], port: int | None = None) -> Iterator[IdP]:
-    """The provider on 127.0.0.1, its Packyard client allowed `redirect_uris`."""
+def identity_provider(
+    tmp: Path, redirect_uris: list[str], port: int | None = None, users: dict[str, dict[str, Any]] | None = None
+) -> Iterator[IdP]:
+    """The provider on 127.0.0.1, its Packyard client allowed `redirect_uris`, with `users` (USERS unless given;
+    start it again on the same port with other groups to change what the next sign-in says)."""
     assert (HERE / "node_modules" / "oidc-provider").is_dir(), "`make test` installs the test IdP (npm ci)"
     port = port or free_port()
     issuer = f"http://127.0.0.1:{port}"
@@ -109,12 +112,12 @@ def identity_provider(tmp: Path, redirect_uris: list[str], port: int | None = No
             "token_endpoint_auth_method": "client_secret_basic",
         })  # fmt: skip
     clients.append({
-        "client_id": "ci-short", "client_secret": CI_SECRET, "grant_types": ["client_credentials"], "response_types": [],
-        "redirect_uris": [], "ci_claims": CI_CLIENTS["ci-main"], "token_ttl": 2,
+        "client_id": "ci-short", "client_secret": CI_SECRET, "grant_types": ["client_credentials"],
+        "response_types": [], "redirect_uris": [], "ci_claims": CI_CLIENTS["ci-main"], "token_ttl": 2,
         "token_endpoint_auth_method": "client_secret_basic",
     })  # fmt: skip
     config = tmp / f"idp-{port}.json"
-    config.write_text(json.dumps({"issuer": issuer, "port": port, "users": USERS, "clients": clients}))
+    config.write_text(json.dumps({"issuer": issuer, "port": port, "users": users or USERS, "clients": clients}))
     log = tmp / f"idp-{port}.log"
     process = subprocess.Popen(
         [node(), str(HERE / "provider.mjs")],
