@@ -43,11 +43,12 @@ def exchange(server: Exchange, token: str, issuer: str) -> tuple[str, int]:
             f"No trust rule names the issuer `{issuer}`; an administrator adds one with `packyard trust create "
             f"--source SOURCE --issuer {issuer} --claim repository=ORG/REPO`."
         )
-    claimed = _audiences(token)
-    for_audience = [rule for rule in rules if rule.audience in claimed]
-    # With no rule for the token's audience, verify against the first rule's so the answer is the same as for
-    # any other check that fails: the signature first, then the audience the rule expects.
-    claims = server.issuers.get(issuer).verify(token, audience=(for_audience or rules)[0].audience, what=WHAT)
+    claimed = _audiences(jwt.decode(token, options={"verify_signature": False}))
+    # With no rule for the token's audience, verify against the first rule's, so the answer is the one of any
+    # other check that fails: the signature first, then the audience the rule expects.
+    audience = next((rule.audience for rule in rules if rule.audience in claimed), rules[0].audience)
+    claims = server.issuers.get(issuer).verify(token, audience=audience, what=WHAT)
+    for_audience = [rule for rule in rules if rule.audience in _audiences(claims)]  # now verified
     _check_expiry(claims)
     jti = claims.get("jti")
     if not isinstance(jti, str) or not jti:
@@ -93,13 +94,12 @@ def _replayed(jti: str) -> InvalidIdentityToken:
     )
 
 
-def _audiences(token: str) -> list[str]:
-    """The `aud` a token claims, only to choose the rules to verify it against (verification checks it)."""
-    try:
-        aud: Any = jwt.decode(token, options={"verify_signature": False}).get("aud")
-    except jwt.PyJWTError:
-        return []
-    return [aud] if isinstance(aud, str) else [a for a in aud if isinstance(a, str)] if isinstance(aud, list) else []
+def _audiences(claims: dict[str, Any]) -> list[str]:
+    """A token's `aud`: one string or a list of them."""
+    aud = claims.get("aud")
+    if isinstance(aud, str):
+        return [aud]
+    return [a for a in aud if isinstance(a, str)] if isinstance(aud, list) else []
 
 
 def _check_expiry(claims: dict[str, Any]) -> None:
