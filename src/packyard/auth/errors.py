@@ -9,7 +9,10 @@ PackyardError
     ├── InvalidIdentityToken 401  an OpenID identity token that fails a check (signature, issuer, audience, expiry,
     │                             nonce, replay, a trust rule's claims); the message says which
     ├── IdentityProviderError 502 the OpenID provider could not be read or refused a call
-    └── ExchangeError        400  a malformed token-exchange or device-flow request (OAuth's `error` code)
+    ├── ExchangeError        400  a malformed token-exchange or device-flow request (OAuth's `error` code)
+    └── InvalidTrustRule     400  a trust rule that cannot be made as asked (unknown source, issuer not http(s),
+        │                         a claim not `key=value`, no claims)
+        └── TrustRuleNotFound 404 no trust rule with that id
 
 A 401 carries `WWW-Authenticate: Basic`, so pip and uv ask for credentials (`http_errors.py`).
 """
@@ -64,3 +67,15 @@ class ExchangeError(AuthError):
         super().__init__(description)
         self.error = error
         self.status_code = status_code
+
+
+class InvalidTrustRule(AuthError):
+    """`packyard trust create` was asked for a rule that cannot be made: nothing is stored; the message says why."""
+
+    status_code = 400
+
+
+class TrustRuleNotFound(InvalidTrustRule):
+    """No trust rule has the id given (`packyard trust remove`)."""
+
+    status_code = 404

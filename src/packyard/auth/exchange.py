@@ -58,4 +58,4 @@ def exchange(server: Exchange, form: Mapping[str, str]) -> dict[str, Any]:
     oidc = server.settings.oidc
     if oidc.enabled and issuer == oidc.issuer.rstrip("/"):
         return person_tokens.exchange(server, token)
-    return federation.exchange(server, token, issuer)
+    return answer(*federation.exchange(server, token, issuer))

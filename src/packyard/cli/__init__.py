@@ -17,6 +17,7 @@ from packyard.cli.output import err, fail, out, table
 from packyard.cli.policy import policy_app
 from packyard.cli.publishing import content_app, key_app, user_app
 from packyard.cli.sharing import group_app  # also adds `content share`, `unshare` and `access`
+from packyard.cli.trust import trust_app
 from packyard.config import SERVED_ADDRESS_NAME
 from packyard.db import Database
 from packyard.errors import PackyardError
@@ -435,6 +436,7 @@ app.add_typer(key_app, name="key")
 app.add_typer(content_app, name="content")
 app.add_typer(group_app, name="group")
 app.add_typer(env_app, name="env")
+app.add_typer(trust_app, name="trust")
 
 
 def main() -> None:
