@@ -109,8 +109,8 @@ def identity_provider(tmp: Path, redirect_uris: list[str], port: int | None = No
             "token_endpoint_auth_method": "client_secret_basic",
         })  # fmt: skip
     clients.append({
-        "client_id": "ci-short", "client_secret": CI_SECRET, "grant_types": ["client_credentials"], "response_types": [],
-        "redirect_uris": [], "ci_claims": CI_CLIENTS["ci-main"], "token_ttl": 2,
+        "client_id": "ci-short", "client_secret": CI_SECRET, "grant_types": ["client_credentials"],
+        "response_types": [], "redirect_uris": [], "ci_claims": CI_CLIENTS["ci-main"], "token_ttl": 2,
         "token_endpoint_auth_method": "client_secret_basic",
     })  # fmt: skip
     config = tmp / f"idp-{port}.json"

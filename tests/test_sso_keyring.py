@@ -420,3 +420,52 @@ def test_files_of_the_repository_need_credentials(sso: Sso) -> None:
         answer = httpx.request(method, url)
         assert answer.status_code == 401
         assert answer.headers["www-authenticate"].startswith("Basic ")
+
+
+def deny_device(idp: IdP, user_code: str) -> httpx.Response:
+    """Type the user code at the provider and press Abort, as a person who did not start this sign-in would."""
+    with httpx.Client(base_url=idp.issuer, follow_redirects=True, timeout=30) as browser:
+        page = browser.get("/device", params={"user_code": user_code})
+        action = re.search(r'<form[^>]*action="([^"]+)"', page.text)
+        xsrf = re.search(r'name="xsrf" value="([^"]+)"', page.text)
+        assert action and xsrf, page.text
+        return browser.post(action[1], data={"xsrf": xsrf[1], "user_code": user_code, "abort": "yes"})
+
+
+def test_a_sign_in_refused_at_the_provider_ends_the_flow(sso: Sso, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    env = keyring_env(sso, home)
+    process = subprocess.Popen(
+        [str(BIN / "keyring"), "get", sso.index, "__token__"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    assert process.stderr is not None
+    lines = []
+    for line in process.stderr:
+        lines.append(line)
+        if "enter the following code" in line:
+            deny_device(sso.idp, next(process.stderr).strip())
+            break
+    stdout, rest = process.communicate(timeout=60)
+    assert process.returncode == 1
+    assert stdout == ""
+    assert "Authentication process failed: Access denied by user: End-User aborted interaction" in rest
+    assert not (home / ".ppm" / "tokens.toml").exists()
+
+
+def test_repo_edit_groups(sso: Sso) -> None:
+    listed = sso.server.cli("repo", "list").stdout
+    assert re.search(rf"^{REPO} +local-python-src +yes +analysts,data-eng +http", listed, re.M), listed
+    nothing = sso.server.cli("repo", "edit", "--name", REPO, check=False)
+    assert nothing.returncode == 1
+    assert "error: Nothing to change for repository `analytics`" in nothing.stderr
+    assert "hint: Pass `--authenticated`, `--public` or `--groups`" in nothing.stderr
+    bad = sso.server.cli("repo", "edit", "--name", "no-such", "--groups", "x", check=False)
+    assert bad.returncode == 1 and "Repository `no-such` does not exist" in bad.stderr
+    public = sso.server.cli("repo", "edit", "--name", "pypi", "--groups", "analysts")
+    assert "Repository `pypi` is read through single sign-on by `analysts`." in public.stdout
+    assert "hint: `pypi` is public, so anyone reads it without signing in" in public.stderr
+    cleared = sso.server.cli("repo", "edit", "--name", "pypi", "--groups", "")
+    assert "Repository `pypi` is read through single sign-on by no group." in cleared.stdout
+    assert re.search(r"^pypi .+ no +- +http", sso.server.cli("repo", "list").stdout, re.M)
