@@ -70,6 +70,7 @@ def sso(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
             server.cli("repo", "create", "--name", REPO, "--authenticated")
             server.cli("repo", "subscribe", "--repo", REPO, "--source", "local-python-src")
             server.cli("repo", "edit", "--name", REPO, "--groups", "analysts,data-eng")
+            server.cli("repo", "create", "--name", "finance", "--authenticated")  # no reader groups
             wheel = make_wheel(tmp / "dist", PROJECT, "1.0", payload=b"SECRET = 42\n")
             server.twine(wheel)
             server.wait_synced()
@@ -254,7 +255,7 @@ def test_exchange_gives_a_token_for_the_groups_repositories(sso: Sso) -> None:
     assert body["token_type"] == "Bearer" and body["expires_in"] == 3600
     claims = jwt.decode(body["access_token"], options={"verify_signature": False})
     assert claims["scopes"] == {"repos:read": [REPO]}
-    assert claims["description"] == "omar (single sign-on)"
+    assert (claims["description"], claims["person"]) == ("omar (single sign-on)", "omar")
     assert 3590 <= claims["exp"] - claims["iat"] <= 3600
     page = httpx.get(sso.index + f"{PROJECT}/", headers=basic(body["access_token"]))
     assert page.status_code == 200 and PROJECT in page.text
@@ -262,6 +263,14 @@ def test_exchange_gives_a_token_for_the_groups_repositories(sso: Sso) -> None:
     root = httpx.get(sso.server.url, headers=basic(body["access_token"]), follow_redirects=True)
     assert root.status_code < 500 and root.status_code not in (401, 403)
     assert "omar (single sign-on)" in sso.server.cli("token", "list").stdout
+    # A repository none of omar's groups reads: 403, saying what an administrator and omar would do about it.
+    other = httpx.get(f"{sso.server.url}/finance/latest/simple/", headers=basic(body["access_token"]))
+    assert other.status_code == 403
+    assert other.text == (
+        "User `omar` signed in, but none of their groups reads repo `finance`; an administrator can let one read it "
+        "(`packyard repo edit --name finance --groups GROUP`), and the user then signs in again by removing this "
+        "server's entry from `~/.ppm/tokens.toml`.\n"
+    )
 
 
 def test_an_admin_reads_every_repository(sso: Sso) -> None:

@@ -69,6 +69,7 @@ def exchange(server: Exchange, token: str) -> tuple[str, int]:
                 ["repos:read"],
                 repos=repos,
                 expires=timedelta(seconds=oidc.token_lifetime),
+                person=user.username,
             )
         else:
             refusal = _reads_nothing(session, user.username, groups)
@@ -79,7 +80,8 @@ def exchange(server: Exchange, token: str) -> tuple[str, int]:
 
 def _reads_nothing(session: Session, username: str, groups: list[str]) -> str:
     """Why a signed-in person gets no token, and the command an administrator runs to change that."""
-    authenticated = list(session.scalars(select(Repository.name).where(Repository.authenticated)))
+    query = select(Repository.name).where(Repository.authenticated).order_by(Repository.name)
+    authenticated = list(session.scalars(query))
     named = ", ".join(f"`{g}`" for g in groups) if groups else "none"
     example = authenticated[0] if authenticated else "REPO"
     command = f"packyard repo edit --name {example} --groups {groups[0] if groups else 'GROUP'}"
