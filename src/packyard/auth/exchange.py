@@ -57,5 +57,5 @@ def exchange(server: Exchange, form: Mapping[str, str]) -> dict[str, Any]:
     issuer = unverified_issuer(token)
     oidc = server.settings.oidc
     if oidc.enabled and issuer == oidc.issuer.rstrip("/"):
-        return person_tokens.exchange(server, token)
+        return answer(*person_tokens.exchange(server, token))
     return answer(*federation.exchange(server, token, issuer))

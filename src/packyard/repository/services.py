@@ -124,6 +124,27 @@ def set_authenticated(session: Session, repo_name: str, authenticated: bool) -> 
     return repo
 
 
+def set_reader_groups(session: Session, repo_name: str, groups: list[str]) -> Repository:
+    """The groups whose members may read an authenticated repository through single sign-on (`/__api__/token`
+    gives them `repos:read` on it); an empty list: none. The change-log event lets every node's caches follow."""
+    names: list[str] = []
+    for raw in groups:
+        name = raw.strip()
+        if not name:
+            continue
+        if any(ch in name for ch in "\n\r,") or len(name) > 200:
+            raise RepositoryError(
+                f"Group name {name!r} is not valid: a reader group is a provider group's name, without commas or "
+                "line breaks, up to 200 characters; separate groups with commas, e.g. `--groups analysts,data-eng`."
+            )
+        if name not in names:
+            names.append(name)
+    repo = get_repository(session, repo_name)
+    repo.reader_groups = "\n".join(names)
+    record(session, "repo-edit", repository_id=repo.id, detail="reader_groups=" + ",".join(names))
+    return repo
+
+
 def subscribe(session: Session, repo_name: str, source_name: str, priority: int | None = None) -> Subscription:
     """Serve `source` from `repo`; without a priority it goes below the sources already there."""
     repo = get_repository(session, repo_name)
