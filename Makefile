@@ -51,6 +51,9 @@ test: $(STAMP)
 	$(BWRAP)
 	@command -v gpg >/dev/null || (apt-get update -qq && apt-get install -y -qq gnupg)  # signing tests
 	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium)  # page tests (tests/browser.py)
+	@command -v npm >/dev/null || (apt-get update -qq && apt-get install -y -qq nodejs npm)  # the test IdP (tests/idp.py)
+	@test tests/idp/node_modules/.package-lock.json -nt tests/idp/package-lock.json || \
+		npm ci --prefix tests/idp --no-audit --no-fund --loglevel=error
 	$(BIN)/ruff check
 	$(BIN)/ruff format --check
 	$(BIN)/mypy

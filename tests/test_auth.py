@@ -315,3 +315,16 @@ def test_token_create_rejects_bad_arguments(private: Private, args: tuple[str, .
             assert session.scalar(select(Token).where(Token.description == "rejected-token")) is None
     finally:
         db.dispose()
+
+
+@pytest.mark.parametrize("path", ["/__api__/device", "/__api__/device_access"])
+def test_device_flow_without_single_sign_on(private: Private, path: str) -> None:
+    """posit-keyring pointed at a server without `[oidc]`: a 404 saying what to configure, in OAuth's JSON and in
+    the reason phrase, which is all posit-keyring prints."""
+    answer = httpx.post(f"{private.server.url}{path}", data={"code_challenge_method": "S256", "code_challenge": "x"})
+    assert answer.status_code == 404
+    assert answer.json()["error"] == "invalid_request"
+    message = answer.json()["error_description"]
+    assert message.startswith("Single sign-on is not configured on this server")
+    assert "`issuer`, `client_id` and `client_secret` in the `[oidc]` section of packyard.toml" in message
+    assert answer.reason_phrase == message.replace("`", "")

@@ -12,6 +12,9 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp
 
 from packyard import __version__
+from packyard.auth import root_probe
+from packyard.auth.authenticator import Authenticator
+from packyard.auth.routes import router as sso_router
 from packyard.config import Settings
 from packyard.context import AppContext
 from packyard.http_errors import install as install_error_handlers
@@ -70,6 +73,7 @@ def create_app(settings: Settings) -> ASGIApp:
     )
     api.state.packyard = context
     api.include_router(repository_router)
+    api.include_router(sso_router)  # /__api__/token and the device flow: OAuth's JSON
     api.include_router(connect_router)  # ConnectRoute: Connect's JSON errors
     api.include_router(sharing_router)
     api.include_router(web_router)  # PageRoute: error pages, sign-in redirects
@@ -80,15 +84,19 @@ def create_app(settings: Settings) -> ASGIApp:
     app = HotPathApp(context.pages, context.files, context.store, context.auth, context.mirror, api, send_error)
     app.state = api.state  # type: ignore[attr-defined]
     proxy = ContentProxy(content_resolver(context, context.access), send_error, site_resolver(context, context.access))
-    routed = _with_lifespan(app, UploadEndpoint(context), proxy, api)
+    routed = _with_lifespan(app, UploadEndpoint(context), proxy, api, context.auth)
     if settings.server.content_address:  # content on an origin of its own, told apart by the Host header
         return Origins(context, proxy, routed, send_error)
     return routed
 
 
-def _with_lifespan(app: HotPathApp, upload: UploadEndpoint, proxy: ContentProxy, api: FastAPI) -> ASGIApp:
+def _with_lifespan(
+    app: HotPathApp, upload: UploadEndpoint, proxy: ContentProxy, api: FastAPI, auth: Authenticator
+) -> ASGIApp:
     async def asgi(scope, receive, send):
         if scope["type"] == "http":
+            if scope["path"] == root_probe.ROOT and (refused := await root_probe.refusal(auth, scope)) is not None:
+                return await send_error(scope, receive, send, refused)  # posit-keyring's check of its cached token
             source = upload_source(scope)
             if source is not None:
                 return await upload(scope, receive, send, source)

@@ -131,6 +131,25 @@ run_as = "packyard-content"
 # Seconds a browser stays signed in to the web pages; then it signs in again.
 session_lifetime = 43200
 
+[oidc]
+# Sign in through the company's OpenID Connect provider (authorization code with PKCE); empty `issuer`: off,
+# passwords only. The provider must allow the redirect URI `<address>/login/oidc/callback`, and the device flow
+# for posit-keyring (`/__api__/device`). Local passwords keep working for a break-glass administrator.
+issuer = ""
+client_id = ""
+client_secret = ""
+scopes = ["openid", "profile", "email", "groups"]
+# The ID token's claims that give a user's name, e-mail and groups.
+username_claim = "preferred_username"
+email_claim = "email"
+groups_claim = "groups"
+# Members of these provider groups get the role; everyone else gets `default_role`. Set at every sign-in.
+admin_groups = []
+publisher_groups = []
+default_role = "viewer"
+# Seconds a token made from an identity token (`/__api__/token`: posit-keyring, CI) is valid.
+token_lifetime = 3600
+
 [quarto]
 # The `quarto` binary that renders Quarto content; empty means `quarto` on PATH, else the `quarto-cli`
 # package's binary when the content's requirements install it.
@@ -250,6 +269,26 @@ class WebSettings:
 
 
 @dataclass
+class OidcSettings:
+    issuer: str = ""
+    display_name: str = ""  # what the login page's button calls the provider; its host name when empty
+    client_id: str = ""
+    client_secret: str = ""
+    scopes: list[str] = field(default_factory=lambda: ["openid", "profile", "email", "groups"])
+    username_claim: str = "preferred_username"
+    email_claim: str = "email"
+    groups_claim: str = "groups"
+    admin_groups: list[str] = field(default_factory=list)
+    publisher_groups: list[str] = field(default_factory=list)
+    default_role: str = "viewer"
+    token_lifetime: int = 3600
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.issuer)
+
+
+@dataclass
 class Settings:
     data_dir: Path = field(default_factory=lambda: Path(DEFAULT_DATA_DIR))
     server: ServerSettings = field(default_factory=ServerSettings)
@@ -264,6 +303,7 @@ class Settings:
     applications: ApplicationSettings = field(default_factory=ApplicationSettings)
     quarto: QuartoSettings = field(default_factory=QuartoSettings)
     web: WebSettings = field(default_factory=WebSettings)
+    oidc: OidcSettings = field(default_factory=OidcSettings)
     # Whether `server.address` was configured (file or variable), rather than derived from `host` and `port`.
     address_configured: bool = False
 
@@ -412,6 +452,7 @@ def load_settings(data_dir: str | Path | None = None, environ: dict[str, str] | 
         raise ConfigError(
             f"Config `web.session_lifetime` has value {settings.web.session_lifetime}; expected seconds, at least 1."
         )
+    _check_oidc(settings.oidc)
     upstream = settings.mirror.upstream
     if upstream and not upstream.startswith(("http://", "https://")):
         raise ConfigError(
@@ -439,6 +480,24 @@ def origin_of(url: str) -> str:
     if port is not None and port != {"http": 80, "https": 443}.get(scheme):
         host += f":{port}"
     return f"{scheme}://{host}"
+
+
+def _check_oidc(oidc: OidcSettings) -> None:
+    if not oidc.issuer:
+        return
+    if not oidc.issuer.startswith(("http://", "https://")):
+        raise ConfigError(
+            f"Config `oidc.issuer` has value {oidc.issuer!r}; expected the provider's http(s) URL, whose "
+            "`/.well-known/openid-configuration` Packyard reads, e.g. `https://login.example.com/realms/main`."
+        )
+    if not oidc.client_id:
+        raise ConfigError("Config `oidc.client_id` is empty; set the client id the provider gave Packyard.")
+    if oidc.default_role not in ("viewer", "publisher", "admin"):
+        raise ConfigError(
+            f"Config `oidc.default_role` has value {oidc.default_role!r}; expected viewer, publisher or admin."
+        )
+    if oidc.token_lifetime < 60:
+        raise ConfigError(f"Config `oidc.token_lifetime` has value {oidc.token_lifetime}; expected seconds, >= 60.")
 
 
 def check_content_address(value: str, address: str) -> str:

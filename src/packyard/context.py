@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, field
 
 from packyard.auth.authenticator import Authenticator
+from packyard.auth.oidc import Issuers
 from packyard.changelog.events import record
 from packyard.changelog.prepare import prepare
 from packyard.config import Settings
@@ -54,6 +55,7 @@ class AppContext:
     deployer: Deployer = field(init=False)
     callers: Callers = field(init=False)
     access: ContentAccess = field(init=False)  # the proxy's view of who may see which content
+    issuers: Issuers = field(default_factory=Issuers)  # OpenID issuers met: the sign-in provider, CI issuers
     _roots_rendered_at: float = field(default=0.0, repr=False)
     _root_interval: float = field(default=0.5, repr=False)
     _last_upload: float = field(default=0.0, repr=False)

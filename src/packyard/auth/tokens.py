@@ -78,6 +78,7 @@ class Grant:
     description: str
     scopes: dict[str, tuple[str, ...]]
     expires_at: float | None
+    person: str = ""  # the user a token exchanged at single sign-on reads for (`person_tokens.py`)
 
     def _allows(self, scope: str, resource: str) -> bool:
         if ANY in self.scopes.get("admin", ()):
@@ -86,6 +87,12 @@ class Grant:
         return ANY in names or resource in names
 
     def require(self, scope: str, kind: str, resource: str) -> None:
+        if not self._allows(scope, resource) and self.person:
+            raise ScopeNotGranted(
+                f"User `{self.person}` signed in, but none of their groups reads {kind} `{resource}`; an administrator "
+                f"can let one read it (`packyard repo edit --name {resource} --groups GROUP`), and the user then signs "
+                "in again by removing this server's entry from `~/.ppm/tokens.toml`."
+            )
         if not self._allows(scope, resource):
             raise ScopeNotGranted(
                 f"Token `{self.description}` does not grant `{scope}` on {kind} `{resource}`; create one with "
@@ -119,8 +126,10 @@ def create_token(
     sources: Iterable[str] = (),
     repos: Iterable[str] = (),
     expires: timedelta | datetime | None = None,
+    person: str = "",
 ) -> tuple[str, Token]:
-    """A signed token and its row; `expires` is a lifetime or the moment the token expires."""
+    """A signed token and its row; `expires` is a lifetime or the moment the token expires; `person` names the user
+    a token made at single sign-on reads for."""
     scope_list = _split(scopes)
     source_list, repo_list = _split(sources), _split(repos)
     if not description.strip():
@@ -169,6 +178,8 @@ def create_token(
     }
     if row.expires_at:
         claims["exp"] = int(row.expires_at.timestamp())
+    if person:
+        claims["person"] = person
     return jwt.encode(claims, secret, algorithm="HS256"), row
 
 
@@ -217,6 +228,7 @@ def decode(token: str, secret: str) -> Grant:
         description=str(claims.get("description", claims["jti"])),
         scopes={str(k): tuple(v) for k, v in scopes.items()},
         expires_at=claims.get("exp"),
+        person=str(claims.get("person", "")),
     )
 
 

@@ -13,10 +13,11 @@ from packyard import formatting
 from packyard.cli.env import env_app
 from packyard.cli.local import DataDir, local_session, settings_for
 from packyard.cli.mirror import mirror_app
-from packyard.cli.output import err, fail, out, table
+from packyard.cli.output import err, fail, out, styled, table
 from packyard.cli.policy import policy_app
 from packyard.cli.publishing import content_app, key_app, user_app
 from packyard.cli.sharing import group_app  # also adds `content share`, `unshare` and `access`
+from packyard.cli.trust import trust_app
 from packyard.config import SERVED_ADDRESS_NAME
 from packyard.db import Database
 from packyard.errors import PackyardError
@@ -230,20 +231,49 @@ def repo_create(
 @repo_app.command("edit")
 def repo_edit(
     name: Annotated[str, typer.Option(help="Repository name.")],
-    authenticated: Annotated[bool, typer.Option("--authenticated/--public", help="Require a token to read.")],
+    authenticated: Annotated[
+        bool | None, typer.Option("--authenticated/--public", help="Require a token to read.", show_default=False)
+    ] = None,
+    groups: Annotated[
+        str | None,
+        typer.Option(
+            help="Provider groups whose members read it through single sign-on, comma-separated; '' for none.",
+            show_default=False,
+        ),
+    ] = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Change whether a repository requires a token to read."""
-    from packyard.repository.services import set_authenticated
+    """Change whether a repository requires a token to read, and which groups read it through single sign-on."""
+    from packyard.repository.services import set_authenticated, set_reader_groups
 
+    if authenticated is None and groups is None:
+        fail(
+            f"Nothing to change for repository `{name}`",
+            hint=f"Pass `--authenticated`, `--public` or `--groups`, e.g. `packyard repo edit --name {name} "
+            "--groups analysts,data-eng`.",
+        )
     with local_session(data_dir) as (_, session):
-        set_authenticated(session, name, authenticated)
-    out.print(f"Repository `{name}` is now {'authenticated' if authenticated else 'public'}.")
+        if authenticated is not None:
+            set_authenticated(session, name, authenticated)
+        if groups is not None:
+            repo = set_reader_groups(session, name, groups.split(","))
+            now_authenticated = repo.authenticated
+    if authenticated is not None:
+        out.print(f"Repository `{name}` is now {'authenticated' if authenticated else 'public'}.")
+    if groups is not None:
+        readers = ", ".join(f"`{g}`" for g in groups.split(",") if g.strip())
+        out.print(f"Repository `{name}` is read through single sign-on by {readers or 'no group'}.")
+        if readers and not now_authenticated:
+            err.print(
+                styled(f"\nhint: `{name}` is public, so anyone reads it without signing in; make it need a token "
+                       f"with `packyard repo edit --name {name} --authenticated`."),
+                markup=True, soft_wrap=True,
+            )  # fmt: skip
 
 
 @repo_app.command("list")
 def repo_list(data_dir: DataDir = None) -> None:
-    """List repositories and the sources each serves, in priority order."""
+    """List repositories, the sources each serves in priority order, and the groups that read it."""
     from sqlalchemy import select
 
     from packyard.repository.models import Repository
@@ -254,11 +284,12 @@ def repo_list(data_dir: DataDir = None) -> None:
                 r.name,
                 ", ".join(s.source.name for s in r.subscriptions) or "-",
                 "yes" if r.authenticated else "no",
+                ",".join(g for g in r.reader_groups.split("\n") if g) or "-",
                 f"{settings.server.address}/{r.name}/latest/simple/",
             ]
             for r in session.scalars(select(Repository).order_by(Repository.name))
         ]
-    table(["NAME", "SOURCES", "AUTHENTICATED", "URL"], rows)
+    table(["NAME", "SOURCES", "AUTHENTICATED", "GROUPS", "URL"], rows)
 
 
 @repo_app.command("subscribe")
@@ -435,6 +466,7 @@ app.add_typer(key_app, name="key")
 app.add_typer(content_app, name="content")
 app.add_typer(group_app, name="group")
 app.add_typer(env_app, name="env")
+app.add_typer(trust_app, name="trust")
 
 
 def main() -> None:

@@ -10,6 +10,8 @@ PackyardError
     ├── BadTicket               403  a content-origin ticket that is unknown, used or expired
     ├── BadContentTarget        400  a ticket's `next` that is not a content path: no redirect off it
     ├── BadCredentials          401  a web sign-in with an unknown user or a wrong password
+    ├── SignInRefused           400  a sign-in through the OpenID provider that fails a check (its error, the state,
+    │                                the code); the message says which
     ├── TooManySignIns          429  too many failed sign-ins for a user name or from an address (Retry-After)
     ├── Conflict                409  a user by that name already exists
     ├── NameInUse               409  the owner already has content of that name (code 26)
@@ -62,6 +64,11 @@ class Forbidden(PublishingError):
 
     status_code = 403
     code = 6
+
+
+class SignInRefused(PublishingError):
+    """A sign-in through the OpenID provider stopped: the provider answered with an error, the state or its cookie is
+    missing, expired or not this browser's, or the code was refused; nobody is signed in."""
 
 
 class Conflict(PublishingError):

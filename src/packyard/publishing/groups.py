@@ -22,6 +22,10 @@ def require_admin(caller: Caller, what: str) -> None:
         raise Forbidden(f"User `{caller.username}` is not an administrator; {what} needs role `admin`.")
 
 
+def valid_name(name: str) -> bool:
+    return bool(_NAME.match(name))
+
+
 def create(session: Session, name: str) -> Group:
     name = name.strip() if isinstance(name, str) else name
     if not isinstance(name, str) or not _NAME.match(name):

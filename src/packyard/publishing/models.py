@@ -37,6 +37,8 @@ class User(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # argon2id (signin.py); None: the user cannot sign in to the web pages, only use API keys.
     password_hash: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    # `<issuer> <sub>` of a user made by an OpenID Connect sign-in; None for local users.
+    oidc_subject: Mapped[str | None] = mapped_column(String(600), nullable=True, unique=True)
 
 
 class WebSession(Base):
@@ -134,6 +136,8 @@ class Group(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     guid: Mapped[str] = mapped_column(String(36), unique=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
+    # "local": an administrator keeps its members; "oidc": its members follow the provider at each sign-in.
+    origin: Mapped[str] = mapped_column(String(20), default="local", server_default="local")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -172,11 +172,15 @@ def list_keys(session: Session, username: str | None = None) -> list[tuple[ApiKe
     return [(key, name) for key, name in session.execute(query)]
 
 
-def revoke_key(session: Session, key_id: int) -> ApiKey:
+def revoke_key(session: Session, key_id: int, username: str | None = None) -> ApiKey:
+    """Revoke a key; with `username`, only one of that user's (a user revoking their own from their keys page)."""
     row = session.get(ApiKey, key_id)
+    owner = session.get(User, row.user_id) if row is not None else None
+    if username is not None and (owner is None or owner.username != username):
+        # One answer whether the key is someone else's or does not exist: other users' key ids are not theirs to know.
+        raise NotFound(f"User `{username}` has no API key with id {key_id}; their keys page lists the ones they have.")
     if row is None:
         raise NotFound(f"There is no API key with id {key_id}; `packyard key list` shows them.")
-    owner = session.get(User, row.user_id)
     session.delete(row)
     # The row is gone after this, so the change log keeps whose key it was and its name.
     record(session, "key-revoke", detail=f"{key_id} {owner.username if owner else '?'} {row.name}".strip())

@@ -38,6 +38,9 @@ class Repository(Base):
     name: Mapped[str] = mapped_column(String(200), unique=True)
     description: Mapped[str] = mapped_column(Text, default="")
     authenticated: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Groups whose members may read it when it is authenticated (newline-separated names); `packyard repo edit
+    # --groups`. A token exchanged from an identity token gets `repos:read` for these.
+    reader_groups: Mapped[str] = mapped_column(Text, default="", server_default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     subscriptions: Mapped[list[Subscription]] = relationship(

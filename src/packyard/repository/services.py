@@ -97,9 +97,15 @@ def create_source(session: Session, name: str, type: str = "local-python", upstr
     return source
 
 
+# The first path segments of Packyard's own URLs, which a repository's `/{name}/latest/...` must not shadow.
+RESERVED_NAMES = frozenset(
+    ("upload", "__api__", "__ping__", "static", "repos", "connect", "admin", "login", "logout", "content", "profile")
+)
+
+
 def create_repository(session: Session, name: str, description: str = "", authenticated: bool = False) -> Repository:
     check_entity_name("Repository", name)
-    if name in {"upload", "__api__", "__ping__", "static", "repos", "connect", "admin", "login", "logout", "content"}:
+    if name in RESERVED_NAMES:
         raise RepositoryError(f"Repository name `{name}` is reserved for Packyard's own URLs; pick another.")
     if session.scalar(select(Repository).where(Repository.name == name)):
         raise Conflict(f"Repository `{name}` already exists.")
@@ -115,6 +121,27 @@ def set_authenticated(session: Session, repo_name: str, authenticated: bool) -> 
     repo = get_repository(session, repo_name)
     repo.authenticated = authenticated
     record(session, "repo-edit", repository_id=repo.id, detail=f"authenticated={authenticated}")
+    return repo
+
+
+def set_reader_groups(session: Session, repo_name: str, groups: list[str]) -> Repository:
+    """The groups whose members may read an authenticated repository through single sign-on (`/__api__/token`
+    gives them `repos:read` on it); an empty list: none. The change-log event lets every node's caches follow."""
+    names: list[str] = []
+    for raw in groups:
+        name = raw.strip()
+        if not name:
+            continue
+        if any(ch in name for ch in "\n\r,") or len(name) > 200:
+            raise RepositoryError(
+                f"Group name {name!r} is not valid: a reader group is a provider group's name, without commas or "
+                "line breaks, up to 200 characters; separate groups with commas, e.g. `--groups analysts,data-eng`."
+            )
+        if name not in names:
+            names.append(name)
+    repo = get_repository(session, repo_name)
+    repo.reader_groups = "\n".join(names)
+    record(session, "repo-edit", repository_id=repo.id, detail="reader_groups=" + ",".join(names))
     return repo
 
 

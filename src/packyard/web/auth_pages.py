@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from packyard.db import utcnow
 from packyard.errors import PackyardError
 from packyard.publishing import content as contents
-from packyard.publishing import signin, signin_throttle
+from packyard.publishing import signin, signin_throttle, sso
 from packyard.publishing.errors import Forbidden
 from packyard.publishing.proxy.origins import ISSUE_PATH, content_target, redeem_url
 from packyard.repository.models import Project, Repository, Subscription
@@ -40,11 +40,27 @@ def safe_next(target: str | None) -> str:
     return target
 
 
+def login_form(request: Request, *, next: str, username: str = "", error: str = "", status: int = 200) -> Response:
+    """The login page: the provider's button when `[oidc]` is set, and the password form (a break-glass
+    administrator's way in when the provider is down)."""
+    oidc = context(request).settings.oidc
+    return render(
+        request,
+        "login.html",
+        section="home",
+        status=status,
+        next=next,
+        username=username,
+        error=error,
+        provider=sso.provider_name(oidc) if oidc.enabled else "",
+    )
+
+
 @router.get("/login")
 def login_page(request: Request, next: str = "/") -> Response:
     if current_user(request) is not None:
         return RedirectResponse(safe_next(next), status_code=303)
-    return render(request, "login.html", section="home", next=safe_next(next), username="", error="")
+    return login_form(request, next=safe_next(next))
 
 
 @router.post("/login", dependencies=[Depends(check_csrf)])
@@ -58,15 +74,7 @@ async def login(
     try:
         token = await asyncio.to_thread(_sign_in, request, username.strip(), password)
     except PackyardError as exc:
-        page = render(
-            request,
-            "login.html",
-            section="home",
-            status=exc.status_code,
-            next=target,
-            username=username,
-            error=exc.message,
-        )
+        page = login_form(request, next=target, username=username, error=exc.message, status=exc.status_code)
         page.headers.update(exc.headers)  # a 429's Retry-After
         return page
     response = RedirectResponse(target, status_code=303)

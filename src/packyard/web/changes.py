@@ -135,6 +135,10 @@ def _words(names: _Names, e: Event) -> tuple[str, str]:
         return "Source created", f"{names.source(e.source_id)}, for {_SOURCE_TYPES.get(detail, detail)}"
     if kind == "repo-create":
         return "Repository created", names.repo(e.repository_id)
+    if kind == "repo-edit" and detail.startswith("reader_groups="):
+        groups = detail.removeprefix("reader_groups=")
+        now = f"is now read through single sign-on by {groups.replace(',', ', ')}" if groups else "has no reader groups"
+        return "Repository changed", f"{names.repo(e.repository_id)} {now}"
     if kind == "repo-edit":
         now = "now needs a token to read" if detail == "authenticated=True" else "is now readable without a token"
         return "Repository changed", f"{names.repo(e.repository_id)} {now}"

@@ -20,7 +20,7 @@ from packyard.web.errors import SignInRequired
 from packyard.web.render import render
 
 # The paths that are pages even when no route matched.
-PAGE_PREFIXES = ("/repos/", "/connect/", "/admin/", "/static/", "/login", "/logout")
+PAGE_PREFIXES = ("/repos/", "/connect/", "/admin/", "/profile/", "/static/", "/login", "/logout")
 
 
 def error_page(request: Request, message: str, status: int) -> Response:

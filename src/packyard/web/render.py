@@ -19,7 +19,7 @@ from packyard.web.session import context as context_of
 from packyard.web.session import csrf_token, current_user, keep_pre_session_token
 
 TEMPLATES = Path(__file__).parent / "templates"
-SECTIONS = ("home", "packages", "content", "admin")
+SECTIONS = ("home", "packages", "content", "admin", "profile")
 # No inline script or style anywhere: packyard.js and packyard.css are the only code a page runs.
 SECURITY_HEADERS = {
     "content-security-policy": (
