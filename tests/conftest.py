@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 from packyard.publishing.sandbox import Sandbox
 
+# Shared fixtures defined beside the helpers they use: moto's S3 on loopback.
+pytest_plugins = ["tests.s3"]
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 

@@ -40,8 +40,16 @@ access_log = true
 url = ""
 
 [storage]
-# Content-addressed blob folder; relative paths are inside the data directory.
+# "local": a content-addressed blob folder (`path`; relative paths are inside the data directory).
+# "s3": an S3-compatible bucket; credentials come from the usual AWS_* variables or ~/.aws files.
+type = "local"
 path = "blobs"
+# bucket = "packyard"
+# prefix = ""                 # keys are <prefix>blobs/<sha256>
+# endpoint_url = ""           # empty for AWS; e.g. "http://minio:9000"
+# region = ""
+# Answer file downloads with a redirect to a presigned bucket URL instead of relaying the bytes.
+# redirect = false
 
 [authentication]
 # API tokens for uploads and authenticated repositories (PPM's APITokenAuth).
@@ -182,7 +190,13 @@ class DatabaseSettings:
 
 @dataclass
 class StorageSettings:
+    type: str = "local"
     path: str = "blobs"
+    bucket: str = ""
+    prefix: str = ""
+    endpoint_url: str = ""
+    region: str = ""
+    redirect: bool = False
 
 
 @dataclass
@@ -453,6 +467,7 @@ def load_settings(data_dir: str | Path | None = None, environ: dict[str, str] | 
             f"Config `web.session_lifetime` has value {settings.web.session_lifetime}; expected seconds, at least 1."
         )
     _check_oidc(settings.oidc)
+    _check_storage(settings.storage)
     upstream = settings.mirror.upstream
     if upstream and not upstream.startswith(("http://", "https://")):
         raise ConfigError(
@@ -480,6 +495,23 @@ def origin_of(url: str) -> str:
     if port is not None and port != {"http": 80, "https": 443}.get(scheme):
         host += f":{port}"
     return f"{scheme}://{host}"
+
+
+def _check_storage(storage: StorageSettings) -> None:
+    if storage.type not in ("local", "s3"):
+        raise ConfigError(f'Config `storage.type` has value {storage.type!r}; expected "local" or "s3".')
+    if storage.type == "s3" and not storage.bucket:
+        raise ConfigError(
+            'Config `storage.bucket` is empty; `storage.type = "s3"` needs the bucket to store blobs in '
+            "(or set PACKYARD_STORAGE_BUCKET)."
+        )
+    if storage.endpoint_url and not storage.endpoint_url.startswith(("http://", "https://")):
+        raise ConfigError(
+            f"Config `storage.endpoint_url` has value {storage.endpoint_url!r}; expected an http(s) URL of an "
+            "S3-compatible server, e.g. `http://minio:9000`, or empty for AWS."
+        )
+    if storage.redirect and storage.type != "s3":
+        raise ConfigError('Config `storage.redirect = true` needs `storage.type = "s3"`: a local store has no URL.')
 
 
 def _check_oidc(oidc: OidcSettings) -> None:

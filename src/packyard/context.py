@@ -28,7 +28,7 @@ from packyard.repository.index import indexer
 from packyard.repository.index.page_cache import PageCache
 from packyard.repository.mirror.service import Mirror
 from packyard.repository.serving.files import FileIndex
-from packyard.storage import BlobStore, LocalBlobStore
+from packyard.storage import BlobStore, LocalBlobStore, S3BlobStore
 
 # Changes that alter what an API key may do or who its user is: a role, a lock, a revoked key, a group.
 CALLER_EVENTS = frozenset(
@@ -78,7 +78,7 @@ class AppContext:
             settings.data_dir.chmod(0o700)
         db = Database(settings.database_url)
         prepare(db, settings.mirror.upstream)
-        store = LocalBlobStore(settings.blob_dir)
+        store = open_store(settings)
         context = cls(
             settings=settings,
             db=db,
@@ -147,3 +147,21 @@ class AppContext:
                 self.callers.forget_all()
             if event.kind in ACCESS_EVENTS:
                 self.access.forget()
+
+
+def open_store(settings: Settings) -> BlobStore:
+    """The blob store `[storage] type` names; an S3 bucket is checked at once, so a wrong name fails the start."""
+    storage = settings.storage
+    if storage.type != "s3":
+        return LocalBlobStore(settings.blob_dir)
+    store = S3BlobStore(
+        storage.bucket,
+        # Uploads are staged here until whole and hashed; downloads for `local_file` land here too.
+        settings.data_dir / "s3-staging",
+        prefix=storage.prefix,
+        endpoint_url=storage.endpoint_url,
+        region=storage.region,
+        redirect=storage.redirect,
+    )
+    store.check()
+    return store

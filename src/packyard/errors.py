@@ -5,7 +5,8 @@ PackyardError                              (a message for a person, and the HTTP
 ├── repository.errors.RepositoryError      sources, repositories, projects, files, uploads
 ├── publishing.errors.PublishingError      content, bundles, deploys, users and keys (Connect's `code` too)
 ├── web.errors.PageError                   a page's own refusals (also SignInRequired, CsrfRejected)
-└── storage.errors.BlobNotFound            500: no committed blob for a digest
+├── storage.errors.BlobNotFound            500: no committed blob for a digest
+└── storage.errors.StorageUnavailable      503: the object store is unreachable or refused a request
 
 ConfigError                                packyard.toml or a PACKYARD_* override is not valid (startup only)
 tarfile.TarError

@@ -1,7 +1,8 @@
 """Errors of the storage domain.
 
 PackyardError
-└── BlobNotFound     500  no committed blob for a digest: the data directory or bucket lost a file
+├── BlobNotFound          500  no committed blob for a digest: the data directory or bucket lost a file
+└── StorageUnavailable    503  the object store did not answer or refused a request; retrying later may work
 """
 
 from __future__ import annotations
@@ -21,3 +22,16 @@ class BlobNotFound(PackyardError):
             "(restore `blobs/` from a backup, or upload the file again)."
         )
         self.digest = digest
+
+
+class StorageUnavailable(PackyardError):
+    """The object store could not be reached or refused a request (an outage, wrong credentials, a deleted
+    bucket). Nothing was made visible by the failed call, so the client may retry; the server recovers by itself
+    once the store answers again."""
+
+    status_code = 503
+    headers = {"Retry-After": "5"}
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"The blob store is unavailable ({detail}); try again shortly.")
+        self.detail = detail

@@ -7,8 +7,8 @@ Callers stream, open, read, size and delete blobs by digest; a caller that reall
 `commit` names them by their sha256; `discard` leaves nothing behind.
 
 The methods block. The local store's are a syscall or two (an `open`, a `stat`), so code on the event loop calls
-them directly, as it called `open()` before; an implementation whose calls go over the network would need async
-twins before the hot path could use it.
+them directly, as it called `open()` before. An object store's go over the network: its `local` is False, and the
+hot path then leaves file reads to the routes, which run them in a thread.
 """
 
 from __future__ import annotations
@@ -60,7 +60,11 @@ class StagedBlob:
 
 
 class BlobStore(Protocol):
-    """Blobs by sha256 digest. Reads of a digest with no committed blob raise `BlobNotFound`."""
+    """Blobs by sha256 digest. Reads of a digest with no committed blob raise `BlobNotFound`; a store that cannot
+    be reached raises `StorageUnavailable`."""
+
+    # Reads cost a syscall, not a round trip: the event loop may call them, and `local_file` copies nothing.
+    local: bool
 
     # -- writes ------------------------------------------------------------------------------------------------
 
@@ -101,3 +105,7 @@ class BlobStore(Protocol):
         """A file on this machine holding the blob, valid inside the `with` and never to be written to.
         The local store yields the stored file itself; a remote store would download it to a temporary file
         and delete that on exit."""
+
+    def redirect_url(self, digest: str, *, media_type: str, filename: str | None = None) -> str | None:
+        """A short-lived URL the client may fetch the blob from itself (a presigned object URL), or None when
+        Packyard serves the bytes."""

@@ -34,6 +34,8 @@ def _link_anonymous(proc_path: Path, target: Path) -> None:
 class LocalBlobStore:
     """The `BlobStore` on a local filesystem. Reads are plain file opens: nothing is cached, and no thread."""
 
+    local = True
+
     def __init__(self, root: Path) -> None:
         self.root = root
         self.staging = root / ".staging"
@@ -145,6 +147,9 @@ class LocalBlobStore:
         if not file.is_file():
             raise BlobNotFound(digest)
         yield file
+
+    def redirect_url(self, digest: str, *, media_type: str, filename: str | None = None) -> str | None:
+        return None
 
     def verify(self, digest: str) -> bool:
         """Re-hash a stored blob; for `packyard` maintenance commands and tests."""

@@ -6,11 +6,13 @@ import ast
 import inspect
 from pathlib import Path
 
-from packyard.storage import BlobStore, LocalBlobStore, StagedBlob
+import pytest
+
+from packyard.storage import BlobStore, LocalBlobStore, S3BlobStore, StagedBlob
 
 PACKAGE = Path(__file__).resolve().parents[3] / "src" / "packyard"
 WRITES = {"stage", "commit", "discard", "put_bytes", "delete"}
-METHODS = WRITES | {"exists", "size", "read", "open", "stream", "local_file"}
+METHODS = WRITES | {"exists", "size", "read", "open", "stream", "local_file", "redirect_url"}
 
 
 def public_members(cls: type) -> set[str]:
@@ -19,16 +21,25 @@ def public_members(cls: type) -> set[str]:
 
 def test_the_protocol_is_these_methods_and_no_path() -> None:
     assert public_members(BlobStore) == METHODS
+    assert BlobStore.__annotations__ == {"local": "bool"}
     assert "path" not in public_members(StagedBlob)
 
 
-def test_the_local_store_has_every_method_with_the_protocols_parameters() -> None:
-    # mypy checks the rest: `AppContext.store` is a `BlobStore` that `AppContext.open` sets to a LocalBlobStore.
+@pytest.mark.parametrize(
+    ("store", "extra"),
+    [
+        # `verify` is for maintenance; `root` and `staging` are where it keeps files, for its own tests and the CLI.
+        (LocalBlobStore, {"verify", "local"}),
+        # `check` is the startup check of the bucket and credentials.
+        (S3BlobStore, {"check", "local"}),
+    ],
+)
+def test_each_store_has_every_method_with_the_protocols_parameters(store: type, extra: set[str]) -> None:
+    # mypy checks the rest: `AppContext.store` is a `BlobStore` that `context.open_store` makes.
     for name in METHODS:
-        ours, theirs = inspect.signature(getattr(LocalBlobStore, name)), inspect.signature(getattr(BlobStore, name))
+        ours, theirs = inspect.signature(getattr(store, name)), inspect.signature(getattr(BlobStore, name))
         assert ours.parameters == theirs.parameters, name
-    # `verify` is for maintenance; `root` and `staging` are where it keeps files, for its own tests and the CLI.
-    assert public_members(LocalBlobStore) - METHODS == {"verify"}
+    assert public_members(store) - METHODS == extra
 
 
 def calls_outside_storage(package: Path = PACKAGE) -> list[str]:

@@ -128,6 +128,7 @@ class HotPathApp:
         if (
             not isinstance(found, ServedFile)
             or found.upstream is not None
+            or (found.data is None and not self.store.local)  # an object store's read is a request: a thread's
             or found.blocked is not None
             or (found.data is None and found.size > MAX_INLINE_FILE)
         ):

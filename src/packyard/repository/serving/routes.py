@@ -170,7 +170,7 @@ async def package_file(repo: str, snapshot: str, name: str, sha256: str, filenam
         if filename.endswith(".metadata"):
             data = await c.mirror.metadata(found.digest, found.upstream)
             return Response(data, media_type=found.media_type, headers=headers)
-        if c.store.exists(found.digest):  # arrived since the lookup
+        if await run_in_threadpool(c.store.exists, found.digest):  # arrived since the lookup
             return BlobResponse(c.store, found.digest, media_type=found.media_type, headers=headers)
         download = await c.mirror.download(found.digest, found.upstream, found.source_id)
         if request.method == "HEAD" or "range" in request.headers:
