@@ -88,10 +88,11 @@ class UploadEndpoint:
                 c.sync(render_roots=False)
             return result
 
+        size = parts.content.size if parts.content is not None else 0  # accepting it hands the blob on
         result = await loop.run_in_executor(None, store)
         metrics.UPLOADS.labels("stored" if result.created else "identical").inc()
-        if result.created and parts.content is not None:
-            metrics.UPLOAD_BYTES.inc(parts.content.size)
+        if result.created:
+            metrics.UPLOAD_BYTES.inc(size)
         info = c.pages.source_info.get(source)
         if result.new_project and info is not None and not info.is_mirror:
             warning = await shadow_warning(c.mirror, c.db, list(c.pages.repos.values()), info, result.project)
