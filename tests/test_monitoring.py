@@ -4,6 +4,7 @@ and a request to deployed content."""
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,9 +14,10 @@ import psycopg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import PG_ADMIN_URL, Server, pip, run
+from tests.conftest import PG_ADMIN_URL, Server, pip, run, uv_bin
 from tests.dists import make_wheel
 from tests.publishing import Publishing, copy_app, publishing_server, setup_publishing
+from tests.upstreams import Peers
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -199,3 +201,23 @@ def test_request_families_never_carry_raw_paths(pub: Publishing) -> None:
     families = {dict(labels)["family"] for name, labels in scrape(server, server.token("--scope", "admin")) if
                 name == "packyard_http_request_duration_seconds_count"}  # fmt: skip
     assert families <= {"simple", "files", "upload", "content", "api", "pages", "other"}
+
+
+def test_mirror_counts_upstream_fetches_once_and_serves_again_from_its_cache(
+    peers: Peers, tmp_path: Path, client_env: dict[str, str]
+) -> None:
+    wheel = make_wheel(tmp_path / "dist", "mirror-probe", "1.0")
+    upstream = peers.pypiserver([wheel])
+    mirror = peers.mirror(upstream.index)
+    admin = mirror.token("--scope", "admin")
+    before = scrape(mirror, admin)
+    for attempt in ("first", "second"):
+        target = tmp_path / attempt
+        run([str(uv_bin()), "venv", "-q", "--python", sys.executable, str(target)], client_env)
+        run(pip(target, "install", "-q", "--index-url", mirror.index, "mirror-probe"), client_env)
+    for _ in range(3):  # the first read after the mirror's change loads the page into memory again
+        assert httpx.get(f"{mirror.index}mirror-probe/", timeout=10).status_code == 200
+    after = scrape(mirror, admin)
+    assert _moved(before, after, "packyard_mirror_page_lookups_total", result="fetched") == 1
+    assert _moved(before, after, "packyard_mirror_file_downloads_total", result="started") == 1
+    assert _moved(before, after, "packyard_page_cache_lookups_total", result="hit") >= 1
