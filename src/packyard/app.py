@@ -8,7 +8,7 @@ import logging
 import sys
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -87,9 +87,10 @@ def create_app(settings: Settings) -> ASGIApp:
     app = HotPathApp(context.pages, context.files, context.store, context.auth, context.mirror, api, send_error)
     app.state = api.state  # type: ignore[attr-defined]
     proxy = ContentProxy(content_resolver(context, context.access), send_error, site_resolver(context, context.access))
+    requests = metrics.RequestMetrics()
+    registry = metrics.app_registry(requests, context.supervisor.process_counts)
     monitors = Monitors(
-        Health(context.db, context.store),
-        MetricsEndpoint(context.auth, context.callers, metrics.app_registry(context.supervisor.process_counts)),
+        Health(context.db, context.store), MetricsEndpoint(context.auth, context.callers, registry), requests
     )
     routed = _with_lifespan(app, UploadEndpoint(context), proxy, api, context.auth, monitors)
     if settings.server.content_address:  # content on an origin of its own, told apart by the Host header
@@ -101,7 +102,7 @@ def create_app(settings: Settings) -> ASGIApp:
 class Monitors:
     health: Health
     scrape: MetricsEndpoint
-    requests: metrics.RequestMetrics = field(default_factory=metrics.RequestMetrics)
+    requests: metrics.RequestMetrics
 
 
 class _StatusOf:

@@ -121,7 +121,7 @@ class PageCache:
         """A page, MISSING, or None when not cached (then call `load`)."""
         by_repo = self._pages.get(project)
         page = by_repo.get(repo_id) if by_repo is not None else None
-        (metrics.PAGE_MISS if page is None else metrics.PAGE_HIT).inc()
+        (metrics.PAGE_MISS if page is None else metrics.PAGE_HIT).value += 1
         return page
 
     def load(self, repo_id: int, project: str) -> CachedPage | object:
