@@ -1,16 +1,20 @@
 """Prometheus metrics: what `/metrics` reports, counted where it happens.
 
-The counters live in prometheus_client's default registry, one set per process, so any domain can count
-without being handed an object. Labels are bounded on purpose: requests by route family and status class,
-never by path; processes by content GUID, which the number of content items bounds. The gauge of processes
-is read from the supervisor at scrape time (`ContentProcesses`), so running content costs nothing between
-scrapes.
+Most counters live in prometheus_client's default registry, one set per process, so any domain can count
+without being handed an object. The two on the simple-page path (requests, page-cache lookups) are plain
+numbers bumped on the event loop and turned into metric families at scrape time, because prometheus_client
+takes a lock per increment. Labels are bounded on purpose: requests by route family and status class, never
+by path; processes by content GUID, which the number of content items bounds. The gauge of processes is
+read from the supervisor at scrape time (`ContentProcesses`), so running content costs nothing between scrapes.
 
-Several worker processes (`packyard run --workers N`, not built yet) would each hold their own counts. The
-answer then is prometheus_client's multiprocess mode: `PROMETHEUS_MULTIPROC_DIR` set before this module is
-imported, each worker writing its values to files there, `/metrics` collecting them with a
-`MultiProcessCollector`, gauges given a `multiprocess_mode` (`livesum` for processes per content), and a
-worker's files removed with `mark_process_dead` when it exits. Each node of a cluster is scraped on its own.
+Several worker processes (`packyard run --workers N`, not built yet) would each hold their own counts, and a
+scrape reaches one worker. The answer then is prometheus_client's multiprocess mode: `PROMETHEUS_MULTIPROC_DIR`
+set before this module is imported, each worker writing its Counter and Histogram values to files there,
+`/metrics` collecting them with a `MultiProcessCollector`, and a worker's files removed with `mark_process_dead`
+when it exits. The scrape-time collectors here do not take part in that: the request histogram and the page
+tallies would go back to prometheus_client objects (whose multiprocess values are mmapped files, without the
+lock), and processes per content would become a Gauge with `multiprocess_mode="livesum"` set by the supervisor.
+Each node of a cluster is scraped on its own.
 """
 
 from __future__ import annotations
