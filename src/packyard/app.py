@@ -6,12 +6,14 @@ import asyncio
 import contextlib
 import logging
 import sys
+import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 from fastapi import FastAPI
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from packyard import __version__
+from packyard import __version__, metrics
 from packyard.auth import root_probe
 from packyard.auth.authenticator import Authenticator
 from packyard.auth.routes import router as sso_router
@@ -19,6 +21,7 @@ from packyard.config import Settings
 from packyard.context import AppContext
 from packyard.http_errors import install as install_error_handlers
 from packyard.http_errors import send_error
+from packyard.monitoring import HEALTH, METRICS, Health, MetricsEndpoint
 from packyard.publishing.connect.api import router as connect_router
 from packyard.publishing.connect.routing import not_found as connect_not_found
 from packyard.publishing.connect.sharing import router as sharing_router
@@ -84,25 +87,78 @@ def create_app(settings: Settings) -> ASGIApp:
     app = HotPathApp(context.pages, context.files, context.store, context.auth, context.mirror, api, send_error)
     app.state = api.state  # type: ignore[attr-defined]
     proxy = ContentProxy(content_resolver(context, context.access), send_error, site_resolver(context, context.access))
-    routed = _with_lifespan(app, UploadEndpoint(context), proxy, api, context.auth)
+    requests = metrics.RequestMetrics()
+    registry = metrics.app_registry(requests, context.supervisor.process_counts)
+    monitors = Monitors(
+        Health(context.db, context.store), MetricsEndpoint(context.auth, context.callers, registry), requests
+    )
+    routed = _with_lifespan(app, UploadEndpoint(context), proxy, api, context.auth, monitors)
     if settings.server.content_address:  # content on an origin of its own, told apart by the Host header
         return Origins(context, proxy, routed, send_error)
     return routed
 
 
+@dataclass
+class Monitors:
+    health: Health
+    scrape: MetricsEndpoint
+    requests: metrics.RequestMetrics
+
+
+class _StatusOf:
+    """A `send` that remembers the status it passed on, for the request metrics."""
+
+    __slots__ = ("send", "status")
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.status = 0
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+        await self.send(message)
+
+
 def _with_lifespan(
-    app: HotPathApp, upload: UploadEndpoint, proxy: ContentProxy, api: FastAPI, auth: Authenticator
+    app: HotPathApp, upload: UploadEndpoint, proxy: ContentProxy, api: FastAPI, auth: Authenticator, monitors: Monitors
 ) -> ASGIApp:
+    requests = monitors.requests
+
+    async def http(scope: Scope, receive: Receive, send: Send) -> str:
+        """Answers one HTTP request; returns its route family."""
+        path = scope["path"]
+        if path == root_probe.ROOT and (refused := await root_probe.refusal(auth, scope)) is not None:
+            await send_error(scope, receive, send, refused)  # posit-keyring's check of its cached token
+            return metrics.PAGES
+        source = upload_source(scope)
+        if source is not None:
+            await upload(scope, receive, send, source)
+            return metrics.UPLOAD
+        if proxy.matches(path):
+            await proxy(scope, receive, send)
+            return metrics.CONTENT
+        if path == HEALTH:
+            await monitors.health(scope, receive, send)
+            return metrics.OTHER
+        if path == METRICS:
+            await monitors.scrape(scope, receive, send)
+            return metrics.OTHER
+        await app(scope, receive, send)
+        return metrics.route_family(path)
+
     async def asgi(scope, receive, send):
         if scope["type"] == "http":
-            if scope["path"] == root_probe.ROOT and (refused := await root_probe.refusal(auth, scope)) is not None:
-                return await send_error(scope, receive, send, refused)  # posit-keyring's check of its cached token
-            source = upload_source(scope)
-            if source is not None:
-                return await upload(scope, receive, send, source)
-            if proxy.matches(scope["path"]):
-                return await proxy(scope, receive, send)
-            return await app(scope, receive, send)
+            started = time.perf_counter()
+            sending = _StatusOf(send)
+            try:
+                family = await http(scope, receive, sending)
+            except BaseException:  # uvicorn answers 500 when nothing was sent
+                requests.observe(
+                    metrics.route_family(scope["path"]), sending.status or 500, time.perf_counter() - started
+                )
+                raise
+            return requests.observe(family, sending.status, time.perf_counter() - started)
         if scope["type"] == "websocket" and proxy.matches(scope["path"]):
             return await proxy(scope, receive, send)
         return await api(scope, receive, send)

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import select
 
+from packyard import metrics
 from packyard.config import Settings
 from packyard.db import Database
 from packyard.errors import PackyardError
@@ -107,15 +108,19 @@ class Deployer:
 
     async def _run(self, task: Task, guid: str, bundle_id: int, activate: bool, build_only: bool = False) -> None:
         started = time.monotonic()
+        metrics.DEPLOYS.labels("started").inc()
         try:
             async with self._lock(guid):
                 await self._deploy(task, guid, bundle_id, activate, build_only, started)
+            metrics.DEPLOYS.labels("succeeded").inc()
         except PackyardError as exc:
+            metrics.DEPLOYS.labels("failed").inc()
             task.log(f"Error: {exc}")
             if not build_only:
                 task.log("The previous version, if any, is still serving.")
             task.finish(1, str(exc))
         except Exception as exc:  # a bug must still end the task, or rsconnect polls for a day
+            metrics.DEPLOYS.labels("failed").inc()
             log.exception("Deploy task %s failed", task.id)
             task.log(f"Error: internal error: {exc!r}")
             task.finish(1, f"Internal error: {exc!r}; the server log has the traceback.")

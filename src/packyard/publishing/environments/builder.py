@@ -19,6 +19,7 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, update
 from sqlalchemy.exc import IntegrityError
 
+from packyard import metrics
 from packyard.config import Settings
 from packyard.db import Database, utcnow
 from packyard.publishing.environments import install_hints, uv
@@ -117,6 +118,7 @@ class Environments(EnvironmentAdmin):
         key, inputs = self.key(interpreter, plan, runtime)
         hit = await asyncio.to_thread(self._use, key, interpreter, plan)
         if hit is not None:
+            metrics.ENV_BUILDS.labels("reused").inc()
             return self._built(key, interpreter, hit, started, waited=False)
         lock = self._building.setdefault(key, asyncio.Lock())
         try:
@@ -127,10 +129,18 @@ class Environments(EnvironmentAdmin):
                 try:
                     hit = await asyncio.to_thread(self._use, key, interpreter, plan, True)
                     if hit is not None:
+                        metrics.ENV_BUILDS.labels("reused").inc()
                         return self._built(key, interpreter, hit, started, waited=True)
                     reason = await asyncio.to_thread(self._why_new, key, inputs, previous)
                     log(reason)  # before uv's lines, so the log says why it is building before it builds
-                    return await self._build(key, inputs, interpreter, plan, runtime, log, reason, started)
+                    try:
+                        built = await self._build(key, inputs, interpreter, plan, runtime, log, reason, started)
+                    except Exception:
+                        metrics.ENV_BUILDS.labels("failed").inc()
+                        raise
+                    metrics.ENV_BUILDS.labels("built").inc()
+                    metrics.ENV_BUILD_SECONDS.observe(time.monotonic() - started)
+                    return built
                 finally:
                     os.close(fd)
         finally:

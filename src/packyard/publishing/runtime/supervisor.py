@@ -146,6 +146,11 @@ class Supervisor:
             running.append(draft)
         return running
 
+    def process_counts(self) -> list[tuple[str, int]]:
+        """(guid, running processes) of every content with a pool or a draft, for `/metrics`."""
+        guids = list(self._pools) + [guid for guid in self._drafts if guid not in self._pools]
+        return [(guid, sum(p.alive for p in self.processes(guid))) for guid in guids]
+
     def promote(self, guid: str, bundle_id: int) -> bool:
         """Make the running draft of `bundle_id` the active bundle without starting a new process; True when
         that bundle is active now (or was already)."""

@@ -9,6 +9,7 @@ from datetime import time as day_start
 
 from sqlalchemy import Row, func, select
 
+from packyard import metrics
 from packyard.changelog.events import Event
 from packyard.changelog.follower import Follower
 from packyard.db import Database
@@ -119,7 +120,9 @@ class PageCache:
     def get(self, repo_id: PageKey, project: str) -> CachedPage | object | None:
         """A page, MISSING, or None when not cached (then call `load`)."""
         by_repo = self._pages.get(project)
-        return by_repo.get(repo_id) if by_repo is not None else None
+        page = by_repo.get(repo_id) if by_repo is not None else None
+        (metrics.PAGE_MISS if page is None else metrics.PAGE_HIT).value += 1
+        return page
 
     def load(self, repo_id: int, project: str) -> CachedPage | object:
         epoch = self._epoch

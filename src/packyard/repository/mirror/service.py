@@ -27,7 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
-from packyard import __version__
+from packyard import __version__, metrics
 from packyard.changelog.events import record
 from packyard.config import MirrorSettings
 from packyard.db import Database, utcnow
@@ -247,13 +247,16 @@ class Mirror:
         ttl = float(self.settings.index_ttl)
         found, etag, age, has_files = await run_in_threadpool(self._cached_state, source.id, name)
         if age is not None and age < ttl:
+            metrics.MIRROR_PAGES.labels("fresh").inc()  # fetched recently (by this or another process)
             return Refreshed(found, ttl - age)
         url = self.upstream_of(source) + name + "/"
         if self._down_until.get(source.id, 0.0) > time.monotonic():
+            metrics.MIRROR_PAGES.labels("upstream-down").inc()
             return self._unavailable(source, name, url, "the upstream failed moments ago", has_files)
         headers = {"accept": ACCEPT}
         if etag and has_files:
             headers["if-none-match"] = etag
+        metrics.MIRROR_PAGES.labels("revalidated" if "if-none-match" in headers else "fetched").inc()
         try:
             response = await self.client.get(url, headers=headers)
         except httpx.HTTPError as exc:
@@ -339,6 +342,7 @@ class Mirror:
     async def download(self, digest: str, url: str, source_id: int) -> Download:
         """The running download of this blob, started if needed; returns once its headers are known."""
         download = self._downloads.get(digest)
+        metrics.MIRROR_FILES.labels("joined" if download is not None else "started").inc()
         if download is None:
             download = Download(self.store, digest, url)
             self._downloads[digest] = download

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 
 from starlette.types import Receive, Scope, Send
 
+from packyard import metrics
 from packyard.context import AppContext
 from packyard.errors import PackyardError
 from packyard.http_errors import send_error
@@ -46,6 +47,7 @@ class UploadEndpoint:
         try:
             message = await self._upload(scope, receive, source)
         except PackyardError as exc:
+            metrics.UPLOAD_REJECTS.labels(str(exc.status_code)).inc()
             return await send_error(scope, receive, send, exc)
         except ClientDisconnected:
             return  # nobody to answer; the staged blob is already discarded
@@ -86,7 +88,11 @@ class UploadEndpoint:
                 c.sync(render_roots=False)
             return result
 
+        size = parts.content.size if parts.content is not None else 0  # accepting it hands the blob on
         result = await loop.run_in_executor(None, store)
+        metrics.UPLOADS.labels("stored" if result.created else "identical").inc()
+        if result.created:
+            metrics.UPLOAD_BYTES.inc(size)
         info = c.pages.source_info.get(source)
         if result.new_project and info is not None and not info.is_mirror:
             warning = await shadow_warning(c.mirror, c.db, list(c.pages.repos.values()), info, result.project)
