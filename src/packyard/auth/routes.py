@@ -61,31 +61,27 @@ async def token(request: Request) -> Any:
         return oauth_error(exc)
 
 
-@router.post("/__api__/device")
-async def device_start(request: Request) -> Any:
-    """posit-keyring's first step: a device sign-in at the provider, bound to the client's PKCE challenge."""
+async def _device_step(request: Request, fields: tuple[str, str], step: Any) -> Any:
+    """Run one device-flow step against the `[oidc]` provider with two fields of the form, in a thread."""
     form = await form_of(request)
     context = request.app.state.packyard
     oidc = context.settings.oidc
     try:
         device.require_oidc(oidc)
         issuer = context.issuers.get(oidc.issuer)
-        method, challenge = form.get("code_challenge_method", ""), form.get("code_challenge", "")
-        return await asyncio.to_thread(device.start, context.db, oidc, issuer, method, challenge)
+        first, second = (form.get(name, "") for name in fields)
+        return await asyncio.to_thread(step, context.db, oidc, issuer, first, second)
     except AuthError as exc:
         return oauth_error(exc)
+
+
+@router.post("/__api__/device")
+async def device_start(request: Request) -> Any:
+    """posit-keyring's first step: a device sign-in at the provider, bound to the client's PKCE challenge."""
+    return await _device_step(request, ("code_challenge_method", "code_challenge"), device.start)
 
 
 @router.post("/__api__/device_access")
 async def device_access(request: Request) -> Any:
     """posit-keyring's poll: 400 `authorization_pending` until the person has signed in, then the ID token."""
-    form = await form_of(request)
-    context = request.app.state.packyard
-    oidc = context.settings.oidc
-    try:
-        device.require_oidc(oidc)
-        issuer = context.issuers.get(oidc.issuer)
-        code, verifier = form.get("device_code", ""), form.get("code_verifier", "")
-        return await asyncio.to_thread(device.poll, context.db, oidc, issuer, code, verifier)
-    except AuthError as exc:
-        return oauth_error(exc)
+    return await _device_step(request, ("device_code", "code_verifier"), device.poll)
