@@ -57,12 +57,16 @@ class ContentAccess:
     async def _entry(self, guid: str) -> tuple[Content, permissions.Audience, float]:
         hit = self._rows.get(guid)
         if hit is None or hit[2] < time.monotonic():
-            try:
-                content, audience = await asyncio.to_thread(self._load, guid)
-            except NotFound:
-                self._rows.pop(guid, None)
-                raise
-            self._rows[guid] = hit = (content, audience, time.monotonic() + CONTENT_TTL)
+            hit = await self._reload(guid)
+        return hit
+
+    async def _reload(self, guid: str) -> tuple[Content, permissions.Audience, float]:
+        try:
+            content, audience = await asyncio.to_thread(self._load, guid)
+        except NotFound:
+            self._rows.pop(guid, None)
+            raise
+        self._rows[guid] = hit = (content, audience, time.monotonic() + CONTENT_TTL)
         return hit
 
     async def check(self, scope: Scope, content: Content) -> None:
@@ -88,6 +92,13 @@ class ContentAccess:
         audience = hit[1] if hit is not None and hit[0] is content else (await self._entry(content.guid))[1]
         if permissions.can_view(caller, content, audience):
             return
+        # A signed-in caller's refusal is confirmed against the database: a share made a moment ago (on any node)
+        # opens the content at once, without waiting for this node's cache or change log. Anonymous refusals stay
+        # cached, so a flood of them costs no queries.
+        if caller is not None:
+            content, audience, _ = await self._reload(content.guid)
+            if permissions.can_view(caller, content, audience):
+                return
         if caller is None:
             if _wants_page(scope):
                 if origin == CONTENT:  # a ticket from the main origin, which signs in first when it must
