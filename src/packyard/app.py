@@ -19,6 +19,7 @@ from packyard.auth.authenticator import Authenticator
 from packyard.auth.routes import router as sso_router
 from packyard.config import Settings
 from packyard.context import AppContext
+from packyard.errors import DatabaseUnavailable
 from packyard.http_errors import install as install_error_handlers
 from packyard.http_errors import send_error
 from packyard.monitoring import HEALTH, METRICS, Health, MetricsEndpoint
@@ -167,11 +168,20 @@ def _with_lifespan(
 
 
 async def _follow_changes(context: AppContext) -> None:
+    unavailable = False  # an outage is said once when it starts and once when it ends, not twice a second
     while True:
         await asyncio.sleep(SYNC_INTERVAL)
         try:
             await asyncio.to_thread(context.sync)
             while context.runtime_changes:
                 await context.deployer.reconfigure(context.runtime_changes.pop())
+        except DatabaseUnavailable:
+            if not unavailable:
+                log.warning("Cannot read the change log while the database is unavailable; retrying")
+            unavailable = True
         except Exception:  # keep following; a database hiccup must not stop cache updates for good
             log.exception("Could not read the change log; retrying")
+        else:
+            if unavailable:
+                log.warning("The database answers again; following the change log")
+            unavailable = False

@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import DateTime, Engine, MetaData, Table, create_engine, event
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
+
+from packyard.errors import DatabaseUnavailable
+
+log = logging.getLogger("packyard.db")
+# PostgreSQL's SQLSTATEs for a server that is going away or not there yet: connection exceptions (08), shutdown
+# (57P01 admin, 57P02 crash), starting up (57P03), too many connections (53300). A client-side failure to connect
+# has none. Serialization failures and deadlocks (40) and statement timeouts (57014) are the statement's own.
+_UNAVAILABLE_STATES = ("08", "57P01", "57P02", "57P03", "53300")
+# A database that does not answer at all (a host gone, packets dropped) fails a connection within this many
+# seconds instead of the kernel's two minutes of SYN retries.
+CONNECT_TIMEOUT = 5
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -69,7 +82,21 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    return create_engine(
+        url, pool_pre_ping=True, pool_size=10, max_overflow=10, connect_args={"connect_timeout": CONNECT_TIMEOUT}
+    )
+
+
+def unavailable(exc: DBAPIError, dialect: str) -> bool:
+    """Whether an error says the database is out of reach rather than that a statement failed. Only PostgreSQL's
+    count: SQLite is a file in the data directory, and its OperationalErrors (a locked database past the busy
+    timeout, a missing table) are faults of this server, kept as the 500s they are."""
+    if exc.connection_invalidated:
+        return True
+    if dialect != "postgresql" or not isinstance(exc, OperationalError | InterfaceError):
+        return False
+    state = getattr(exc.orig, "sqlstate", None)
+    return state is None or state.startswith(_UNAVAILABLE_STATES)
 
 
 class Database:
@@ -82,8 +109,16 @@ class Database:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        with self._sessions() as session, session.begin():
-            yield session
+        """A transaction; a database out of reach raises DatabaseUnavailable (503) instead of the driver's error."""
+        try:
+            with self._sessions() as session, session.begin():
+                yield session
+        except DBAPIError as exc:
+            if not unavailable(exc, self.engine.dialect.name):
+                raise
+            # One line, not a traceback per request: during an outage every request ends here.
+            log.warning("The database is unavailable: %s", " ".join(str(exc.orig).split()))
+            raise DatabaseUnavailable() from exc
 
     def upgrade(self) -> None:
         """Bring the schema to the newest Alembic revision."""

@@ -6,7 +6,8 @@ PackyardError                              (a message for a person, and the HTTP
 ├── publishing.errors.PublishingError      content, bundles, deploys, users and keys (Connect's `code` too)
 ├── web.errors.PageError                   a page's own refusals (also SignInRequired, CsrfRejected)
 ├── storage.errors.BlobNotFound            500: no committed blob for a digest
-└── storage.errors.StorageUnavailable      503: the object store is unreachable or refused a request
+├── storage.errors.StorageUnavailable      503: the object store is unreachable or refused a request
+└── DatabaseUnavailable                    503: the database refused a connection or lost one
 
 ConfigError                                packyard.toml or a PACKYARD_* override is not valid (startup only)
 tarfile.TarError
@@ -35,6 +36,19 @@ class PackyardError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+
+class DatabaseUnavailable(PackyardError):
+    """The database refused a connection or lost one mid-request (a PostgreSQL restart, a network cut), raised by
+    `Database.session()`. The transaction did not commit unless the connection broke during COMMIT itself, and
+    every write of Packyard's may be sent again (an identical re-upload answers 200), so clients retry; the pool
+    reconnects by itself once the database answers."""
+
+    status_code = 503
+    headers = {"Retry-After": "5"}
+
+    def __init__(self) -> None:
+        super().__init__("The database is unavailable; try again shortly (the server log says why).")
 
 
 class ConfigError(Exception):

@@ -92,14 +92,17 @@ class HotPathApp:
         request = PageRequest.of(scope)
         if repo.authenticated and not await self._authorized(scope, receive, send, repo, request.authorization):
             return
-        if day is None:
-            page = self.pages.get(repo.id, project)
-            if page is None:
-                page = await run_in_threadpool(self.pages.load, repo.id, project)
-        else:
-            page = self.pages.get((repo.id, day.isoformat()), project)
-            if page is None:
-                page = await run_in_threadpool(self.pages.load_dated, repo.id, day, project)
+        try:  # a page not in memory is read from the database, which may be out of reach (503)
+            if day is None:
+                page = self.pages.get(repo.id, project)
+                if page is None:
+                    page = await run_in_threadpool(self.pages.load, repo.id, project)
+            else:
+                page = self.pages.get((repo.id, day.isoformat()), project)
+                if page is None:
+                    page = await run_in_threadpool(self.pages.load_dated, repo.id, day, project)
+        except PackyardError as exc:
+            return await self.error(scope, receive, send, exc)
         if page is MISSING:
             return await self.fallback(scope, receive, send)
         assert isinstance(page, CachedPage)
@@ -124,7 +127,10 @@ class HotPathApp:
             return
         found = self.files.cached(repo.id, sha256, filename, day.isoformat() if day else "")
         if found is False:
-            found = await run_in_threadpool(self.files.find, repo, sha256, filename, day)
+            try:  # the database may be out of reach (503)
+                found = await run_in_threadpool(self.files.find, repo, sha256, filename, day)
+            except PackyardError as exc:
+                return await self.error(scope, receive, send, exc)
         if (
             not isinstance(found, ServedFile)
             or found.upstream is not None
@@ -135,7 +141,10 @@ class HotPathApp:
             return await self.fallback(scope, receive, send)
         body = found.data
         if body is None and scope["method"] == "GET":
-            body = self.store.read(found.digest)  # small and usually in the page cache
+            try:  # small and usually in the page cache; a store that lost it or is out of reach says so
+                body = self.store.read(found.digest)
+            except PackyardError as exc:
+                return await self.error(scope, receive, send, exc)
         etag = f'"{found.digest}"'.encode()
         headers = [
             (b"content-type", found.media_type.encode()),
