@@ -10,6 +10,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
+
 from tests.conftest import Server, _start, fresh_database
 
 
@@ -46,9 +48,13 @@ class Cluster:
 
 
 @contextmanager
-def cluster(root: Path, nodes: int = 2, storage: dict[str, str] | None = None) -> Iterator[Cluster]:
+def cluster(
+    root: Path, nodes: int = 2, storage: dict[str, str] | None = None, database_port: int | None = None
+) -> Iterator[Cluster]:
     """`nodes` nodes on a fresh PostgreSQL database, sharing the folder `root/blobs` as their blob store unless
-    `storage` gives other `PACKYARD_STORAGE_*` settings (an S3 bucket)."""
+    `storage` gives other `PACKYARD_STORAGE_*` settings (an S3 bucket). With `database_port` the nodes reach
+    PostgreSQL through that port of 127.0.0.1 (a forwarder the test can cut, tests/tcp_proxy.py); the database is
+    still made and dropped directly."""
     shared = {
         "PACKYARD_AUTHENTICATION_SECRET": secrets.token_hex(32),
         "PACKYARD_PUBLISHING_ENCRYPTION_KEY": secrets.token_hex(32),
@@ -56,6 +62,8 @@ def cluster(root: Path, nodes: int = 2, storage: dict[str, str] | None = None) -
         **(storage or {"PACKYARD_STORAGE_PATH": str(root / "blobs")}),
     }
     with fresh_database("postgresql") as url:
+        if database_port is not None:
+            url = make_url(url).set(host="127.0.0.1", port=database_port).render_as_string(hide_password=False)
         group = Cluster(url, shared, root)
         try:
             for _ in range(nodes):
