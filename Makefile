@@ -12,7 +12,7 @@ BIN := $(TEST_VENV)/bin
 SYNC = UV_PROJECT_ENVIRONMENT=$(1) UV_PYTHON_DOWNLOADS=never $(UV) sync --locked --python $(PYTHON) -q $(2) || \
 	{ echo "error: could not install what uv.lock pins; if uv said the lockfile needs to be updated, run \`make lock\`."; exit 1; }
 
-.PHONY: run test lint lock wheelhouse bench bench-deploy bench-apps bench-scaling bench-sandbox bench-access bench-handmade clean
+.PHONY: run test lint lock wheelhouse bench bench-deploy bench-apps bench-scaling bench-sandbox bench-access bench-handmade bench-cluster clean
 
 $(UV):
 	$(PYTHON) -m pip install -q --disable-pip-version-check --root-user-action=ignore --target .cache/uv-$(UV_VERSION) uv==$(UV_VERSION)
@@ -51,6 +51,7 @@ test: $(STAMP)
 	$(BWRAP)
 	@command -v gpg >/dev/null || (apt-get update -qq && apt-get install -y -qq gnupg)  # signing tests
 	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium)  # page tests (tests/browser.py)
+	@command -v haproxy >/dev/null || (apt-get update -qq && apt-get install -y -qq haproxy)  # tests/balancer.py
 	@command -v npm >/dev/null || (apt-get update -qq && apt-get install -y -qq nodejs npm)  # the test IdP (tests/idp.py)
 	@test tests/idp/node_modules/.package-lock.json -nt tests/idp/package-lock.json || \
 		npm ci --prefix tests/idp --no-audit --no-fund --loglevel=error
@@ -104,6 +105,13 @@ bench-handmade: $(STAMP)
 	@command -v wrk >/dev/null || \
 		{ $(if $(filter 0,$(shell id -u)),,sudo )apt-get update -q && $(if $(filter 0,$(shell id -u)),,sudo )apt-get install -y -q wrk; }
 	$(BIN)/python bench/handmade.py $(BENCH_ARGS)
+
+# Issue 16's figures: pages and uploads through HAProxy with one node and two, S3 (moto) against the local store.
+# Needs the test suite's PostgreSQL (PACKYARD_TEST_PG), as the fault tests do.
+bench-cluster: $(STAMP)
+	@command -v wrk >/dev/null && command -v haproxy >/dev/null || \
+		{ $(if $(filter 0,$(shell id -u)),,sudo )apt-get update -q && $(if $(filter 0,$(shell id -u)),,sudo )apt-get install -y -q wrk haproxy; }
+	$(BIN)/python bench/cluster.py --out bench/cluster-results.md $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(TEST_VENV) .cache .pytest_cache .ruff_cache .mypy_cache
