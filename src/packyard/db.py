@@ -87,16 +87,24 @@ def make_engine(url: str) -> Engine:
     )
 
 
-def unavailable(exc: DBAPIError, dialect: str) -> bool:
-    """Whether an error says the database is out of reach rather than that a statement failed. Only PostgreSQL's
-    count: SQLite is a file in the data directory, and its OperationalErrors (a locked database past the busy
-    timeout, a missing table) are faults of this server, kept as the 500s they are."""
-    if exc.connection_invalidated:
-        return True
-    if dialect != "postgresql" or not isinstance(exc, OperationalError | InterfaceError):
-        return False
+def unavailable(exc: DBAPIError, dialect: str) -> str | None:
+    """What an error says of a database out of reach (a few words for clients: the driver's message names hosts),
+    or None when a statement failed instead. Only PostgreSQL's count: SQLite is a file in the data directory, and
+    its OperationalErrors (a locked database past the busy timeout, a missing table) are faults of this server,
+    kept as the 500s they are."""
     state = getattr(exc.orig, "sqlstate", None)
-    return state is None or state.startswith(_UNAVAILABLE_STATES)
+    if dialect == "postgresql" and isinstance(exc, OperationalError | InterfaceError):
+        if state in ("57P01", "57P02"):
+            return "it is shutting down"
+        if state == "57P03":
+            return "it is starting up"
+        if state == "53300":
+            return "too many connections"
+        if state is None and not exc.connection_invalidated:
+            return "cannot connect"
+        if state is None or state.startswith(_UNAVAILABLE_STATES):
+            return "connection lost"
+    return "connection lost" if exc.connection_invalidated else None
 
 
 class Database:
@@ -114,11 +122,12 @@ class Database:
             with self._sessions() as session, session.begin():
                 yield session
         except DBAPIError as exc:
-            if not unavailable(exc, self.engine.dialect.name):
+            reason = unavailable(exc, self.engine.dialect.name)
+            if reason is None:
                 raise
             # One line, not a traceback per request: during an outage every request ends here.
             log.warning("The database is unavailable: %s", " ".join(str(exc.orig).split()))
-            raise DatabaseUnavailable() from exc
+            raise DatabaseUnavailable(reason) from exc
 
     def upgrade(self) -> None:
         """Bring the schema to the newest Alembic revision."""

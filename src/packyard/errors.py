@@ -47,8 +47,9 @@ class DatabaseUnavailable(PackyardError):
     status_code = 503
     headers = {"Retry-After": "5"}
 
-    def __init__(self) -> None:
-        super().__init__("The database is unavailable; try again shortly (the server log says why).")
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"The database is unavailable ({reason}); try again shortly.")
+        self.reason = reason
 
 
 class ConfigError(Exception):
