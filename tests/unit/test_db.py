@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
-from packyard.db import Database
+from packyard.db import Database, unavailable
 from packyard.errors import DatabaseUnavailable
 from tests.conftest import free_port
 
@@ -31,3 +31,28 @@ def test_sqlite_errors_are_this_servers_faults_and_stay_500s(tmp_path: Path) -> 
     db = Database(f"sqlite:///{tmp_path / 'packyard.db'}")
     with pytest.raises(OperationalError), db.session() as session:
         session.execute(text("SELECT * FROM no_such_table"))
+
+
+class _DriverError(Exception):
+    def __init__(self, sqlstate: str | None) -> None:
+        super().__init__("connection to server at 10.1.2.3 ...")
+        self.sqlstate = sqlstate
+
+
+@pytest.mark.parametrize(
+    ("sqlstate", "invalidated", "dialect", "reason"),
+    [
+        (None, False, "postgresql", "cannot connect"),
+        (None, True, "postgresql", "connection lost"),
+        ("08006", False, "postgresql", "connection lost"),
+        ("57P01", True, "postgresql", "it is shutting down"),
+        ("57P03", False, "postgresql", "it is starting up"),
+        ("53300", False, "postgresql", "too many connections"),
+        ("40001", False, "postgresql", None),  # a serialization failure is the statement's own
+        ("57014", False, "postgresql", None),  # and so is a statement timeout
+        (None, False, "sqlite", None),
+    ],
+)
+def test_what_counts_as_out_of_reach(sqlstate: str | None, invalidated: bool, dialect: str, reason: str | None) -> None:
+    error = OperationalError("SELECT 1", {}, _DriverError(sqlstate), connection_invalidated=invalidated)
+    assert unavailable(error, dialect) == reason
