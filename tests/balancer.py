@@ -83,6 +83,7 @@ backend nodes
     option allbackups
     option httpchk GET /__health__
     http-check expect status 200
+    # Which node answered: the tests read it, and it helps when following a request through the logs.
     http-response set-header X-Packyard-Node %[srv_name]
 {servers}
 

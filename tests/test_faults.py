@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import random
 import re
+import subprocess
 import sys
 import threading
 import time
@@ -22,9 +23,9 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from packyard.repository.names import normalize
-from tests.balancer import Balancer, haproxy
+from tests.balancer import Balancer, config, haproxy, haproxy_bin
 from tests.cluster import Cluster, cluster
-from tests.conftest import BIN, PG_ADMIN_URL, Server, run, uv_bin
+from tests.conftest import BIN, PG_ADMIN_URL, ROOT, Server, run, uv_bin
 from tests.dists import make_wheel
 from tests.publishing import Publishing, copy_app, setup_publishing
 from tests.s3 import MotoS3
@@ -435,3 +436,12 @@ def test_an_object_store_outage_is_a_clear_503_and_leaves_nothing_half_visible(m
             node.process is process and process.poll() is None
             for node, process in zip(group.nodes, processes, strict=True)
         )
+
+
+def test_the_docs_quote_the_configuration_the_tests_run(tmp_path: Path) -> None:
+    """docs/SCALING.md gives operators this file; HAProxy must accept it, and it must stay the one tested here."""
+    example = config(8000, [8001, 8002], 8404)
+    assert f"```\n{example}```" in (ROOT / "docs" / "SCALING.md").read_text()
+    (tmp_path / "haproxy.cfg").write_text(example)
+    checked = subprocess.run([haproxy_bin(), "-c", "-f", str(tmp_path / "haproxy.cfg")], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
