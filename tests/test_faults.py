@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,11 +127,20 @@ def wait_listed(base_url: str, project: str, expected: dict[str, str], seconds: 
         time.sleep(0.1)
 
 
-def check_every_file(base_url: str) -> int:
+def check_every_file(base_url: str, projects: Iterable[str] = ()) -> int:
     """Every file linked on every simple page (HTML, as pip reads it) downloads whole with its `#sha256=`: nothing
-    is listed whose bytes are missing or wrong. Returns how many files were checked."""
-    root = httpx.get(f"{base_url}/pypi/latest/simple/", headers=JSON, timeout=30)
-    assert root.status_code == 200, root.text
+    is listed whose bytes are missing or wrong. The root page names new projects within a few seconds (it is
+    re-rendered in a pause between uploads), so it is polled until it has `projects`. Returns how many files were
+    checked."""
+    wanted, deadline = {normalize(name) for name in projects}, time.monotonic() + 15
+    while True:
+        root = httpx.get(f"{base_url}/pypi/latest/simple/", headers=JSON, timeout=30)
+        assert root.status_code == 200, root.text
+        missing = wanted - {normalize(project["name"]) for project in root.json()["projects"]}
+        if not missing:
+            break
+        assert time.monotonic() < deadline, f"the root page of {base_url} does not name {sorted(missing)}"
+        time.sleep(0.2)
     checked = 0
     for project in root.json()["projects"]:
         page_url = f"{base_url}/pypi/latest/simple/{normalize(project['name'])}/"
@@ -242,10 +251,10 @@ def test_kill_9_of_a_node_under_load_loses_no_acknowledged_upload(
         done_at_kill = len(outcomes)
         results = [future.result() for future in futures]
 
-    assert 10 <= done_at_kill < len(operations) - 20, f"the kill came at {done_at_kill} of {len(operations)}"
+    assert 10 <= done_at_kill <= len(operations) - 10, f"the kill came at {done_at_kill} of {len(operations)}"
     after_kill = [o for o in results if o.finished > killed_at]
     assert sum(o.kind == "upload" for o in after_kill) >= 5, "too few uploads ran after the kill to show anything"
-    failed = [f"{o.kind}: {o.detail[-600:]}" for o in results if not o.ok and o.kind != "upload"]
+    failed = [f"{o.kind}: {o.detail[-1500:]}" for o in results if not o.ok and o.kind != "upload"]
     assert failed == [], "installs and reads are GETs the balancer retries on the other node:\n" + "\n".join(failed)
 
     # Before any upload is sent again: each acknowledged one is listed with its bytes, an unacknowledged one is
@@ -267,17 +276,21 @@ def test_kill_9_of_a_node_under_load_loses_no_acknowledged_upload(
     # Every upload, acknowledged at once or resent, is there once with its own bytes, on the node that survived.
     for wheel in wheels:
         assert listed(survivor.url, wheel.name.split("-")[0]) == {wheel.name: sha256(wheel.read_bytes())}
-    assert check_every_file(survivor.url) >= len(wheels) + 2
-    assert check_every_file(lb.url) >= len(wheels) + 2
+    names = [wheel.name.split("-")[0] for wheel in wheels]
+    assert check_every_file(survivor.url, names) >= len(wheels) + 2
+    assert check_every_file(lb.url, names) >= len(wheels) + 2
 
     # The node comes back on its port and data directory, HAProxy takes it in, and it serves what it missed.
     fleet.cluster.restart(victim)
     lb.wait_state(f"node{victim + 1}", "UP")
     late = wheels[-1]
     assert listed(dead.url, late.name.split("-")[0]) == {late.name: sha256(late.read_bytes())}
-    served_by = {httpx.get(f"{fleet.index}fault-app/", timeout=10).headers["x-packyard-node"] for _ in range(10)}
-    assert served_by == {"node1", "node2"}
-    assert check_every_file(dead.url) >= len(wheels) + 2
+    # HAProxy sends it requests again (polled: on a loaded machine a check can still fail once after the start).
+    deadline = time.monotonic() + 30
+    while (node := httpx.get(f"{fleet.index}fault-app/", timeout=10).headers["x-packyard-node"]) != f"node{victim + 1}":
+        assert time.monotonic() < deadline, f"HAProxy sent no request to node{victim + 1} after its restart ({node})"
+        time.sleep(0.05)
+    assert check_every_file(dead.url, names) >= len(wheels) + 2
 
 
 # -- PostgreSQL restart ------------------------------------------------------------------------------------------
@@ -381,7 +394,7 @@ def test_a_postgresql_restart_mid_load_is_a_clear_503_and_recovers_without_a_res
                 wait_listed(node.url, project, whole)
         else:
             assert listed(lb.url, project) in ({}, whole)
-    check_every_file(lb.url)
+    check_every_file(lb.url, [wheel.name.split("-")[0] for wheel, code, _ in answers if code == 200])
     assert post_upload(fleet.upload_url, fleet.token, refused_wheel).status_code == 200
 
 
@@ -431,7 +444,7 @@ def test_an_object_store_outage_is_a_clear_503_and_leaves_nothing_half_visible(m
         for wheel in wheels:
             for node in group.nodes:
                 wait_listed(node.url, wheel.name.split("-")[0], {wheel.name: sha256(wheel.read_bytes())})
-        assert check_every_file(lb.url) == len(wheels) + 1
+        assert check_every_file(lb.url, [wheel.name.split("-")[0] for wheel in wheels]) == len(wheels) + 1
         assert all(
             node.process is process and process.poll() is None
             for node, process in zip(group.nodes, processes, strict=True)
