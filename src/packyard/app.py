@@ -62,6 +62,7 @@ def create_app(settings: Settings) -> ASGIApp:
             interpreters.cancel()
             warm.cancel()
             context.deployer.close()
+            context.tasks.close()  # the lines logged so far reach the database
             await context.supervisor.close()
             await context.mirror.close()
             context.db.dispose()
@@ -173,5 +174,7 @@ async def _follow_changes(context: AppContext) -> None:
             await asyncio.to_thread(context.sync)
             while context.runtime_changes:
                 await context.deployer.reconfigure(context.runtime_changes.pop())
+            while context.content_changes:
+                context.deployer.follow(context.content_changes.pop(0))
         except Exception:  # keep following; a database hiccup must not stop cache updates for good
             log.exception("Could not read the change log; retrying")

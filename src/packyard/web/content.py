@@ -366,7 +366,7 @@ async def versions_tab(request: Request, user: User_, guid: str, task: str = "",
     shown_task = None
     if task:
         try:
-            shown_task = operations.task_of(ctx, guid, task)
+            shown_task = await operations.task_of(ctx, guid, task)
         except NotFound as exc:
             raise PageError(exc.message, 404) from None
     return _page(request, item, "versions", bundles=bundles, task=shown_task, deleted=deleted)
