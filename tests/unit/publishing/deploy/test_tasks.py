@@ -1,0 +1,101 @@
+"""Deploy tasks in the database: what a node that does not run a task answers, in batches, and after its node died."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select, update
+
+from packyard.db import Database, utcnow
+from packyard.publishing.deploy import tasks as tasks_module
+from packyard.publishing.deploy.tasks import Tasks
+from packyard.publishing.errors import NotFound
+from packyard.publishing.models import DeployTask, DeployTaskLine
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Database:
+    database = Database(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    database.upgrade()
+    return database
+
+
+def test_another_node_answers_as_the_running_one(db: Database) -> None:
+    async def scenario() -> None:
+        here, there = Tasks(db, "a:1"), Tasks(db, "b:2")
+        task = await here.create("guid-1")
+        assert (await there.poll(task.id, 0, 0))["last"] == 0  # in the database before its id is handed out
+        for number in range(500):
+            task.log(f"line {number}")
+        waited = asyncio.create_task(there.poll(task.id, 0, 5))
+        remote = await waited  # woken by the first batch the writer commits
+        assert remote["output"] and remote["output"] == task.lines[: remote["last"]]
+        task.result = {"type": "done"}
+        task.finish(0)
+        await here.flush()
+        assert await there.poll(task.id, 0, 0) == task.as_json(0)
+        assert await there.poll(task.id, 498, 0) == task.as_json(498)
+        assert (await there.get(task.id)).content_guid == "guid-1"
+        with db.session() as session:  # far fewer writes than lines: one batch per interval
+            assert session.scalar(select(func.count()).select_from(DeployTaskLine)) == 500
+
+    asyncio.run(scenario())
+
+
+def test_a_long_poll_elsewhere_returns_on_a_new_line_or_at_its_timeout(db: Database) -> None:
+    async def scenario() -> None:
+        here, there = Tasks(db, "a:1"), Tasks(db, "b:2")
+        task = await here.create("g")
+        began = time.monotonic()
+        assert (await there.poll(task.id, 0, 0.6))["output"] == []
+        assert 0.5 < time.monotonic() - began < 1.5
+        asyncio.get_running_loop().call_later(0.3, task.log, "hello")
+        began = time.monotonic()
+        assert (await there.poll(task.id, 0, 5))["output"] == ["hello"]
+        assert time.monotonic() - began < 1.5
+        task.finish()
+        here.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_task_whose_node_stopped_reads_as_failed(db: Database) -> None:
+    async def scenario() -> None:
+        gone = Tasks(db, "gone:42")
+        task = await gone.create("g")
+        task.log("Launching ...")
+        gone.close()  # its last lines written, then it writes nothing more: its node died
+        with db.session() as session:
+            old = utcnow() - timedelta(seconds=tasks_module.LEASE + 5)
+            session.execute(update(DeployTask).values(heartbeat_at=old))
+        answer = await Tasks(db, "b:2").poll(task.id, 0, 1)
+        assert answer["finished"] and answer["code"] == 1
+        assert "(`gone:42`) stopped before the task finished" in answer["error"] and "deploy again" in answer["error"]
+        assert answer["output"] == ["Launching ..."]
+
+    asyncio.run(scenario())
+
+
+def test_old_tasks_leave_with_their_lines_and_unknown_ones_are_not_found(db: Database) -> None:
+    async def scenario() -> None:
+        tasks = Tasks(db, "a:1")
+        task = await tasks.create("g")
+        task.log("one")
+        task.finish()
+        await tasks.flush()
+        with db.session() as session:
+            hour_ago = utcnow() - timedelta(seconds=tasks_module.KEEP_FINISHED + 1)
+            session.execute(update(DeployTask).values(finished_at=hour_ago))
+        await tasks.create("g")  # a create clears what is over an hour old
+        with db.session() as session:
+            assert session.get(DeployTask, task.id) is None
+            assert session.scalar(select(func.count()).select_from(DeployTaskLine)) == 0
+        with pytest.raises(NotFound, match="no task `nope`"):
+            await Tasks(db, "b:2").poll("nope", 0, 0)
+        tasks.close()
+
+    asyncio.run(scenario())
