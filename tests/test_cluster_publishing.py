@@ -161,6 +161,22 @@ def test_a_rollback_on_one_node_reaches_the_other(nodes: tuple[Cluster, Publishi
     until(lambda: serves(b, content) == {"version": 1, "greeting": "hi"}, "node b serving the rolled-back version 1")
 
 
+def test_a_static_site_redeployed_on_one_node_switches_on_the_other(
+    nodes: tuple[Cluster, Publishing, Publishing],
+) -> None:
+    _, a, b = nodes
+    guid = str(a.api("POST", "/v1/content", json={"name": "pages"}).json()["guid"])
+
+    def site(text: str) -> bytes:
+        page = manifest("static", None, metadata={"appmode": "static", "primary_html": "index.html"})
+        return tarball({"manifest.json": page, "index.html": f"<p>{text}</p>".encode()})
+
+    deployed(a, guid, site("first"))
+    assert "first" in b.get(f"/content/{guid}/").text
+    deployed(a, guid, site("second"))
+    until(lambda: "second" in b.get(f"/content/{guid}/").text, "node b serving the second site")
+
+
 def test_content_deleted_on_one_node_is_gone_from_the_other(nodes: tuple[Cluster, Publishing, Publishing]) -> None:
     _, a, b = nodes
     guid = str(a.api("POST", "/v1/content", json={"name": "goes"}).json()["guid"])
