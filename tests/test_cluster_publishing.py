@@ -5,12 +5,16 @@ reads as failed elsewhere."""
 
 from __future__ import annotations
 
+import html
+import re
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import httpx
 import pytest
 
+from tests.browser import web_user
 from tests.cluster import Cluster, cluster
 from tests.publishing import Publishing, manifest, setup_publishing, tarball
 
@@ -31,6 +35,7 @@ async def app(scope, receive, send):
     await send({{"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]}})
     await send({{"type": "http.response.body", "body": body}})
 """
+PASSWORD = "correct horse battery"
 FOLLOW_DEADLINE = 10.0  # seconds a node may take to follow the other's change; it takes about one
 
 
@@ -127,9 +132,16 @@ def test_a_deploy_on_one_node_is_polled_to_its_end_on_the_other(
     assert polls > 1  # it followed the task while it ran, not only its end
     # Both nodes serve it: b starts it from the database on its first request.
     assert serves(a, content) == serves(b, content) == {"version": 1, "greeting": ""}
-    # The versions page on b shows the task a ran.
-    page = b.get(f"/connect/apps/{content}/versions", params={"task": task_id})
-    assert page.status_code in (200, 303), page.text
+    # The versions page on b, to an administrator signed in there, shows the task a ran.
+    web_user(a.server, "ada", "admin", PASSWORD)
+    with httpx.Client(base_url=b.server.url) as browser:
+        token = re.search(r'name="csrf_token" value="([^"]+)"', browser.get("/login").text)
+        assert token is not None
+        form = {"username": "ada", "password": PASSWORD, "csrf_token": token.group(1), "next": "/"}
+        assert browser.post("/login", data=form).status_code == 303
+        page = browser.get(f"/connect/apps/{content}/versions", params={"task": task_id})
+    assert page.status_code == 200 and "Activated" in page.text, page.text
+    assert html.escape(on_a["output"][-1], quote=False) in page.text
 
 
 def test_a_redeploy_on_one_node_switches_the_other(nodes: tuple[Cluster, Publishing, Publishing], content: str) -> None:

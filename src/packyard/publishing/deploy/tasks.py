@@ -189,10 +189,16 @@ class Tasks:
         await asyncio.to_thread(self._write_due)
 
     def close(self) -> None:
-        """Stop writing in the background, after one last write: a shutdown leaves the lines logged so far."""
+        """At shutdown, once the deploys are cancelled: the tasks still running end as failed, and one last write
+        leaves them so for every node, instead of waiting out their lease."""
         if self._writer is not None:
             self._writer.cancel()
             self._writer = None
+        for task in self._tasks.values():
+            if not task.finished:
+                task.log("Error: the server running this deploy stopped before it finished.")
+                why = f"The server running this task (`{self.node}`) stopped before it finished; deploy again."
+                task.finish(1, why)
         try:
             self._write_due()
         except Exception:  # the database may be what is going away

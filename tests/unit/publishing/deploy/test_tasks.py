@@ -68,7 +68,9 @@ def test_a_task_whose_node_stopped_reads_as_failed(db: Database) -> None:
         gone = Tasks(db, "gone:42")
         task = await gone.create("g")
         task.log("Launching ...")
-        gone.close()  # its last lines written, then it writes nothing more: its node died
+        await gone.flush()
+        assert gone._writer is not None
+        gone._writer.cancel()  # it writes nothing more, and never says the task finished: its node died
         with db.session() as session:
             old = utcnow() - timedelta(seconds=tasks_module.LEASE + 5)
             session.execute(update(DeployTask).values(heartbeat_at=old))
@@ -97,5 +99,18 @@ def test_old_tasks_leave_with_their_lines_and_unknown_ones_are_not_found(db: Dat
         with pytest.raises(NotFound, match="no task `nope`"):
             await Tasks(db, "b:2").poll("nope", 0, 0)
         tasks.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_task_running_at_shutdown_ends_as_failed(db: Database) -> None:
+    async def scenario() -> None:
+        here = Tasks(db, "a:1")
+        task = await here.create("g")
+        task.log("Launching ...")
+        here.close()
+        answer = await Tasks(db, "b:2").poll(task.id, 0, 0)
+        assert answer["finished"] and answer["code"] == 1 and "stopped before it finished" in answer["error"]
+        assert answer["output"][-1].startswith("Error: the server running this deploy stopped")
 
     asyncio.run(scenario())
