@@ -153,9 +153,6 @@ class Tasks:
             self._writer = asyncio.create_task(self._write_forever())
         return task
 
-    def local(self, task_id: str) -> Task | None:
-        return self._tasks.get(task_id)
-
     async def get(self, task_id: str) -> Task | Snapshot:
         """The task, from memory when this node runs it, else as the database has it (every line)."""
         task = self._tasks.get(task_id)
