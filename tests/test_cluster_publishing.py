@@ -173,6 +173,31 @@ def test_a_rollback_on_one_node_reaches_the_other(nodes: tuple[Cluster, Publishi
     until(lambda: serves(b, content) == {"version": 1, "greeting": "hi"}, "node b serving the rolled-back version 1")
 
 
+def test_a_draft_deployed_on_one_node_is_verified_and_activated_on_the_other(
+    nodes: tuple[Cluster, Publishing, Publishing], content: str
+) -> None:
+    """rsconnect's flow behind a balancer without stickiness: the draft deploys on a, its verification and its
+    activation land on b."""
+    _, a, b = nodes
+    draft = upload(a, content, bundle(3))
+    started = a.api("POST", f"/v1/content/{content}/deploy", json={"bundle_id": draft, "activate": False})
+    task, _ = poll(a, str(started.json()["task_id"]))
+    assert task["code"] == 0, task
+    assert b.get(f"/content/{content}/_bundle{draft}/").json()["version"] == 3
+    assert serves(b, content)["version"] == 1  # type: ignore[index]  # the active version is unchanged
+    task, _ = poll(b, start_deploy(b, content, draft))
+    assert task["code"] == 0 and any("Activating bundle" in line for line in task["output"]), task
+    assert serves(b, content)["version"] == 3  # type: ignore[index]
+    until(lambda: serves(a, content) == {"version": 3, "greeting": "hi"}, "node a serving the activated draft")
+    # Once active, the bundle is no one's draft: a superseded bundle's URL serves nothing on either node.
+    first = min(int(row["id"]) for row in a.api("GET", f"/v1/content/{content}/bundles").json())
+    assert (
+        a.get(f"/content/{content}/_bundle{first}/").status_code
+        == b.get(f"/content/{content}/_bundle{first}/").status_code
+        == 404
+    )
+
+
 def test_a_static_site_redeployed_on_one_node_switches_on_the_other(
     nodes: tuple[Cluster, Publishing, Publishing],
 ) -> None:

@@ -107,6 +107,9 @@ class Content(Base):
     # "acl": the owner, its permissions' principals and admins; "logged_in": any signed-in user; "all": anyone.
     access_type: Mapped[str] = mapped_column(String(20), default="acl")
     bundle_id: Mapped[int | None] = mapped_column(Integer, nullable=True)  # the active bundle
+    # The bundle deployed with `"activate": false`, which every node serves at `_bundle<id>/` (rsconnect verifies
+    # a draft there, through whichever node the load balancer picks).
+    draft_bundle_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     py_version: Mapped[str | None] = mapped_column(String(40), nullable=True)
     # None follows the server's `[python] environment_management`.
     py_environment_management: Mapped[bool | None] = mapped_column(Boolean, nullable=True)

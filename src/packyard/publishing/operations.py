@@ -81,6 +81,8 @@ async def delete_bundle(context: AppContext, caller: Caller, guid: str, bundle_i
         bundle = contents.get_bundle(session, content, bundle_id)
         if content.bundle_id == bundle.id:
             raise ActiveBundle(f"Bundle {bundle.id} is active and cannot be deleted; activate another first.")
+        if content.draft_bundle_id == bundle.id:
+            content.draft_bundle_id = None
         session.delete(bundle)
         changes.announce(session, changes.BUNDLE_DELETED, guid, context.deployer.node, bundle.id)
         return bundle.id

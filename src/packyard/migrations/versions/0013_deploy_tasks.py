@@ -1,4 +1,5 @@
-"""Deploy tasks and their output in the database, so any node answers rsconnect's poll of a task.
+"""Deploy tasks and their output in the database, so any node answers rsconnect's poll of a task; and a content's
+draft bundle, so any node serves it.
 
 Revision ID: 0013
 Revises: 0012
@@ -41,8 +42,12 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("task_id", "number", name=op.f("pk_deploy_task_lines")),
     )
+    with op.batch_alter_table("content") as batch:
+        batch.add_column(sa.Column("draft_bundle_id", sa.Integer(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("content") as batch:
+        batch.drop_column("draft_bundle_id")
     op.drop_table("deploy_task_lines")
     op.drop_table("deploy_tasks")

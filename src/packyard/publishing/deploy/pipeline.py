@@ -175,6 +175,7 @@ class Deployer:
             task.log(f"Bundle {bundle_id} is active: /content/{guid}/ serves it.")
         else:
             self.supervisor.add_draft(process, limits)
+            await asyncio.to_thread(self._mark_draft, guid, bundle_id)
             task.log(f"Draft running at /content/{guid}/_bundle{bundle_id}/; the active version is unchanged.")
         assert prepared.environment is not None
         timings = prepared.environment.timings
@@ -195,6 +196,7 @@ class Deployer:
             task.log(f"Bundle {bundle_id} is active: /content/{guid}/ serves its files.")
         else:
             self.sites.add_draft(site)
+            await asyncio.to_thread(self._mark_draft, guid, bundle_id)
             task.log(f"Draft served at /content/{guid}/_bundle{bundle_id}/; the active version is unchanged.")
         task.log(f"Deployed in {time.monotonic() - started:.2f} s.")
         task.finish()
@@ -233,14 +235,32 @@ class Deployer:
             return site
         if content.app_mode not in FILE_APP_MODES or content.bundle_id is None:
             return None
+        if bundle_id is not None:
+            # Only the active bundle or the current draft, as the row is now (the proxy's copy may be seconds old,
+            # and another node may have deployed the draft); a superseded or deleted bundle's files may still be on
+            # disk, but are not served.
+            now = await asyncio.to_thread(self._current, content.guid)
+            if now is None or now.bundle_id is None or bundle_id not in (now.bundle_id, now.draft_bundle_id):
+                return None
+            content = now
         if bundle_id is not None and bundle_id != content.bundle_id:
-            return None  # a superseded or deleted bundle: its files may still be on disk, but are not served
+            async with self._lock(content.guid):
+                site = self.sites.find(content.guid, bundle_id)
+                if site is None:
+                    site = await asyncio.to_thread(self.sites.load, content.guid, bundle_id)
+                if site is None:
+                    site = await self._build_site(await self.prepare(content.guid, bundle_id, log.info), log.info)
+                self.sites.add_draft(site)
+                return site
+        active = content.bundle_id
+        if active is None:
+            return None
         async with self._lock(content.guid):  # after a restart: find the active bundle's files again
             site = self.sites.find(content.guid, None)
             if site is None:
-                site = await asyncio.to_thread(self.sites.load, content.guid, content.bundle_id)
+                site = await asyncio.to_thread(self.sites.load, content.guid, active)
             if site is None:  # its files are gone (a data directory restored without apps/): build them again
-                prepared = await self.prepare(content.guid, content.bundle_id, log.info)
+                prepared = await self.prepare(content.guid, active, log.info)
                 site = await self._build_site(prepared, log.info)
             self.sites.activate(site)
             return site if bundle_id is None or site.bundle_id == bundle_id else None
@@ -394,6 +414,15 @@ class Deployer:
             contents.activated(session, content, contents.get_bundle(session, content, bundle_id))
             changes.announce(session, changes.ACTIVATED, guid, self.node, bundle_id)
 
+    def _mark_draft(self, guid: str, bundle_id: int) -> None:
+        with self.db.session() as session:
+            contents.get(session, guid).draft_bundle_id = bundle_id
+
+    def _current(self, guid: str) -> Content | None:
+        """The content's row as the database has it now (another node may have changed its bundles)."""
+        with self.db.session() as session:
+            return session.scalar(select(Content).where(Content.guid == guid))
+
     # -- serving ------------------------------------------------------------------------------------------
 
     async def running(self, content: Content, bundle_id: int | None) -> AppProcess:
@@ -406,17 +435,37 @@ class Deployer:
             process = await self.supervisor.wait_for(guid, bundle_id)
         if process is not None:
             return process
-        if bundle_id is not None and bundle_id != content.bundle_id:
-            raise await self._not_served(guid, bundle_id)
-        # The proxy's copy of the row may be seconds old: a `_bundle<id>/` URL of a bundle that was active then and
-        # is deleted now must not start it. Only this slow path (no process running) pays the query.
-        if bundle_id is not None and not await asyncio.to_thread(self._has_bundle, guid, bundle_id):
-            raise await self._not_served(guid, bundle_id)
+        if bundle_id is not None:
+            # The proxy's copy of the row may be seconds old, and another node may have deployed, activated or
+            # deleted the bundle since: what a `_bundle<id>/` URL starts is decided on the row as it is now. Only
+            # this slow path (no process serving it here) pays the query.
+            now = await asyncio.to_thread(self._current, guid)
+            if now is not None and bundle_id == now.draft_bundle_id:
+                await self._open_draft(guid, bundle_id)  # another node deployed it; rsconnect may verify it here
+                process = await self.supervisor.wait_for(guid, bundle_id)
+            if process is not None:
+                return process
+            if now is None or bundle_id != now.bundle_id:
+                raise await self._not_served(guid, bundle_id)
+            content = now
         await self._open(content)
         process = await self.supervisor.wait_for(guid)
         if process is None:
             raise Busy(f"Content `{guid}` was replaced or removed while this request waited; try again.", 1)
         return process
+
+    async def _open_draft(self, guid: str, bundle_id: int) -> None:
+        """Start the draft another node deployed, as that node did (its environment from the cache or built)."""
+        async with self._lock(guid):
+            if self.supervisor.find(guid, bundle_id) is not None:
+                return
+            prepared = await self.prepare(guid, bundle_id, _discard)
+            launcher = LAUNCHERS.get(prepared.manifest.appmode)
+            if launcher is None:
+                return
+            limits = self.limits(prepared.content)
+            process = await self.supervisor.start(self._spec(prepared, launcher, draft=True), limits.init_timeout)
+            self.supervisor.add_draft(process, limits)
 
     async def _not_served(self, guid: str, bundle_id: int) -> NotFound:
         """Why `/_bundle<id>/` serves nothing: only the active bundle and the current draft are served."""
