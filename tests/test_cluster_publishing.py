@@ -130,6 +130,7 @@ def test_a_deploy_on_one_node_is_polled_to_its_end_on_the_other(
     assert on_b["output"] == on_a["output"] and on_b["last"] == on_a["last"] == len(on_a["output"])
     assert any("is active" in line for line in on_b["output"]), on_b["output"]
     assert polls > 1  # it followed the task while it ran, not only its end
+    assert on_a["output"][-1] in b.api("GET", f"/v1/content/{content}/log").json()["deploy"]  # b's logs show a's deploy
     # Both nodes serve it: b starts it from the database on its first request.
     assert serves(a, content) == serves(b, content) == {"version": 1, "greeting": ""}
     # The versions page on b, to an administrator signed in there, shows the task a ran.

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from packyard.publishing import content as contents
 from packyard.publishing import variables
 from packyard.publishing.deploy import changes
-from packyard.publishing.deploy.tasks import Snapshot, Task
+from packyard.publishing.deploy.tasks import Snapshot, Task, deploy_log
 from packyard.publishing.errors import ActiveBundle, NotFound, PublishingError
 from packyard.publishing.models import Content
 from packyard.publishing.runtime.process import AppProcess, read_log_tail
@@ -127,13 +127,11 @@ class Logs:
     deploy: list[str]
 
 
-def logs(context: AppContext, guid: str, lines: int) -> Logs:
-    """The tails of the app's log and the deploy log; the caller's right to read them is checked before."""
-    deployer = context.deployer
-    return Logs(
-        app=read_log_tail(deployer.log_path(guid), lines),
-        deploy=read_log_tail(deployer.content_dir(guid) / "deploy.log", lines),
-    )
+async def logs(context: AppContext, guid: str, lines: int) -> Logs:
+    """The tails of the app's log on this node and of the deploy tasks from the database (any node's); the caller's
+    right to read them is checked before."""
+    app = await asyncio.to_thread(read_log_tail, context.deployer.log_path(guid), lines)
+    return Logs(app=app, deploy=await in_thread(context, lambda s: deploy_log(s, guid, lines)))
 
 
 def processes(context: AppContext, guid: str) -> list[AppProcess]:

@@ -302,7 +302,7 @@ async def content_log(request: Request, guid: str, lines: int = 200) -> dict[str
     """The app's output and the deploy logs (Packyard's own endpoint; `packyard content logs` reads the same)."""
     caller = await _caller(request)
     await _in_thread(request, lambda s: contents.owned(s, caller, guid))
-    logs = operations.logs(request.app.state.packyard, guid, lines)
+    logs = await operations.logs(request.app.state.packyard, guid, lines)
     return {"app": logs.app, "deploy": logs.deploy}
 
 

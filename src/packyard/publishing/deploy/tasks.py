@@ -17,8 +17,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, insert, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, delete, exists, insert, or_, select, update
+from sqlalchemy.orm import Session, aliased
 
 from packyard.db import Database, utcnow
 from packyard.publishing.errors import NotFound
@@ -286,8 +286,33 @@ class Tasks:
 
 
 def _delete_old(session: Session, now: datetime) -> None:
-    """Tasks finished an hour ago, and those whose node stopped an hour ago, leave with their lines."""
+    """Tasks finished an hour ago, and those whose node stopped an hour ago, leave with their lines; each content's
+    newest task stays, as its deploy log."""
     cutoff = now - timedelta(seconds=KEEP_FINISHED)
-    old = or_(DeployTask.finished_at < cutoff, DeployTask.heartbeat_at < cutoff)
+    newer = aliased(DeployTask)
+    superseded = exists().where(newer.content_guid == DeployTask.content_guid, newer.created_at > DeployTask.created_at)
+    old = and_(or_(DeployTask.finished_at < cutoff, DeployTask.heartbeat_at < cutoff), superseded)
     session.execute(delete(DeployTaskLine).where(DeployTaskLine.task_id.in_(select(DeployTask.id).where(old))))
     session.execute(delete(DeployTask).where(old))
+
+
+def deploy_log(session: Session, guid: str, lines: int) -> list[str]:
+    """The last `lines` lines of a content's deploy tasks, whichever nodes ran them, each task's headed by when it
+    started and where."""
+    if lines <= 0:
+        return []
+    query = (
+        select(DeployTask.id, DeployTask.node, DeployTask.created_at, DeployTaskLine.number, DeployTaskLine.text)
+        .join(DeployTaskLine, DeployTaskLine.task_id == DeployTask.id)
+        .where(DeployTask.content_guid == guid)
+        .order_by(DeployTask.created_at.desc(), DeployTaskLine.number.desc())
+        .limit(lines)
+    )
+    out: list[str] = []
+    task = None
+    for task_id, node, created, _, text in reversed(session.execute(query).all()):
+        if task_id != task:
+            task = task_id
+            out.append(f"-- task {task_id} on {node or 'a node'}, started {created:%Y-%m-%d %H:%M:%S} UTC --")
+        out.append(text)
+    return out[-lines:]

@@ -114,3 +114,27 @@ def test_a_task_running_at_shutdown_ends_as_failed(db: Database) -> None:
         assert answer["output"][-1].startswith("Error: the server running this deploy stopped")
 
     asyncio.run(scenario())
+
+
+def test_each_contents_newest_task_stays_as_its_deploy_log(db: Database) -> None:
+    async def scenario() -> None:
+        tasks = Tasks(db, "a:1")
+        first = await tasks.create("kept")
+        for line in ("Deploying bundle 1.", "Deployed in 1.00 s."):
+            first.log(line)
+        first.finish()
+        await tasks.flush()
+        with db.session() as session:
+            hour_ago = utcnow() - timedelta(seconds=tasks_module.KEEP_FINISHED + 1)
+            session.execute(update(DeployTask).values(finished_at=hour_ago))
+        other = await tasks.create("other")  # clears what is over an hour old, but not a content's last task
+        other.log("Deploying bundle 9.")
+        await tasks.flush()
+        with db.session() as session:
+            log = tasks_module.deploy_log(session, "kept", 50)
+            assert log[0].startswith(f"-- task {first.id} on a:1, started ") and log[1:] == first.lines
+            assert tasks_module.deploy_log(session, "kept", 1) == ["Deployed in 1.00 s."]
+            assert tasks_module.deploy_log(session, "nothing", 50) == []
+        tasks.close()
+
+    asyncio.run(scenario())
