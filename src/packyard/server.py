@@ -30,6 +30,9 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+WORKER_HEALTHCHECK_TIMEOUT = 30  # seconds
+
+
 def serve(settings: Settings, sock: socket.socket) -> None:
     if settings.server.workers > 1:
         return serve_workers(settings, sock)
@@ -51,7 +54,15 @@ def serve_workers(settings: Settings, sock: socket.socket) -> None:
     preflight(settings)
     # Read by prometheus_client when each spawned worker imports it: its metrics become files in this folder.
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_folder(settings))
-    config = _config(settings, WorkerApp(settings), factory=True, workers=settings.server.workers)
+    config = _config(
+        settings,
+        WorkerApp(settings),
+        factory=True,
+        workers=settings.server.workers,
+        # A new worker answers the supervisor's pings only once it has imported the server, which took over 5 s
+        # (uvicorn's default) on a busy 2-core machine: the supervisor then killed each replacement as hung.
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_TIMEOUT,
+    )
     supervisor = Multiprocess(config, sockets=[sock])
     supervisor.run()
     if any(worker.exitcode == STARTUP_FAILURE for worker in supervisor.processes):
