@@ -390,7 +390,12 @@ class Mirror:
                     break
                 await asyncio.sleep(ELECTION_POLL)
         except Exception as exc:  # the database or the store failed: the waiting clients must hear it
-            download.error = f"{type(exc).__name__}: {exc}"
+            # The class only: a driver's message names hosts and databases (the log has it).
+            log.warning("Could not elect the downloader of %s: %r", download.url, exc)
+            download.error = (
+                f"Could not tell whether another node is downloading {download.url} ({type(exc).__name__}); "
+                "try again shortly."
+            )
             download.store.discard(download.staged)
             download.started.set()
             download.finished.set()
