@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from statistics import median
 
 import psycopg
 from corpus import ensure_corpus
@@ -47,6 +48,7 @@ end
 @dataclass(frozen=True)
 class Figures:
     workers: int
+    load: float  # the machine's 1-minute load average before the round: other work on the same cores
     uploads_per_second: float
     requests_per_second: float
     p50_ms: float
@@ -72,6 +74,7 @@ def measure(workers: int, projects: int, connections: int, seconds: int, upload_
     shutil.rmtree(data, ignore_errors=True)
     data.mkdir(parents=True)
     port = free_port()
+    load = os.getloadavg()[0]
     with fresh_database() as url:
         env = {
             **os.environ,
@@ -100,7 +103,7 @@ def measure(workers: int, projects: int, connections: int, seconds: int, upload_
             run([*wrk[:3], "-d5s", *wrk[3:]], timeout=120)  # warm-up: every page once into both workers' caches
             rps, p50, p99, errors = parse(run([*wrk[:3], f"-d{seconds}s", *wrk[3:]], timeout=seconds + 120).stdout)
             log(f"--workers {workers}: {rps:,.0f} req/s, p50 {p50:.2f} ms, p99 {p99:.2f} ms, {errors} errors")
-            return Figures(workers, uploads, rps, p50, p99, errors)
+            return Figures(workers, load, uploads, rps, p50, p99, errors)
         finally:
             service.stop()
 
@@ -114,14 +117,26 @@ def report(figures: list[Figures], args: argparse.Namespace, command: str) -> st
         "",
         f"Command: `{command}`",
         "",
+        "Medians over the rounds (worker counts alternate round by round):",
+        "",
         f"| Workers | Uploads/s ({args.upload_concurrency} connections) | Page req/s (wrk -t2 -c{args.connections}, "
         f"{args.duration} s) | p50 ms | p99 ms | Errors |",
         "|---|---|---|---|---|---|",
     ]
-    for f in figures:
+    for n in sorted({f.workers for f in figures}):
+        mine = [f for f in figures if f.workers == n]
         lines.append(
-            f"| {f.workers} | {f.uploads_per_second:.0f} | {f.requests_per_second:,.0f} | {f.p50_ms:.2f} | "
-            f"{f.p99_ms:.2f} | {f.errors} |"
+            f"| {n} | {median(f.uploads_per_second for f in mine):.0f} | "
+            f"{median(f.requests_per_second for f in mine):,.0f} | {median(f.p50_ms for f in mine):.2f} | "
+            f"{median(f.p99_ms for f in mine):.2f} | {sum(f.errors for f in mine)} |"
+        )
+    lines += ["", "Every round:", "", "| Round | Workers | Load before | Uploads/s | Page req/s | p50 ms | p99 ms |"]
+    lines.append("|---|---|---|---|---|---|---|")
+    counts = len({f.workers for f in figures})
+    for i, f in enumerate(figures):
+        lines.append(
+            f"| {i // counts + 1} | {f.workers} | {f.load:.1f} | {f.uploads_per_second:.0f} | "
+            f"{f.requests_per_second:,.0f} | {f.p50_ms:.2f} | {f.p99_ms:.2f} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -133,10 +148,12 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--duration", type=int, default=15)
     parser.add_argument("--upload-concurrency", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of every worker count, alternating")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     figures = [
         measure(int(n), args.projects, args.connections, args.duration, args.upload_concurrency)
+        for _ in range(args.rounds)
         for n in args.workers.split(",")
     ]
     command = "make bench-workers" + (f" BENCH_ARGS='{' '.join(sys.argv[1:])}'" if len(sys.argv) > 1 else "")

@@ -40,7 +40,7 @@ _held: list[int] = []  # the slot's lock file stays open (and locked) for the wo
 
 def check_database(settings: Settings) -> None:
     """SQLite serves from one process: refuse more workers on it, saying how to get them."""
-    if settings.server.workers > 1 and not settings.database.url:
+    if settings.server.workers > 1 and settings.database_url.startswith("sqlite"):
         raise ConfigError(
             f"{settings.server.workers} worker processes (`--workers`) need PostgreSQL, but this server uses "
             "SQLite, which serves from one process: set `[database] url` in packyard.toml (or "
