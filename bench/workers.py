@@ -15,6 +15,7 @@ import os
 import platform
 import shutil
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,7 +27,20 @@ from statistics import median
 import psycopg
 from corpus import ensure_corpus
 from uploads import bulk_upload
-from util import BENCH, HOST, VENV_BIN, WORK, free_port, git_commit, log, run, spawn, wait_http
+from util import (
+    BENCH,
+    HOST,
+    VENV_BIN,
+    WORK,
+    OtherLoad,
+    _tree_seconds,
+    free_port,
+    git_commit,
+    log,
+    run,
+    spawn,
+    wait_http,
+)
 from wrk import ACCEPT, parse
 
 PG_ADMIN_URL = os.environ.get(
@@ -54,6 +68,12 @@ class Figures:
     p50_ms: float
     p99_ms: float
     errors: int
+    server_cores: float  # CPU the server's processes used during the wrk run, in cores
+    other_cores: float  # CPU anything else used (other work on the machine), not wrk or the server
+
+    @property
+    def cpu_us_per_request(self) -> float:
+        return self.server_cores / self.requests_per_second * 1e6 if self.requests_per_second else 0.0
 
 
 @contextmanager
@@ -101,9 +121,15 @@ def measure(workers: int, projects: int, connections: int, seconds: int, upload_
             script.write_text(_LUA % {"paths": paths, "accept": ACCEPT["pip"]})
             wrk = ["wrk", "-t2", f"-c{connections}", "--latency", "--timeout", "10s", "-s", str(script), base]
             run([*wrk[:3], "-d5s", *wrk[3:]], timeout=120)  # warm-up: every page once into both workers' caches
+            meter, cpu, started = OtherLoad(service.process.pid), _tree_seconds(service.process.pid), time.monotonic()
             rps, p50, p99, errors = parse(run([*wrk[:3], f"-d{seconds}s", *wrk[3:]], timeout=seconds + 120).stdout)
-            log(f"--workers {workers}: {rps:,.0f} req/s, p50 {p50:.2f} ms, p99 {p99:.2f} ms, {errors} errors")
-            return Figures(workers, load, uploads, rps, p50, p99, errors)
+            cores = (_tree_seconds(service.process.pid) - cpu) / (time.monotonic() - started)
+            other = meter.cores()
+            log(
+                f"--workers {workers}: {rps:,.0f} req/s, p50 {p50:.2f} ms, p99 {p99:.2f} ms, {errors} errors, "
+                f"server {cores:.2f} cores, other {other:.2f} cores"
+            )
+            return Figures(workers, load, uploads, rps, p50, p99, errors, cores, other)
         finally:
             service.stop()
 
@@ -120,23 +146,32 @@ def report(figures: list[Figures], args: argparse.Namespace, command: str) -> st
         "Medians over the rounds (worker counts alternate round by round):",
         "",
         f"| Workers | Uploads/s ({args.upload_concurrency} connections) | Page req/s (wrk -t2 -c{args.connections}, "
-        f"{args.duration} s) | p50 ms | p99 ms | Errors |",
-        "|---|---|---|---|---|---|",
+        f"{args.duration} s) | p50 ms | p99 ms | Server cores | Server CPU µs/request | Errors |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for n in sorted({f.workers for f in figures}):
         mine = [f for f in figures if f.workers == n]
         lines.append(
             f"| {n} | {median(f.uploads_per_second for f in mine):.0f} | "
             f"{median(f.requests_per_second for f in mine):,.0f} | {median(f.p50_ms for f in mine):.2f} | "
-            f"{median(f.p99_ms for f in mine):.2f} | {sum(f.errors for f in mine)} |"
+            f"{median(f.p99_ms for f in mine):.2f} | {median(f.server_cores for f in mine):.2f} | "
+            f"{median(f.cpu_us_per_request for f in mine):.0f} | {sum(f.errors for f in mine)} |"
         )
-    lines += ["", "Every round:", "", "| Round | Workers | Load before | Uploads/s | Page req/s | p50 ms | p99 ms |"]
-    lines.append("|---|---|---|---|---|---|---|")
+    lines += [
+        "",
+        "Every round (other cores: CPU that neither wrk nor the server used, i.e. other work on the machine):",
+    ]
+    lines += [
+        "",
+        "| Round | Workers | Load before | Uploads/s | Page req/s | p50 ms | p99 ms | Server cores | Other cores |",
+    ]
+    lines.append("|---|---|---|---|---|---|---|---|---|")
     counts = len({f.workers for f in figures})
     for i, f in enumerate(figures):
         lines.append(
             f"| {i // counts + 1} | {f.workers} | {f.load:.1f} | {f.uploads_per_second:.0f} | "
-            f"{f.requests_per_second:,.0f} | {f.p50_ms:.2f} | {f.p99_ms:.2f} |"
+            f"{f.requests_per_second:,.0f} | {f.p50_ms:.2f} | {f.p99_ms:.2f} | {f.server_cores:.2f} | "
+            f"{f.other_cores:.2f} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -18,31 +18,28 @@ _UNLOCK = text("SELECT pg_advisory_unlock(2, hashtext(:digest))")
 
 
 class Election:
-    """`lead(digest)` returns the connection that holds the file's lock, or None while another process holds it."""
+    """A connection per file asked for (`connect`), on which `try_lock` asks to be its downloader; `release` ends
+    both. A waiter keeps its connection and asks again as it polls."""
 
     def __init__(self, database_url: str) -> None:
-        # A connection per running download, outside the request pool, so many downloads never starve requests;
-        # autocommit, so a long download leaves no transaction open.
+        # Outside the request pool, so many downloads never starve requests; autocommit, so a long download
+        # leaves no transaction open.
         self.enabled = database_url.startswith("postgresql")
         self._engine = (
             create_engine(database_url, poolclass=NullPool, isolation_level="AUTOCOMMIT") if self.enabled else None
         )
 
-    def lead(self, digest: str) -> Connection | None:
+    def connect(self) -> Connection:
         assert self._engine is not None
-        connection = self._engine.connect()
-        try:
-            if connection.execute(_TRY, {"digest": digest}).scalar():
-                return connection
-        except BaseException:
-            connection.close()
-            raise
-        connection.close()
-        return None
+        return self._engine.connect()
 
-    def release(self, connection: Connection, digest: str) -> None:
+    def try_lock(self, connection: Connection, digest: str) -> bool:
+        return bool(connection.execute(_TRY, {"digest": digest}).scalar())
+
+    def release(self, connection: Connection, digest: str, held: bool) -> None:
         try:
-            connection.execute(_UNLOCK, {"digest": digest})
+            if held:
+                connection.execute(_UNLOCK, {"digest": digest})
         finally:
             connection.close()  # closing alone would release it too: the lock lives as long as the session
 

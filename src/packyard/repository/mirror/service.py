@@ -15,6 +15,7 @@ elect one downloader per file (election.py); requests on the others wait for the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import time
@@ -24,7 +25,7 @@ from datetime import datetime
 from typing import TypeVar
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
@@ -115,6 +116,14 @@ class Download:
         self.store.discard(self.staged)
         self.total = self.received = size
         self.done = True
+        self.started.set()
+        self.finished.set()
+        self._progress()
+
+    def failed(self, error: str) -> None:
+        """The download could not start: every waiting client gets `error`."""
+        self.error = error
+        self.store.discard(self.staged)
         self.started.set()
         self.finished.set()
         self._progress()
@@ -378,33 +387,32 @@ class Mirror:
     async def _elected(self, download: Download) -> None:
         """Download once this process holds the file's lock, unless another process stores the blob first."""
         digest = download.digest
+        connection: Connection | None = None
+        leading = False
         try:
-            while True:
-                lead = await run_in_threadpool(self.election.lead, digest)
-                if await run_in_threadpool(self.store.exists, digest):  # stored by the one that held the lock
-                    if lead is not None:
-                        await run_in_threadpool(self.election.release, lead, digest)
-                    metrics.MIRROR_FILES.labels("elsewhere").inc()
-                    return download.stored_elsewhere(await run_in_threadpool(self.store.size, digest))
-                if lead is not None:
-                    break
-                await asyncio.sleep(ELECTION_POLL)
-        except Exception as exc:  # the database or the store failed: the waiting clients must hear it
-            # The class only: a driver's message names hosts and databases (the log has it).
-            log.warning("Could not elect the downloader of %s: %r", download.url, exc)
-            download.error = (
-                f"Could not tell whether another node is downloading {download.url} ({type(exc).__name__}); "
-                "try again shortly."
-            )
-            download.store.discard(download.staged)
-            download.started.set()
-            download.finished.set()
-            return
-        metrics.MIRROR_FILES.labels("started").inc()
-        try:
+            try:
+                connection = await run_in_threadpool(self.election.connect)
+                while True:
+                    leading = await run_in_threadpool(self.election.try_lock, connection, digest)
+                    if await run_in_threadpool(self.store.exists, digest):  # stored by the one that held the lock
+                        metrics.MIRROR_FILES.labels("elsewhere").inc()
+                        return download.stored_elsewhere(await run_in_threadpool(self.store.size, digest))
+                    if leading:
+                        break
+                    await asyncio.sleep(ELECTION_POLL)
+            except Exception as exc:  # the database or the store failed: the waiting clients must hear it
+                # The class only: a driver's message names hosts and databases (the log has it).
+                log.warning("Could not elect the downloader of %s: %r", download.url, exc)
+                return download.failed(
+                    f"Could not tell whether another node is downloading {download.url} ({type(exc).__name__}); "
+                    "try again shortly."
+                )
+            metrics.MIRROR_FILES.labels("started").inc()
             await download.run(self.client)
         finally:
-            await run_in_threadpool(self.election.release, lead, digest)
+            if connection is not None:
+                with contextlib.suppress(Exception):  # a lost connection has released the lock already
+                    await run_in_threadpool(self.election.release, connection, digest, leading)
 
     def _fill_size(self, source_id: int, digest: str, size: int) -> None:
         """HTML upstreams list no sizes: record the real one once the bytes are here."""
