@@ -268,8 +268,8 @@ def content_logs(
     with local_session(data_dir) as (settings, session):
         guid = lookup.content_guid(session, guid)
     # One folder per server process: `apps/`, or each worker's `workers/<n>/apps/` (`--workers`); the newest log wins.
-    folders = [f for f in (settings.data_dir / "apps" / guid, *settings.data_dir.glob(f"workers/*/apps/{guid}"))]
-    folders = [f for f in folders if f.is_dir()]
+    candidates = [settings.data_dir / "apps" / guid, *settings.data_dir.glob(f"workers/*/apps/{guid}")]
+    folders = [folder for folder in candidates if folder.is_dir()]
     if not folders:
         fail(f"No content `{guid}` has run on this server.", hint="`packyard content list` shows the GUIDs.")
     name = "deploy.log" if deploy else "app.log"
