@@ -144,3 +144,17 @@ def test_a_killed_worker_is_replaced(server: Server) -> None:
             break
     assert replaced, f"no replacement for worker {victim} answered: {seen}"
     assert server.process.poll() is None
+
+
+def test_a_busy_port_is_refused_before_any_worker_starts(server: Server) -> None:
+    command = [str(BIN / "packyard"), "run", "--data-dir", str(server.data_dir), "--workers", "2"]
+    result = subprocess.run(
+        [*command, "--port", str(server.port)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "NO_COLOR": "1", "COLUMNS": "300"},
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert f"error: Port {server.port} on `127.0.0.1` is already in use" in result.stderr
+    assert "Started parent process" not in result.stdout + result.stderr
