@@ -104,7 +104,7 @@ def test_both_workers_answer_and_metrics_sum_them(server: Server) -> None:
     assert sum(seen.values()) <= sum(v for (n, _), v in found.items() if n == "packyard_worker_requests_total")
 
 
-def test_upload_through_one_worker_installs_through_both(
+def test_an_upload_reaches_every_workers_pages_and_installs(
     server: Server, tmp_path: Path, venv: Path, client_env: dict[str, str]
 ) -> None:
     server.twine(make_wheel(tmp_path, "worker-demo", "1.0"))
