@@ -14,6 +14,7 @@ from packyard.changelog.events import record
 from packyard.changelog.prepare import prepare
 from packyard.config import Settings
 from packyard.db import Database
+from packyard.metrics import WorkerFigures
 from packyard.publishing.deploy import changes
 from packyard.publishing.deploy.changes import Change
 from packyard.publishing.deploy.pipeline import Deployer
@@ -59,6 +60,8 @@ class AppContext:
     deployer: Deployer = field(init=False)
     callers: Callers = field(init=False)
     access: ContentAccess = field(init=False)  # the proxy's view of who may see which content
+    # `--workers`: this worker's plain-number metrics, saved for the scrapes other workers answer (metrics.py).
+    figures: WorkerFigures | None = None
     issuers: Issuers = field(default_factory=Issuers)  # OpenID issuers met: the sign-in provider, CI issuers
     _roots_rendered_at: float = field(default=0.0, repr=False)
     _root_interval: float = field(default=0.5, repr=False)
@@ -104,7 +107,7 @@ class AppContext:
             context.sandbox, defaults(settings.scheduler), float(settings.scheduler.queue_timeout)
         )
         context.sites = Sites(
-            settings.data_dir / "apps",
+            settings.apps_dir,
             context.sandbox,
             quota(defaults(settings.scheduler)),
             settings.quarto.executable,
