@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import BIN, Server, _start, fresh_database, pip, run
 from tests.dists import make_wheel
+from tests.publishing import copy_app, setup_publishing
 
 WORKERS = 2
 
@@ -158,3 +159,15 @@ def test_a_busy_port_is_refused_before_any_worker_starts(server: Server) -> None
     assert result.returncode == 1
     assert f"error: Port {server.port} on `127.0.0.1` is already in use" in result.stderr
     assert "Started parent process" not in result.stdout + result.stderr
+
+
+def test_rsconnect_deploys_to_two_workers(server: Server, tmp_path: Path) -> None:
+    """rsconnect's draft, verification, activation and task polls each reach whichever worker accepts them."""
+    publisher = setup_publishing(server, tmp_path / "home", wheels=None)
+    site = copy_app("html-site", tmp_path)
+    for _ in range(2):  # the second is a redeploy, whose draft one worker serves while the other serves the first
+        result = publisher.deploy("html", site)
+        assert "Deployment completed successfully." in result.stdout + result.stderr, result.stdout + result.stderr
+    guid = publisher.record(site)["app_guid"]
+    headers = {"Authorization": f"Key {publisher.key}"}
+    assert set(hammer(f"{server.url}/content/{guid}/", 32, headers)) == {200}
