@@ -12,7 +12,7 @@ BIN := $(TEST_VENV)/bin
 SYNC = UV_PROJECT_ENVIRONMENT=$(1) UV_PYTHON_DOWNLOADS=never $(UV) sync --locked --python $(PYTHON) -q $(2) || \
 	{ echo "error: could not install what uv.lock pins; if uv said the lockfile needs to be updated, run \`make lock\`."; exit 1; }
 
-.PHONY: run test lint lock wheelhouse bench bench-deploy bench-apps bench-scaling bench-sandbox bench-access bench-handmade bench-cluster clean
+.PHONY: run test lint lock wheelhouse bench bench-deploy bench-apps bench-scaling bench-sandbox bench-access bench-handmade bench-nodes bench-workers bench-cluster clean
 
 $(UV):
 	$(PYTHON) -m pip install -q --disable-pip-version-check --root-user-action=ignore --target .cache/uv-$(UV_VERSION) uv==$(UV_VERSION)
@@ -112,6 +112,17 @@ bench-cluster: $(STAMP)
 	@command -v wrk >/dev/null && command -v haproxy >/dev/null || \
 		{ $(if $(filter 0,$(shell id -u)),,sudo )apt-get update -q && $(if $(filter 0,$(shell id -u)),,sudo )apt-get install -y -q wrk haproxy; }
 	$(BIN)/python bench/cluster.py --out bench/cluster-results.md $(BENCH_ARGS)
+
+# Two nodes on one PostgreSQL database (PACKYARD_TEST_PG, as the tests): a redeploy on one to new code served by the other.
+bench-nodes: $(STAMP)
+	$(BWRAP)
+	$(BIN)/python bench/redeploy_nodes.py $(BENCH_ARGS)
+
+# `packyard run --workers 1` against `--workers 2` on PostgreSQL: page throughput (wrk) and uploads/s.
+bench-workers: $(STAMP)
+	@command -v wrk >/dev/null || \
+		{ $(if $(filter 0,$(shell id -u)),,sudo )apt-get update -q && $(if $(filter 0,$(shell id -u)),,sudo )apt-get install -y -q wrk; }
+	$(BIN)/python bench/workers.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(TEST_VENV) .cache .pytest_cache .ruff_cache .mypy_cache

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from fastapi import FastAPI
+from prometheus_client import REGISTRY
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from packyard import __version__, metrics
@@ -63,7 +64,10 @@ def create_app(settings: Settings) -> ASGIApp:
             interpreters.cancel()
             warm.cancel()
             context.deployer.close()
+            context.tasks.close()  # the lines logged so far reach the database
             await context.supervisor.close()
+            if context.figures is not None:
+                context.figures.save()  # what this worker counted stays in the sums
             await context.mirror.close()
             context.db.dispose()
 
@@ -89,9 +93,15 @@ def create_app(settings: Settings) -> ASGIApp:
     app.state = api.state  # type: ignore[attr-defined]
     proxy = ContentProxy(content_resolver(context, context.access), send_error, site_resolver(context, context.access))
     requests = metrics.RequestMetrics()
-    registry = metrics.app_registry(requests, context.supervisor.process_counts)
+    folder = metrics.multiprocess_folder()
+    if folder is None:  # one process: its own registries
+        registries = [REGISTRY, metrics.app_registry(requests, context.supervisor.process_counts)]
+    else:  # a worker of `--workers N`: every worker's figures, summed
+        context.figures = metrics.WorkerFigures(folder, requests, context.supervisor.process_counts)
+        context.figures.worker = settings.worker
+        registries = [metrics.multiprocess_registry(context.figures)]
     monitors = Monitors(
-        Health(context.db, context.store), MetricsEndpoint(context.auth, context.callers, registry), requests
+        Health(context.db, context.store), MetricsEndpoint(context.auth, context.callers, registries), requests
     )
     routed = _with_lifespan(app, UploadEndpoint(context), proxy, api, context.auth, monitors)
     if settings.server.content_address:  # content on an origin of its own, told apart by the Host header
@@ -173,8 +183,12 @@ async def _follow_changes(context: AppContext) -> None:
         await asyncio.sleep(SYNC_INTERVAL)
         try:
             await asyncio.to_thread(context.sync)
+            if context.figures is not None:
+                context.figures.save()
             while context.runtime_changes:
                 await context.deployer.reconfigure(context.runtime_changes.pop())
+            while context.content_changes:
+                context.deployer.follow(context.content_changes.pop(0))
         except DatabaseUnavailable:
             if not unavailable:
                 log.warning("Cannot read the change log while the database is unavailable; retrying")

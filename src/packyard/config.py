@@ -33,6 +33,9 @@ DEFAULT_CONFIG = """\
 host = "127.0.0.1"
 port = 4242
 access_log = true
+# Server processes on this machine (`packyard run --workers N`), each serving from the same socket as a node of
+# its own would (docs/SCALING.md). More than 1 needs PostgreSQL (`[database] url`): SQLite serves one process.
+workers = 1
 
 [database]
 # Empty means SQLite in the data directory. For PostgreSQL:
@@ -181,6 +184,7 @@ class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 4242
     access_log: bool = True
+    workers: int = 1
 
 
 @dataclass
@@ -320,10 +324,18 @@ class Settings:
     oidc: OidcSettings = field(default_factory=OidcSettings)
     # Whether `server.address` was configured (file or variable), rather than derived from `host` and `port`.
     address_configured: bool = False
+    # Which of `packyard run --workers N`'s processes this is (1..N), 0 for a server of one process: a worker keeps
+    # what must be its own (extracted bundles, logs, rendered sites) under `workers/<n>/`, see `apps_dir`.
+    worker: int = 0
 
     @property
     def database_url(self) -> str:
         return self.database.url or f"sqlite:///{(self.data_dir / 'packyard.db').resolve()}"
+
+    @property
+    def apps_dir(self) -> Path:
+        """Where this process extracts bundles and keeps each content's logs and rendered output."""
+        return self.data_dir / "apps" if not self.worker else self.data_dir / "workers" / str(self.worker) / "apps"
 
     @property
     def blob_dir(self) -> Path:
@@ -458,6 +470,10 @@ def load_settings(data_dir: str | Path | None = None, environ: dict[str, str] | 
     settings.max_file_size  # noqa: B018 - fail at startup, not at the first upload
     settings.bundle_max_size  # noqa: B018
     _check_scheduler(settings.scheduler)
+    if settings.server.workers < 1:
+        raise ConfigError(
+            f"Config `server.workers` has value {settings.server.workers}; expected a number of processes, at least 1."
+        )
     if settings.applications.sandbox not in ("on", "off"):
         raise ConfigError(
             f'Config `applications.sandbox` has value {settings.applications.sandbox!r}; expected "on" or "off".'

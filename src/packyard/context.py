@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import socket
 import time
 from dataclasses import dataclass, field
 
@@ -12,6 +14,9 @@ from packyard.changelog.events import record
 from packyard.changelog.prepare import prepare
 from packyard.config import Settings
 from packyard.db import Database
+from packyard.metrics import WorkerFigures
+from packyard.publishing.deploy import changes
+from packyard.publishing.deploy.changes import Change
 from packyard.publishing.deploy.pipeline import Deployer
 from packyard.publishing.deploy.tasks import Tasks
 from packyard.publishing.environments.admin import check_host
@@ -55,12 +60,16 @@ class AppContext:
     deployer: Deployer = field(init=False)
     callers: Callers = field(init=False)
     access: ContentAccess = field(init=False)  # the proxy's view of who may see which content
+    # `--workers`: this worker's plain-number metrics, saved for the scrapes other workers answer (metrics.py).
+    figures: WorkerFigures | None = None
     issuers: Issuers = field(default_factory=Issuers)  # OpenID issuers met: the sign-in provider, CI issuers
     _roots_rendered_at: float = field(default=0.0, repr=False)
     _root_interval: float = field(default=0.5, repr=False)
     _last_upload: float = field(default=0.0, repr=False)
     # Content whose runtime settings changed (the change log says so); the event loop applies them.
     runtime_changes: set[str] = field(default_factory=set, repr=False)
+    # Content another node activated, changed the variables of, or deleted; the event loop follows them.
+    content_changes: list[Change] = field(default_factory=list, repr=False)
 
     # Root pages list every name, so rendering one costs O(projects). Render stale roots at most every half
     # second, and never more than a tenth of the time: a bulk upload stays O(1) per file at any size.
@@ -88,7 +97,8 @@ class AppContext:
             auth=Authenticator(db, settings.token_secret(), settings.authentication.api_token_auth),
         )
         context.mirror = Mirror(settings.mirror, db, store, on_change=lambda: context.sync(render_roots=False))
-        context.tasks = Tasks()
+        node = f"{socket.gethostname()}:{os.getpid()}"  # this server process, among the nodes on one database
+        context.tasks = Tasks(db, node)
         context.vault = Vault(settings.encryption_key())
         context.sandbox = Sandbox(settings.applications.sandbox, settings.applications.run_as)
         context.sandbox.probe()
@@ -97,14 +107,22 @@ class AppContext:
             context.sandbox, defaults(settings.scheduler), float(settings.scheduler.queue_timeout)
         )
         context.sites = Sites(
-            settings.data_dir / "apps",
+            settings.apps_dir,
             context.sandbox,
             quota(defaults(settings.scheduler)),
             settings.quarto.executable,
             float(settings.publishing.render_timeout),
         )
         context.deployer = Deployer(
-            settings, db, store, context.tasks, context.vault, context.environments, context.supervisor, context.sites
+            settings,
+            db,
+            store,
+            context.tasks,
+            context.vault,
+            context.environments,
+            context.supervisor,
+            context.sites,
+            node,
         )
         if settings.python.external:  # must fail the start when fatal; otherwise found in the background
             check_host(settings.python)
@@ -143,6 +161,10 @@ class AppContext:
                 self.files.clear()
             elif event.kind == "content-runtime":
                 self.runtime_changes.add(event.detail)
+            elif (change := changes.parse(event.kind, event.detail)) is not None:
+                self.content_changes.append(change)
+                if change.kind == changes.DELETED:
+                    self.access.forget()  # its row: the proxy answers 404 now, not when its cache expires
             if event.kind in CALLER_EVENTS:
                 self.callers.forget_all()
             if event.kind in ACCESS_EVENTS:

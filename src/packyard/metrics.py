@@ -7,24 +7,30 @@ takes a lock per increment. Labels are bounded on purpose: requests by route fam
 by path; processes by content GUID, which the number of content items bounds. The gauge of processes is
 read from the supervisor at scrape time (`ContentProcesses`), so running content costs nothing between scrapes.
 
-Several worker processes (`packyard run --workers N`, not built yet) would each hold their own counts, and a
-scrape reaches one worker. The answer then is prometheus_client's multiprocess mode: `PROMETHEUS_MULTIPROC_DIR`
-set before this module is imported, each worker writing its Counter and Histogram values to files there,
-`/metrics` collecting them with a `MultiProcessCollector`, and a worker's files removed with `mark_process_dead`
-when it exits. The scrape-time collectors here do not take part in that: the request histogram and the page
-tallies would go back to prometheus_client objects (whose multiprocess values are mmapped files, without the
-lock), and processes per content would become a Gauge with `multiprocess_mode="livesum"` set by the supervisor.
+Several worker processes (`packyard run --workers N`) each hold their own counts, and a scrape reaches one worker,
+so there `/metrics` reports the sum over the workers. The prometheus_client metrics use its multiprocess mode:
+`PROMETHEUS_MULTIPROC_DIR` is set by the parent before it spawns the workers, so each worker's Counter and Histogram
+values are mmapped files there, summed by a `MultiProcessCollector`. The plain numbers (requests, page lookups)
+and the processes per content stay plain numbers on the hot path: each worker writes them to a small JSON file in
+the same folder every half second (`WorkerFigures.save`, from the change-log loop), and the scrape sums those of
+every worker, its own read live. A worker killed with -9 loses at most its last half second of requests; the
+processes it ran count no longer once it is dead; what it counted before stays in the sums, as a counter must.
 Each node of a cluster is scraped on its own.
 """
 
 from __future__ import annotations
 
+import json
+import os
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
 from itertools import accumulate
+from pathlib import Path
+from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
@@ -48,7 +54,8 @@ MIRROR_PAGES = Counter(
 )
 MIRROR_FILES = Counter(
     "packyard_mirror_file_downloads",
-    "Mirrored files requested while not stored: started upstream, or joined a running download.",
+    "Mirrored files requested while not stored: started upstream, joined a running download, or downloaded by "
+    "another node or worker (elsewhere).",
     ["result"],
 )
 ENV_BUILDS = Counter(
@@ -74,16 +81,20 @@ PAGE_HIT = Tally()
 PAGE_MISS = Tally()
 
 
+def _page_lookups(hit: float, miss: float) -> Metric:
+    lookups = CounterMetricFamily(
+        "packyard_page_cache_lookups",
+        "Simple pages asked of the in-memory page cache: hit, or miss (read from the database).",
+        labels=["result"],
+    )
+    lookups.add_metric(["hit"], hit)
+    lookups.add_metric(["miss"], miss)
+    return lookups
+
+
 class _Tallies(Collector):
     def collect(self) -> Iterator[Metric]:
-        lookups = CounterMetricFamily(
-            "packyard_page_cache_lookups",
-            "Simple pages asked of the in-memory page cache: hit, or miss (read from the database).",
-            labels=["result"],
-        )
-        lookups.add_metric(["hit"], PAGE_HIT.value)
-        lookups.add_metric(["miss"], PAGE_MISS.value)
-        yield lookups
+        yield _page_lookups(PAGE_HIT.value, PAGE_MISS.value)
 
 
 REGISTRY.register(_Tallies())
@@ -122,15 +133,25 @@ class RequestMetrics(Collector):
         series[-1] += seconds
 
     def collect(self) -> Iterator[Metric]:
-        histogram = HistogramMetricFamily(
-            self.NAME, "HTTP requests by route family and status class, and the time each took.", labels=FAMILY_LABELS
-        )
-        for (family, status), series in sorted(self._series.items()):
-            cumulative = list(accumulate(series[:-1]))
-            buckets = [(floatToGoString(le), n) for le, n in zip(LATENCY_BUCKETS, cumulative, strict=False)]
-            buckets.append(("+Inf", cumulative[-1]))
-            histogram.add_metric([family, f"{status}xx" if status else "none"], buckets, series[-1])
-        yield histogram
+        yield _request_histogram(self._series)
+
+    @property
+    def series(self) -> dict[tuple[str, int], list[float]]:
+        return self._series
+
+
+def _request_histogram(series: dict[tuple[str, int], list[float]]) -> Metric:
+    histogram = HistogramMetricFamily(
+        RequestMetrics.NAME,
+        "HTTP requests by route family and status class, and the time each took.",
+        labels=FAMILY_LABELS,
+    )
+    for (family, status), counts in sorted(series.items()):
+        cumulative = list(accumulate(counts[:-1]))
+        buckets = [(floatToGoString(le), n) for le, n in zip(LATENCY_BUCKETS, cumulative, strict=False)]
+        buckets.append(("+Inf", cumulative[-1]))
+        histogram.add_metric([family, f"{status}xx" if status else "none"], buckets, counts[-1])
+    return histogram
 
 
 class ContentProcesses(Collector):
@@ -140,14 +161,102 @@ class ContentProcesses(Collector):
         self.running = running
 
     def collect(self) -> Iterator[Metric]:
-        gauge = GaugeMetricFamily(
-            "packyard_content_processes",
-            "Running processes of each content item (its pool and draft).",
-            labels=["guid"],
+        yield _content_processes(self.running())
+
+
+def _content_processes(running: Iterable[tuple[str, int]]) -> Metric:
+    gauge = GaugeMetricFamily(
+        "packyard_content_processes", "Running processes of each content item (its pool and draft).", labels=["guid"]
+    )
+    for guid, count in running:
+        gauge.add_metric([guid], count)
+    return gauge
+
+
+class WorkerFigures(Collector):
+    """`--workers`: this worker's plain-number figures, saved to the multiprocess folder for the others, and at
+    scrape time the sum of every worker's (see the module docstring), plus the requests each worker answered."""
+
+    def __init__(
+        self, folder: Path, requests: RequestMetrics, running: Callable[[], Iterable[tuple[str, int]]]
+    ) -> None:
+        self.folder = folder
+        self.requests = requests
+        self.running = running
+        self.pid = os.getpid()
+        self.worker = 0  # set once the worker has its slot
+
+    def mine(self) -> dict[str, object]:
+        return {
+            "pid": self.pid,
+            "worker": self.worker,
+            "requests": [[family, status, counts] for (family, status), counts in list(self.requests.series.items())],
+            "pages": [PAGE_HIT.value, PAGE_MISS.value],
+            "processes": [[guid, count] for guid, count in self.running()],
+        }
+
+    def save(self) -> None:
+        """Write this worker's figures whole (a rename), for the scrapes other workers answer."""
+        path = self.folder / f"figures-{self.pid}.json"
+        staged = path.with_suffix(".tmp")
+        staged.write_text(json.dumps(self.mine()))
+        staged.replace(path)
+
+    def _everyone(self) -> Iterator[dict[str, Any]]:
+        yield self.mine()
+        for path in self.folder.glob("figures-*.json"):
+            if path.name != f"figures-{self.pid}.json":
+                try:
+                    yield json.loads(path.read_text())
+                except (OSError, ValueError):  # a worker's file half-read is impossible (rename); gone is not
+                    continue
+
+    def collect(self) -> Iterator[Metric]:
+        series: dict[tuple[str, int], list[float]] = {}
+        hit = miss = 0
+        processes: dict[str, int] = {}
+        answered = CounterMetricFamily(
+            "packyard_worker_requests", "HTTP requests each worker process answered.", labels=["worker", "pid"]
         )
-        for guid, count in self.running():
-            gauge.add_metric([guid], count)
-        yield gauge
+        for figures in self._everyone():
+            total = 0
+            for family, status, counts in figures["requests"]:
+                summed = series.setdefault((family, status), [0] * len(counts))
+                series[(family, status)] = [a + b for a, b in zip(summed, counts, strict=True)]
+                total += sum(counts[:-1])
+            answered.add_metric([str(figures["worker"]), str(figures["pid"])], total)
+            hit, miss = hit + figures["pages"][0], miss + figures["pages"][1]
+            if figures["pid"] == self.pid or _alive(figures["pid"]):  # a dead worker's processes died with it
+                for guid, count in figures["processes"]:
+                    processes[guid] = processes.get(guid, 0) + count
+        yield _request_histogram(series)
+        yield _page_lookups(hit, miss)
+        yield _content_processes(sorted(processes.items()))
+        yield answered
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def multiprocess_folder() -> Path | None:
+    """The folder of `--workers`' metrics files (set by the parent before it spawned this worker), else None."""
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    return Path(folder) if folder else None
+
+
+def multiprocess_registry(figures: WorkerFigures) -> CollectorRegistry:
+    """Every worker's figures summed: prometheus_client's files, and the plain numbers' (`WorkerFigures`)."""
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, str(figures.folder))
+    registry.register(figures)
+    return registry
 
 
 def app_registry(requests: RequestMetrics, running: Callable[[], Iterable[tuple[str, int]]]) -> CollectorRegistry:

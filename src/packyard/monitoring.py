@@ -20,7 +20,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from sqlalchemy import text
 from starlette.types import Receive, Scope, Send
 
@@ -121,12 +121,12 @@ class Health:
 
 
 class MetricsEndpoint:
-    """`GET /metrics`: the process-wide registry and this app's own collectors, for administrators only."""
+    """`GET /metrics`: the registries `app.py` chose (one process's, or every worker's summed), for administrators."""
 
-    def __init__(self, auth: Authenticator, callers: Callers, registry: CollectorRegistry) -> None:
+    def __init__(self, auth: Authenticator, callers: Callers, registries: list[CollectorRegistry]) -> None:
         self.auth = auth
         self.callers = callers
-        self.registry = registry
+        self.registries = registries
 
     async def _authorize(self, scope: Scope) -> None:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
@@ -148,7 +148,7 @@ class MetricsEndpoint:
             await self._authorize(scope)
         except PackyardError as exc:
             return await send_error(scope, receive, send, exc)
-        body = await _generate(lambda: generate_latest(REGISTRY) + generate_latest(self.registry))
+        body = await _generate(lambda: b"".join(generate_latest(registry) for registry in self.registries))
         headers = [(b"content-type", CONTENT_TYPE_LATEST.encode()), _NO_STORE]
         headers.append((b"content-length", str(len(body)).encode()))
         await send({"type": "http.response.start", "status": 200, "headers": headers})

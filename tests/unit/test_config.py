@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from packyard.config import load_settings, parse_size, write_default_config
 from packyard.errors import ConfigError
+from packyard.workers import check_database
 
 
 def test_defaults_are_embedded(tmp_path: Path) -> None:
@@ -141,3 +143,22 @@ def test_a_content_address_that_is_not_an_origin_of_its_own_is_refused(
     with pytest.raises(ConfigError, match="server.content_address") as error:
         load_settings(tmp_path, environ={"PACKYARD_SERVER_CONTENT_ADDRESS": value})
     assert problem in str(error.value)
+
+
+def test_workers_from_file_and_environment_and_their_folders(tmp_path: Path) -> None:
+    write_default_config(tmp_path)
+    settings = load_settings(tmp_path, {})
+    assert settings.server.workers == 1 and settings.apps_dir == tmp_path / "apps"
+    settings = load_settings(tmp_path, {"PACKYARD_SERVER_WORKERS": "4"})
+    assert settings.server.workers == 4
+    assert replace(settings, worker=2).apps_dir == tmp_path / "workers" / "2" / "apps"
+    with pytest.raises(ConfigError, match=r"`server.workers` has value 0; expected a number of processes"):
+        load_settings(tmp_path, {"PACKYARD_SERVER_WORKERS": "0"})
+
+
+@pytest.mark.parametrize("url", ["", "sqlite:////tmp/elsewhere.db"])
+def test_sqlite_refuses_more_than_one_worker(tmp_path: Path, url: str) -> None:
+    settings = load_settings(tmp_path, {"PACKYARD_SERVER_WORKERS": "2", "PACKYARD_DATABASE_URL": url})
+    with pytest.raises(ConfigError, match=r"need PostgreSQL, .* set `\[database\] url`"):
+        check_database(settings)
+    check_database(load_settings(tmp_path, {"PACKYARD_SERVER_WORKERS": "1", "PACKYARD_DATABASE_URL": url}))

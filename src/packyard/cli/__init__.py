@@ -20,7 +20,7 @@ from packyard.cli.sharing import group_app  # also adds `content share`, `unshar
 from packyard.cli.trust import trust_app
 from packyard.config import SERVED_ADDRESS_NAME
 from packyard.db import Database
-from packyard.errors import PackyardError
+from packyard.errors import ConfigError, PackyardError
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -61,16 +61,29 @@ def run(
         str | None, typer.Option(help="Interface to listen on.", show_default="`server.host`: 127.0.0.1")
     ] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on.", show_default="`server.port`: 4242")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Server processes on this machine (PostgreSQL only).", show_default="`server.workers`: 1"
+        ),
+    ] = None,
 ) -> None:
     """Start the server; on first start, create the data directory."""
     from packyard.server import bind, serve
+    from packyard.workers import check_database
 
     overrides = {}
     if host:
         overrides["PACKYARD_SERVER_HOST"] = host
     if port:
         overrides["PACKYARD_SERVER_PORT"] = str(port)
+    if workers:
+        overrides["PACKYARD_SERVER_WORKERS"] = str(workers)
     settings = settings_for(data_dir, create=True, overrides=overrides)
+    try:
+        check_database(settings)
+    except ConfigError as exc:
+        fail(str(exc))
     host, port = settings.server.host, settings.server.port
     try:
         sock = bind(host, port)
@@ -92,7 +105,8 @@ def run(
         served.unlink(missing_ok=True)
     else:
         served.write_text(settings.server.address + "\n")
-    out.print(f"Packyard listening on http://{host}:{port} (data: {settings.data_dir})", soft_wrap=True)
+    processes = f", {settings.server.workers} workers" if settings.server.workers > 1 else ""
+    out.print(f"Packyard listening on http://{host}:{port} (data: {settings.data_dir}{processes})", soft_wrap=True)
     out.print(f"Package index: {settings.server.address.rstrip('/')}/pypi/latest/simple/", soft_wrap=True)
     serve(settings, sock)
 

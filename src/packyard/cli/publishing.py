@@ -267,10 +267,13 @@ def content_logs(
     """Print a content's output (its processes' stdout and stderr) or its deploy log."""
     with local_session(data_dir) as (settings, session):
         guid = lookup.content_guid(session, guid)
-    folder = settings.data_dir / "apps" / guid
-    if not folder.is_dir():
+    # One folder per server process: `apps/`, or each worker's `workers/<n>/apps/` (`--workers`); the newest log wins.
+    candidates = [settings.data_dir / "apps" / guid, *settings.data_dir.glob(f"workers/*/apps/{guid}")]
+    folders = [folder for folder in candidates if folder.is_dir()]
+    if not folders:
         fail(f"No content `{guid}` has run on this server.", hint="`packyard content list` shows the GUIDs.")
-    path = folder / ("deploy.log" if deploy else "app.log")
+    name = "deploy.log" if deploy else "app.log"
+    path = max((f / name for f in folders), key=lambda p: p.stat().st_mtime if p.exists() else 0.0)
     if not path.exists():
         out.print("(no output yet)")
         return

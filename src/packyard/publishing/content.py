@@ -284,6 +284,8 @@ def bundles(session: Session, content: Content) -> list[Bundle]:
 
 def activated(session: Session, content: Content, bundle: Bundle) -> None:
     content.bundle_id = bundle.id
+    if content.draft_bundle_id == bundle.id:
+        content.draft_bundle_id = None
     content.app_mode = bundle.app_mode or content.app_mode
     content.py_version = bundle.py_version
     content.last_deployed_at = utcnow()

@@ -1,11 +1,12 @@
 """Users, groups and their API keys; content, who it is shared with, its bundles and environment variables; built
-Python environments."""
+Python environments; deploy tasks and their output."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
     CheckConstraint,
@@ -106,6 +107,9 @@ class Content(Base):
     # "acl": the owner, its permissions' principals and admins; "logged_in": any signed-in user; "all": anyone.
     access_type: Mapped[str] = mapped_column(String(20), default="acl")
     bundle_id: Mapped[int | None] = mapped_column(Integer, nullable=True)  # the active bundle
+    # The bundle deployed with `"activate": false`, which every node serves at `_bundle<id>/` (rsconnect verifies
+    # a draft there, through whichever node the load balancer picks).
+    draft_bundle_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     py_version: Mapped[str | None] = mapped_column(String(40), nullable=True)
     # None follows the server's `[python] environment_management`.
     py_environment_management: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
@@ -204,3 +208,32 @@ class PythonEnvironment(Base):
     build_seconds: Mapped[float] = mapped_column(Float, default=0.0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_used_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class DeployTask(Base):
+    """A deploy task as any node reads it (`deploy/tasks.py`): written in batches by the node that runs it, whose
+    `heartbeat_at` says it is still alive."""
+
+    __tablename__ = "deploy_tasks"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    content_guid: Mapped[str] = mapped_column(String(64), default="")
+    node: Mapped[str] = mapped_column(String(300), default="")  # host:pid of the node running it
+    line_count: Mapped[int] = mapped_column(Integer, default=0)  # lines written so far, with this row
+    finished: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    code: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str] = mapped_column(Text, default="")
+    result: Mapped[dict[str, object] | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
+
+
+class DeployTaskLine(Base):
+    """One line of a deploy task's output; `number` counts from 0, as rsconnect's `first` does."""
+
+    __tablename__ = "deploy_task_lines"
+
+    task_id: Mapped[str] = mapped_column(ForeignKey("deploy_tasks.id", ondelete="CASCADE"), primary_key=True)
+    number: Mapped[int] = mapped_column(Integer, primary_key=True)
+    text: Mapped[str] = mapped_column(Text)

@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session
 
 from packyard.publishing import content as contents
 from packyard.publishing import variables
-from packyard.publishing.deploy.tasks import Task
+from packyard.publishing.deploy import changes
+from packyard.publishing.deploy.tasks import Snapshot, Task, deploy_log
 from packyard.publishing.errors import ActiveBundle, NotFound, PublishingError
 from packyard.publishing.models import Content
 from packyard.publishing.runtime.process import AppProcess, read_log_tail
@@ -49,7 +50,7 @@ async def patch(context: AppContext, caller: Caller, guid: str, body: Any) -> Co
 
 
 async def set_variables(
-    context: AppContext, caller: Caller, guid: str, changes: list[tuple[str, str | None]]
+    context: AppContext, caller: Caller, guid: str, edits: list[tuple[str, str | None]]
 ) -> list[str]:
     """Set (or, for a None value, delete) variables checked by `variables.validate`; the content's processes
     start again with them, as on Connect. Returns every name the content now has."""
@@ -57,10 +58,12 @@ async def set_variables(
 
     def work(session: Session) -> list[str]:
         content = contents.writable(session, caller, guid)
-        return variables.apply(session, vault, content.id, changes)
+        if edits:  # every node serving it starts it again too
+            changes.announce(session, changes.VARIABLES, guid, context.deployer.node)
+        return variables.apply(session, vault, content.id, edits)
 
     names = await in_thread(context, work)
-    if changes:
+    if edits:
         await context.deployer.restart(guid, "its environment variables changed")
     return names
 
@@ -78,7 +81,10 @@ async def delete_bundle(context: AppContext, caller: Caller, guid: str, bundle_i
         bundle = contents.get_bundle(session, content, bundle_id)
         if content.bundle_id == bundle.id:
             raise ActiveBundle(f"Bundle {bundle.id} is active and cannot be deleted; activate another first.")
+        if content.draft_bundle_id == bundle.id:
+            content.draft_bundle_id = None
         session.delete(bundle)
+        changes.announce(session, changes.BUNDLE_DELETED, guid, context.deployer.node, bundle.id)
         return bundle.id
 
     number = await in_thread(context, work)
@@ -102,13 +108,14 @@ async def deploy(
 ) -> tuple[Task, int]:
     """Start the deploy task of a bundle: activating an older one is a rollback, the same task rsconnect runs."""
     number = await in_thread(context, lambda s: bundle_to_deploy(s, caller, guid, bundle_id))
-    task = context.deployer.start_deploy(guid, number, activate and not build_only, build_only)
+    task = await context.deployer.start_deploy(guid, number, activate and not build_only, build_only)
     return task, number
 
 
-def task_of(context: AppContext, guid: str, task_id: str) -> Task:
-    """A deploy task of this content (finished ones are kept for an hour); NotFound otherwise."""
-    task = context.tasks.get(task_id)
+async def task_of(context: AppContext, guid: str, task_id: str) -> Task | Snapshot:
+    """A deploy task of this content (finished ones are kept for an hour), run on this node or another; NotFound
+    otherwise."""
+    task = await context.tasks.get(task_id)
     if task.content_guid != guid:
         raise NotFound(f"Content `{guid}` has no task `{task_id}`; finished tasks are kept for an hour.")
     return task
@@ -120,13 +127,11 @@ class Logs:
     deploy: list[str]
 
 
-def logs(context: AppContext, guid: str, lines: int) -> Logs:
-    """The tails of the app's log and the deploy log; the caller's right to read them is checked before."""
-    deployer = context.deployer
-    return Logs(
-        app=read_log_tail(deployer.log_path(guid), lines),
-        deploy=read_log_tail(deployer.content_dir(guid) / "deploy.log", lines),
-    )
+async def logs(context: AppContext, guid: str, lines: int) -> Logs:
+    """The tails of the app's log on this node and of the deploy tasks from the database (any node's); the caller's
+    right to read them is checked before."""
+    app = await asyncio.to_thread(read_log_tail, context.deployer.log_path(guid), lines)
+    return Logs(app=app, deploy=await in_thread(context, lambda s: deploy_log(s, guid, lines)))
 
 
 def processes(context: AppContext, guid: str) -> list[AppProcess]:

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from packyard.auth.models import Token
 from packyard.changelog.events import Event
+from packyard.publishing.deploy import changes as content_changes
 from packyard.publishing.models import Content
 from packyard.repository.models import BlockRule, CuratedEntry, Repository, Source
 
@@ -128,6 +129,8 @@ def _words(names: _Names, e: Event) -> tuple[str, str]:
     if kind == "content-access":
         guid, _, access = detail.partition(" ")
         return "Access changed", f"{names.content(guid)} opens to {_ACCESS_WORDS.get(access, access)}"
+    if (change := content_changes.parse(kind, detail)) is not None:
+        return _content_change(names, change)
     if kind.startswith("content-"):
         label = {"content-runtime": "Runtime settings changed"}.get(kind, kind.removeprefix("content-").capitalize())
         return label, names.content(detail)
@@ -183,3 +186,16 @@ def _permission(names: _Names, kind: str, detail: str) -> tuple[str, str]:
     if kind == "permission-change":
         return "Sharing changed", f"{who} is now {role} of {content}"
     return "Content unshared", f"{content} no longer shared with {who} (was {role})"
+
+
+_CONTENT_CHANGES = {
+    content_changes.ACTIVATED: "Bundle activated",
+    content_changes.VARIABLES: "Variables changed",
+    content_changes.DELETED: "Content deleted",
+    content_changes.BUNDLE_DELETED: "Bundle deleted",
+}
+
+
+def _content_change(names: _Names, change: content_changes.Change) -> tuple[str, str]:
+    bundle = f"bundle {change.bundle_id} of " if change.bundle_id is not None else ""
+    return _CONTENT_CHANGES[change.kind], bundle + names.content(change.guid)

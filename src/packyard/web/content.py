@@ -346,7 +346,7 @@ async def environment_save(
 async def logs_tab(request: Request, user: User_, guid: str) -> Response:
     item = await _load(request, user, guid)
     _require_owner(item, user, "logs")
-    logs = operations.logs(context(request), guid, LOG_LINES)
+    logs = await operations.logs(context(request), guid, LOG_LINES)
     return _page(request, item, "logs", logs=logs, lines=LOG_LINES, read_at=time.strftime("%H:%M:%S"))
 
 
@@ -366,7 +366,7 @@ async def versions_tab(request: Request, user: User_, guid: str, task: str = "",
     shown_task = None
     if task:
         try:
-            shown_task = operations.task_of(ctx, guid, task)
+            shown_task = await operations.task_of(ctx, guid, task)
         except NotFound as exc:
             raise PageError(exc.message, 404) from None
     return _page(request, item, "versions", bundles=bundles, task=shown_task, deleted=deleted)

@@ -25,6 +25,7 @@ from packyard.publishing.connect.handlers import in_thread as _in_thread
 from packyard.publishing.connect.handlers import json_body as _json
 from packyard.publishing.connect.handlers import server as _server
 from packyard.publishing.connect.routing import ConnectRoute
+from packyard.publishing.deploy.changes import DELETED, announce
 from packyard.publishing.environments.interpreters import find_interpreters
 from packyard.publishing.errors import Forbidden, PublishingError
 from packyard.publishing.models import User
@@ -131,9 +132,11 @@ async def delete_content(request: Request, guid: str) -> dict[str, Any]:
         content = contents.writable(session, caller, guid)
         contents.check_deletable(caller, content)
         session.delete(content)
+        announce(session, DELETED, guid, deployer.node)  # every node stops serving it
 
+    deployer = request.app.state.packyard.deployer
     await _in_thread(request, work)
-    await request.app.state.packyard.deployer.remove(guid)
+    await deployer.remove(guid)
     return {"guid": guid, "deleted": True}
 
 
@@ -288,9 +291,7 @@ async def build(request: Request, guid: str) -> dict[str, Any]:
 @router.get("/v1/tasks/{task_id}")
 async def get_task(request: Request, task_id: str, first: int = 0, wait: float = 0) -> dict[str, Any]:
     await _caller(request)
-    task = request.app.state.packyard.tasks.get(task_id)
-    await task.wait(max(first, 0), min(max(wait, 0.0), 30.0))
-    return task.as_json(max(first, 0))
+    return await request.app.state.packyard.tasks.poll(task_id, first, min(max(wait, 0.0), 30.0))
 
 
 # -- logs and environments -------------------------------------------------------------------------------------
@@ -301,7 +302,7 @@ async def content_log(request: Request, guid: str, lines: int = 200) -> dict[str
     """The app's output and the deploy logs (Packyard's own endpoint; `packyard content logs` reads the same)."""
     caller = await _caller(request)
     await _in_thread(request, lambda s: contents.owned(s, caller, guid))
-    logs = operations.logs(request.app.state.packyard, guid, lines)
+    logs = await operations.logs(request.app.state.packyard, guid, lines)
     return {"app": logs.app, "deploy": logs.deploy}
 
 
@@ -372,7 +373,7 @@ async def delete_runtime_cache(request: Request) -> dict[str, Any]:
     answer = {"language": "Python", "version": version, "image_name": body.get("image_name", "Local")}
     if dry_run:  # Connect answers a dry run at once, without a task; rsconnect prints "Dry run finished"
         return {**answer, "task_id": None, "environments": removed}
-    task = context.tasks.create("")
+    task = await context.tasks.create("")
     task.log(f"Removed {len(removed)} Python {version or ''} environment(s); content rebuilds on its next start.")
     for key in removed:
         task.log(f"  {key}")

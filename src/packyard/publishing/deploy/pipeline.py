@@ -7,12 +7,14 @@ switch leaves the previous version serving.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
@@ -25,6 +27,8 @@ from packyard.publishing import content as contents
 from packyard.publishing import variables
 from packyard.publishing.bundles.extract import extract_bundle, read_requirements
 from packyard.publishing.bundles.manifest import FILE_APP_MODES, Manifest
+from packyard.publishing.deploy import changes
+from packyard.publishing.deploy.changes import Change
 from packyard.publishing.deploy.launchers import LAUNCHERS, Launcher
 from packyard.publishing.deploy.tasks import Task, Tasks
 from packyard.publishing.environments.builder import BuiltEnvironment, Environments
@@ -73,6 +77,7 @@ class Deployer:
         environments: Environments,
         supervisor: Supervisor,
         sites: Sites,
+        node: str = "",
     ) -> None:
         self.settings = settings
         self.db = db
@@ -83,8 +88,11 @@ class Deployer:
         self.supervisor = supervisor
         self.sites = sites
         self.root = sites.apps
+        self.node = node  # this server process, in the change-log events it writes (`changes.py`)
         self._locks: dict[str, asyncio.Lock] = {}
         self._running: set[asyncio.Task[None]] = set()
+        # Changes other nodes made, per content, applied one at a time by one task per content (`follow`).
+        self._changes: dict[str, list[Change]] = {}
 
     def content_dir(self, guid: str) -> Path:
         return self.root / guid
@@ -97,14 +105,17 @@ class Deployer:
 
     # -- deploy tasks ---------------------------------------------------------------------------------
 
-    def start_deploy(self, guid: str, bundle_id: int, activate: bool, build_only: bool = False) -> Task:
+    async def start_deploy(self, guid: str, bundle_id: int, activate: bool, build_only: bool = False) -> Task:
         """A task that deploys a bundle; `build_only` is Connect's `content build`: the environment, no start."""
         self.content_dir(guid).mkdir(parents=True, exist_ok=True)
-        task = self.tasks.create(guid, self.content_dir(guid) / "deploy.log")
-        job = asyncio.create_task(self._run(task, guid, bundle_id, activate and not build_only, build_only))
+        task = await self.tasks.create(guid, self.content_dir(guid) / "deploy.log")
+        self._background(self._run(task, guid, bundle_id, activate and not build_only, build_only))
+        return task
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        job = asyncio.create_task(work)
         self._running.add(job)
         job.add_done_callback(self._running.discard)
-        return task
 
     async def _run(self, task: Task, guid: str, bundle_id: int, activate: bool, build_only: bool = False) -> None:
         started = time.monotonic()
@@ -164,6 +175,7 @@ class Deployer:
             task.log(f"Bundle {bundle_id} is active: /content/{guid}/ serves it.")
         else:
             self.supervisor.add_draft(process, limits)
+            await asyncio.to_thread(self._mark_draft, guid, bundle_id)
             task.log(f"Draft running at /content/{guid}/_bundle{bundle_id}/; the active version is unchanged.")
         assert prepared.environment is not None
         timings = prepared.environment.timings
@@ -184,6 +196,7 @@ class Deployer:
             task.log(f"Bundle {bundle_id} is active: /content/{guid}/ serves its files.")
         else:
             self.sites.add_draft(site)
+            await asyncio.to_thread(self._mark_draft, guid, bundle_id)
             task.log(f"Draft served at /content/{guid}/_bundle{bundle_id}/; the active version is unchanged.")
         task.log(f"Deployed in {time.monotonic() - started:.2f} s.")
         task.finish()
@@ -208,10 +221,11 @@ class Deployer:
         await self._activate_site(site)
         return True
 
-    async def _activate_site(self, site: Site) -> None:
+    async def _activate_site(self, site: Site, mark: bool = True) -> None:
         self.sites.activate(site)
         await self.supervisor.stop_content(site.guid)  # it ran a process before: content may change kind
-        await asyncio.to_thread(self._mark_active, site.guid, site.bundle_id)
+        if mark:  # not when following another node's activation, which it recorded
+            await asyncio.to_thread(self._mark_active, site.guid, site.bundle_id)
 
     async def site(self, content: Content, bundle_id: int | None) -> Site | None:
         """The files a content (or, with `bundle_id`, its active bundle or current draft) serves; None when it runs
@@ -221,14 +235,32 @@ class Deployer:
             return site
         if content.app_mode not in FILE_APP_MODES or content.bundle_id is None:
             return None
+        if bundle_id is not None:
+            # Only the active bundle or the current draft, as the row is now (the proxy's copy may be seconds old,
+            # and another node may have deployed the draft); a superseded or deleted bundle's files may still be on
+            # disk, but are not served.
+            now = await asyncio.to_thread(self._current, content.guid)
+            if now is None or now.bundle_id is None or bundle_id not in (now.bundle_id, now.draft_bundle_id):
+                return None
+            content = now
         if bundle_id is not None and bundle_id != content.bundle_id:
-            return None  # a superseded or deleted bundle: its files may still be on disk, but are not served
+            async with self._lock(content.guid):
+                site = self.sites.find(content.guid, bundle_id)
+                if site is None:
+                    site = await asyncio.to_thread(self.sites.load, content.guid, bundle_id)
+                if site is None:
+                    site = await self._build_site(await self.prepare(content.guid, bundle_id, log.info), log.info)
+                self.sites.add_draft(site)
+                return site
+        active = content.bundle_id
+        if active is None:
+            return None
         async with self._lock(content.guid):  # after a restart: find the active bundle's files again
             site = self.sites.find(content.guid, None)
             if site is None:
-                site = await asyncio.to_thread(self.sites.load, content.guid, content.bundle_id)
+                site = await asyncio.to_thread(self.sites.load, content.guid, active)
             if site is None:  # its files are gone (a data directory restored without apps/): build them again
-                prepared = await self.prepare(content.guid, content.bundle_id, log.info)
+                prepared = await self.prepare(content.guid, active, log.info)
                 site = await self._build_site(prepared, log.info)
             self.sites.activate(site)
             return site if bundle_id is None or site.bundle_id == bundle_id else None
@@ -380,6 +412,16 @@ class Deployer:
         with self.db.session() as session:
             content = contents.get(session, guid)
             contents.activated(session, content, contents.get_bundle(session, content, bundle_id))
+            changes.announce(session, changes.ACTIVATED, guid, self.node, bundle_id)
+
+    def _mark_draft(self, guid: str, bundle_id: int) -> None:
+        with self.db.session() as session:
+            contents.get(session, guid).draft_bundle_id = bundle_id
+
+    def _current(self, guid: str) -> Content | None:
+        """The content's row as the database has it now (another node may have changed its bundles)."""
+        with self.db.session() as session:
+            return session.scalar(select(Content).where(Content.guid == guid))
 
     # -- serving ------------------------------------------------------------------------------------------
 
@@ -393,17 +435,37 @@ class Deployer:
             process = await self.supervisor.wait_for(guid, bundle_id)
         if process is not None:
             return process
-        if bundle_id is not None and bundle_id != content.bundle_id:
-            raise await self._not_served(guid, bundle_id)
-        # The proxy's copy of the row may be seconds old: a `_bundle<id>/` URL of a bundle that was active then and
-        # is deleted now must not start it. Only this slow path (no process running) pays the query.
-        if bundle_id is not None and not await asyncio.to_thread(self._has_bundle, guid, bundle_id):
-            raise await self._not_served(guid, bundle_id)
+        if bundle_id is not None:
+            # The proxy's copy of the row may be seconds old, and another node may have deployed, activated or
+            # deleted the bundle since: what a `_bundle<id>/` URL starts is decided on the row as it is now. Only
+            # this slow path (no process serving it here) pays the query.
+            now = await asyncio.to_thread(self._current, guid)
+            if now is not None and bundle_id == now.draft_bundle_id:
+                await self._open_draft(guid, bundle_id)  # another node deployed it; rsconnect may verify it here
+                process = await self.supervisor.wait_for(guid, bundle_id)
+            if process is not None:
+                return process
+            if now is None or bundle_id != now.bundle_id:
+                raise await self._not_served(guid, bundle_id)
+            content = now
         await self._open(content)
         process = await self.supervisor.wait_for(guid)
         if process is None:
             raise Busy(f"Content `{guid}` was replaced or removed while this request waited; try again.", 1)
         return process
+
+    async def _open_draft(self, guid: str, bundle_id: int) -> None:
+        """Start the draft another node deployed, as that node did (its environment from the cache or built)."""
+        async with self._lock(guid):
+            if self.supervisor.find(guid, bundle_id) is not None:
+                return
+            prepared = await self.prepare(guid, bundle_id, _discard)
+            launcher = LAUNCHERS.get(prepared.manifest.appmode)
+            if launcher is None:
+                return
+            limits = self.limits(prepared.content)
+            process = await self.supervisor.start(self._spec(prepared, launcher, draft=True), limits.init_timeout)
+            self.supervisor.add_draft(process, limits)
 
     async def _not_served(self, guid: str, bundle_id: int) -> NotFound:
         """Why `/_bundle<id>/` serves nothing: only the active bundle and the current draft are served."""
@@ -500,6 +562,93 @@ class Deployer:
         self.sites.retire(guid)
         await self.supervisor.stop_content(guid)
         await asyncio.to_thread(shutil.rmtree, self.content_dir(guid), True)
+
+    # -- following what other nodes change ---------------------------------------------------------------
+
+    def follow(self, change: Change) -> None:
+        """Act on a change another node made to a content this node serves (the change-log follower calls this):
+        in the background, one change at a time per content, so the follower is never held up."""
+        if change.node == self.node or not change.guid:
+            return  # this node made it, and its pipeline acted already
+        serving = self.supervisor.pool(change.guid) is not None or self.sites.find(change.guid) is not None
+        if not serving and change.kind in (changes.ACTIVATED, changes.VARIABLES):
+            return  # nothing runs here: its first request starts what the database says then
+        queue = self._changes.get(change.guid)
+        if queue is not None:  # a task for this content is running; it takes this one next
+            queue.append(change)
+            return
+        self._changes[change.guid] = [change]
+        self._background(self._follow_content(change.guid))
+
+    async def _follow_content(self, guid: str) -> None:
+        queue = self._changes[guid]
+        try:
+            while queue:
+                change = queue.pop(0)
+                try:
+                    await self._apply(change)
+                except Exception as exc:  # the next change still applies; the old version keeps serving
+                    log.exception("Could not follow %s of content %s", change.kind, guid)
+                    with contextlib.suppress(OSError):  # its folder may be gone
+                        append_log(
+                            self.log_path(guid), change.bundle_id or 0, [f"Could not follow {change.kind}: {exc}"]
+                        )
+        finally:
+            del self._changes[guid]
+
+    async def _apply(self, change: Change) -> None:
+        guid = change.guid
+        if change.kind == changes.DELETED:
+            await self.remove(guid)
+        elif change.kind == changes.BUNDLE_DELETED and change.bundle_id is not None:
+            await self.discard_bundle(guid, change.bundle_id)
+        elif change.kind == changes.VARIABLES:
+            await self.restart(guid, "its environment variables changed (on another node)")
+        elif change.kind == changes.ACTIVATED:
+            await self._switch_to_active(guid)
+
+    async def _switch_to_active(self, guid: str) -> None:
+        """Serve the bundle another node activated, as its own deploy would: prepare it (extract it, find or build
+        its environment), start a process and switch to it once it answers; the old processes drain. Nothing
+        when this node serves it already or serves nothing of the content."""
+        content = await asyncio.to_thread(self._content_or_none, guid)
+        if content is None:
+            return await self.remove(guid)
+        target = content.bundle_id
+        if target is None or self._serves(guid, target):
+            return
+        async with self._lock(guid):
+            pool, site = self.supervisor.pool(guid), self.sites.find(guid)
+            if (pool is None and site is None) or self._serves(guid, target):
+                return  # stopped meanwhile, or a request here started the new bundle already
+            began = time.monotonic()
+            prepared = await self.prepare(guid, target, _discard)
+            if prepared.manifest.appmode in FILE_APP_MODES:
+                built = self.sites.find(guid, target) or await asyncio.to_thread(self.sites.load, guid, target)
+                await self._activate_site(built or await self._build_site(prepared, _discard), mark=False)
+            else:
+                limits = self.limits(content)
+                self.supervisor.configure(guid, limits)
+                spec = self._spec(prepared, LAUNCHERS[prepared.manifest.appmode])
+                if pool is not None and pool.processes:  # it was serving: the new process answers before the switch
+                    self.supervisor.activate(await self.supervisor.start(spec, limits.init_timeout), limits)
+                else:
+                    self.supervisor.open(spec)
+                self.sites.retire(guid)
+            seconds = time.monotonic() - began
+            note = f"Bundle {target} was activated on another node; serving it here after {seconds:.2f} s."
+            append_log(self.log_path(guid), target, [note])
+
+    def _serves(self, guid: str, bundle_id: int) -> bool:
+        pool, site = self.supervisor.pool(guid), self.sites.find(guid)
+        return (pool is not None and pool.bundle_id == bundle_id) or (site is not None and site.bundle_id == bundle_id)
+
+    def _content_or_none(self, guid: str) -> Content | None:
+        with self.db.session() as session:
+            try:
+                return contents.get(session, guid)
+            except NotFound:
+                return None
 
     def close(self) -> None:
         """Cancel the deploy tasks still running (the supervisor stops the processes)."""

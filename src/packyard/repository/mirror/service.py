@@ -8,12 +8,14 @@ stale and the upstream is left alone for `retry_after` seconds.
 
 Files: the first request starts one download into a staged blob; every request for that file streams from the
 staging file as it grows. The last bytes are held back until the whole file matched the upstream's sha256,
-so a client never receives a complete response for a corrupt file.
+so a client never receives a complete response for a corrupt file. On PostgreSQL, several nodes or workers
+elect one downloader per file (election.py); requests on the others wait for the blob in the shared store.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import time
@@ -23,7 +25,7 @@ from datetime import datetime
 from typing import TypeVar
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
@@ -35,6 +37,7 @@ from packyard.repository.errors import UpstreamUnavailable
 from packyard.repository.index import indexer
 from packyard.repository.index.page_cache import RepoInfo, SourceInfo
 from packyard.repository.mirror import records
+from packyard.repository.mirror.election import Election
 from packyard.repository.mirror.upstream import ACCEPT, UpstreamPage, parse_page
 from packyard.repository.models import CoreMetadata, DistFile, Project
 from packyard.repository.policy.rules import curated_specifier
@@ -47,6 +50,7 @@ HOLD_BACK = 64 * 1024
 MAX_FRESH = 500_000
 MAX_LOGGED_PROBLEMS = 5  # a hostile page may list thousands; the log shows the first few and the count
 CHUNK = 256 * 1024
+ELECTION_POLL = 0.2  # seconds between looks for a blob another process is downloading
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,23 @@ class Download:
             self.finished.set()
             self._progress()
 
+    def stored_elsewhere(self, size: int) -> None:
+        """Another process downloaded and committed the blob: serve it from the store."""
+        self.store.discard(self.staged)
+        self.total = self.received = size
+        self.done = True
+        self.started.set()
+        self.finished.set()
+        self._progress()
+
+    def failed(self, error: str) -> None:
+        """The download could not start: every waiting client gets `error`."""
+        self.error = error
+        self.store.discard(self.staged)
+        self.started.set()
+        self.finished.set()
+        self._progress()
+
     async def stream(self) -> AsyncIterator[bytes]:
         try:
             handle = self.staged.open()
@@ -159,6 +180,7 @@ class Mirror:
         self._down_until: dict[int, float] = {}
         self._downloads: dict[str, Download] = {}
         self._metadata: dict[str, asyncio.Task[bytes]] = {}
+        self.election = Election(db.url)
 
     # -- pages ---------------------------------------------------------------------------------------------
 
@@ -338,15 +360,18 @@ class Mirror:
     async def close(self) -> None:
         if self._client is not None:
             await self._client.aclose()
+        self.election.dispose()
 
     async def download(self, digest: str, url: str, source_id: int) -> Download:
         """The running download of this blob, started if needed; returns once its headers are known."""
         download = self._downloads.get(digest)
-        metrics.MIRROR_FILES.labels("joined" if download is not None else "started").inc()
+        if download is not None or not self.election.enabled:  # else `_elected` counts it, knowing who downloads
+            metrics.MIRROR_FILES.labels("joined" if download is not None else "started").inc()
         if download is None:
             download = Download(self.store, digest, url)
             self._downloads[digest] = download
-            task = asyncio.ensure_future(download.run(self.client))
+            run = self._elected(download) if self.election.enabled else download.run(self.client)
+            task = asyncio.ensure_future(run)
 
             def finished(_task: object) -> None:
                 self._downloads.pop(digest, None)
@@ -358,6 +383,36 @@ class Mirror:
         if download.error is not None and not download.received:
             raise UpstreamUnavailable(download.error)
         return download
+
+    async def _elected(self, download: Download) -> None:
+        """Download once this process holds the file's lock, unless another process stores the blob first."""
+        digest = download.digest
+        connection: Connection | None = None
+        leading = False
+        try:
+            try:
+                connection = await run_in_threadpool(self.election.connect)
+                while True:
+                    leading = await run_in_threadpool(self.election.try_lock, connection, digest)
+                    if await run_in_threadpool(self.store.exists, digest):  # stored by the one that held the lock
+                        metrics.MIRROR_FILES.labels("elsewhere").inc()
+                        return download.stored_elsewhere(await run_in_threadpool(self.store.size, digest))
+                    if leading:
+                        break
+                    await asyncio.sleep(ELECTION_POLL)
+            except Exception as exc:  # the database or the store failed: the waiting clients must hear it
+                # The class only: a driver's message names hosts and databases (the log has it).
+                log.warning("Could not elect the downloader of %s: %r", download.url, exc)
+                return download.failed(
+                    f"Could not tell whether another node is downloading {download.url} ({type(exc).__name__}); "
+                    "try again shortly."
+                )
+            metrics.MIRROR_FILES.labels("started").inc()
+            await download.run(self.client)
+        finally:
+            if connection is not None:
+                with contextlib.suppress(Exception):  # a lost connection has released the lock already
+                    await run_in_threadpool(self.election.release, connection, digest, leading)
 
     def _fill_size(self, source_id: int, digest: str, size: int) -> None:
         """HTML upstreams list no sizes: record the real one once the bytes are here."""
