@@ -233,17 +233,22 @@ class Deployer:
         site = self.sites.find(content.guid, bundle_id)
         if site is not None:
             return site
-        if content.app_mode not in FILE_APP_MODES or content.bundle_id is None:
+        if (
+            content.bundle_id is not None
+            and content.app_mode not in FILE_APP_MODES
+            and bundle_id in (None, content.bundle_id)
+        ):
+            return None  # an app's request, the hot path: a process serves it, no query
+        # Nothing served here yet: decide on the row as it is now. The proxy's copy may be seconds old, and another
+        # node may have activated a bundle or deployed a draft since; a superseded or deleted bundle's files may
+        # still be on disk, but are not served.
+        now = await asyncio.to_thread(self._current, content.guid)
+        if now is None or (bundle_id is not None and bundle_id not in (now.bundle_id, now.draft_bundle_id)):
             return None
-        if bundle_id is not None:
-            # Only the active bundle or the current draft, as the row is now (the proxy's copy may be seconds old,
-            # and another node may have deployed the draft); a superseded or deleted bundle's files may still be on
-            # disk, but are not served.
-            now = await asyncio.to_thread(self._current, content.guid)
-            if now is None or now.bundle_id is None or bundle_id not in (now.bundle_id, now.draft_bundle_id):
+        content = now
+        if bundle_id is not None and bundle_id == content.draft_bundle_id:
+            if not await asyncio.to_thread(self._serves_files, content.guid, bundle_id):
                 return None
-            content = now
-        if bundle_id is not None and bundle_id != content.bundle_id:
             async with self._lock(content.guid):
                 site = self.sites.find(content.guid, bundle_id)
                 if site is None:
@@ -253,7 +258,7 @@ class Deployer:
                 self.sites.add_draft(site)
                 return site
         active = content.bundle_id
-        if active is None:
+        if content.app_mode not in FILE_APP_MODES or active is None:
             return None
         async with self._lock(content.guid):  # after a restart: find the active bundle's files again
             site = self.sites.find(content.guid, None)
@@ -418,6 +423,13 @@ class Deployer:
         with self.db.session() as session:
             contents.get(session, guid).draft_bundle_id = bundle_id
 
+    def _serves_files(self, guid: str, bundle_id: int) -> bool:
+        """Whether a bundle is content served as files (a draft's mode is its bundle's, not yet the content's)."""
+        query = select(Bundle.app_mode).join(Content, Content.id == Bundle.content_id)
+        with self.db.session() as session:
+            mode = session.scalar(query.where(Content.guid == guid, Bundle.id == bundle_id))
+        return mode in FILE_APP_MODES
+
     def _current(self, guid: str) -> Content | None:
         """The content's row as the database has it now (another node may have changed its bundles)."""
         with self.db.session() as session:
@@ -447,6 +459,11 @@ class Deployer:
                 return process
             if now is None or bundle_id != now.bundle_id:
                 raise await self._not_served(guid, bundle_id)
+            content = now
+        else:  # starting from nothing costs far more than a query: start what the row says now, not seconds ago
+            now = await asyncio.to_thread(self._current, guid)
+            if now is None:
+                raise NotFound(f"There is no content `{guid}`; `GET /__api__/v1/content` lists what you may see.")
             content = now
         await self._open(content)
         process = await self.supervisor.wait_for(guid)
