@@ -46,6 +46,15 @@ def test_address_follows_https(https_server: Server) -> None:
     assert "Packyard listening on https://127.0.0.1:" in https_server.log()
 
 
+def test_setup_page_shows_the_ca_settings(https_server: Server) -> None:
+    trusted = ssl.create_default_context(cafile=https_server.ca_pem)
+    page = httpx.get(f"{https_server.url}/repos/pypi/setup", verify=trusted, follow_redirects=True)
+    assert page.status_code == 200, page.text
+    for setting in ("UV_NATIVE_TLS=true", "--native-tls", "cert = /path/to/ca.pem", "REQUESTS_CA_BUNDLE", "--cacert"):
+        assert setting in page.text, setting
+    assert f"{https_server.url}/pypi/latest/simple/" in page.text
+
+
 def test_pip_installs_with_cert(
     https_server: Server, uploaded: str, test_ca: TestCA, venv: Path, client_env: dict[str, str]
 ) -> None:
