@@ -305,7 +305,7 @@ class Environments(EnvironmentAdmin):
                     asked = install_hints.who_asked(lines, missing, plan, runtime, wheelhouse, interpreter)
                     # uv found them, only with no wheel for this Python: the hint says to provide one.
                     other_python = set(missing) <= set(install_hints.without_wheels(lines))
-                    hint = (
+                    hint = install_hints.certificate_hint(lines, self.settings) or (
                         await asyncio.to_thread(
                             install_hints.missing_hint,
                             self.settings,
