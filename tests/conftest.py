@@ -26,8 +26,8 @@ if TYPE_CHECKING:
 
 from packyard.publishing.sandbox import Sandbox
 
-# Shared fixtures defined beside the helpers they use: moto's S3 on loopback.
-pytest_plugins = ["tests.s3"]
+# Shared fixtures defined beside the helpers they use: moto's S3 on loopback; the test CA and an HTTPS server.
+pytest_plugins = ["tests.s3", "tests.tls"]
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -72,11 +72,18 @@ class Server:
         return f"{self.url}/pypi/latest/simple/"
 
     @property
+    def ca_pem(self) -> str:
+        """The CA a client must trust to reach this server: its `ca_bundle` when it serves HTTPS (tests/tls.py)."""
+        return self.env.get("PACKYARD_SERVER_CA_BUNDLE", "") if self.url.startswith("https:") else ""
+
+    @property
     def upload_url(self) -> str:
         return f"{self.url}/upload/pypi/local-python-src"
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, **self.env, "PACKYARD_DATA_DIR": str(self.data_dir), "NO_COLOR": "1", "COLUMNS": "200"}
+        if self.ca_pem:
+            env["SSL_CERT_FILE"] = self.ca_pem  # `packyard add` to an HTTPS server: httpx reads it
         result = subprocess.run([str(BIN / "packyard"), *args], capture_output=True, text=True, env=env)
         if check and result.returncode != 0:
             raise AssertionError(f"packyard {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
@@ -98,6 +105,8 @@ class Server:
     ) -> subprocess.CompletedProcess[str]:
         """`twine upload` of these files into a source, with the default upload token unless one is given."""
         env = {"PATH": "/usr/bin:/bin", "HOME": str(self.data_dir), "NO_COLOR": "1"}
+        if self.ca_pem:
+            env["REQUESTS_CA_BUNDLE"] = self.ca_pem
         command = [
             str(BIN / "twine"),
             "upload",
@@ -149,11 +158,13 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
 
 
 def _start(data_dir: Path, database_url: str, env: dict[str, str] | None = None, port: int | None = None) -> Server:
-    """`packyard run` on 127.0.0.1 (a free port unless given), with `PACKYARD_*` overrides from `env`."""
+    """`packyard run` on 127.0.0.1 (a free port unless given), with `PACKYARD_*` overrides from `env`; HTTPS when
+    they set `PACKYARD_SERVER_TLS_CERTIFICATE` (tests/tls.py `tls_env`)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
+    scheme = "https" if (env or {}).get("PACKYARD_SERVER_TLS_CERTIFICATE") else "http"
     (data_dir / "packyard.toml").write_text(
-        f'[server]\naddress = "http://127.0.0.1:{port}"\nport = {port}\n\n'
+        f'[server]\naddress = "{scheme}://127.0.0.1:{port}"\nport = {port}\n\n'
         f'[database]\nurl = "{database_url}"\n\n[authentication]\napi_token_auth = true\n\n'
         '[upload]\nmax_file_size = "2MiB"\n'
     )
@@ -164,13 +175,14 @@ def _start(data_dir: Path, database_url: str, env: dict[str, str] | None = None,
         stderr=subprocess.STDOUT,
         env={**os.environ, "PACKYARD_DATA_DIR": str(data_dir), **(env or {})},
     )
-    url = f"http://127.0.0.1:{port}"
+    url = f"{scheme}://127.0.0.1:{port}"
     deadline = time.monotonic() + 120  # a loaded 2-core machine has taken over 30 s to import and start
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"server exited:\n{log_path.read_text()}")
         try:
-            if httpx.get(f"{url}/__ping__", timeout=1).status_code == 200:
+            # Readiness only: the tests check the certificate with the clients they run.
+            if httpx.get(f"{url}/__ping__", timeout=1, verify=False).status_code == 200:
                 return Server(url, data_dir, log_path, process, database_url=database_url, env=dict(env or {}))
         except httpx.HTTPError:
             time.sleep(0.1)

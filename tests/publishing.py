@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shutil
+import ssl
 import subprocess
 import sys
 import tarfile
@@ -90,11 +91,18 @@ class Publishing:
         saved = json.loads((app / "rsconnect-python" / f"{app.name}.json").read_text())
         return saved[self.server.url]
 
+    @property
+    def verify(self) -> ssl.SSLContext | bool:
+        """What httpx trusts for this server: the test CA of an HTTPS server (tests/tls.py), else the default."""
+        return ssl.create_default_context(cafile=self.server.ca_pem) if self.server.ca_pem else True
+
     def get(self, path: str, headers: dict[str, str] | None = None, **kwargs: Any) -> httpx.Response:
-        return httpx.get(f"{self.server.url}{path}", headers={**self.headers, **(headers or {})}, timeout=60, **kwargs)
+        headers = {**self.headers, **(headers or {})}
+        return httpx.get(f"{self.server.url}{path}", headers=headers, timeout=60, verify=self.verify, **kwargs)
 
     def api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        return httpx.request(method, f"{self.server.url}/__api__{path}", headers=self.headers, timeout=60, **kwargs)
+        url = f"{self.server.url}/__api__{path}"
+        return httpx.request(method, url, headers=self.headers, timeout=60, verify=self.verify, **kwargs)
 
     def wait_task(self, task_id: str) -> dict[str, Any]:
         lines: list[str] = []
@@ -131,7 +139,8 @@ def setup_publishing(server: Server, home: Path, wheels: str | None = "api") -> 
     key = server.cli("key", "create", "--user", "alice", "-q").stdout.strip()
     home.mkdir(parents=True, exist_ok=True)
     publishing = Publishing(server, key, home)
-    publishing.rsconnect("add", "--server", server.url, "--name", "packyard", "--api-key", key)
+    cacert = ["--cacert", server.ca_pem] if server.ca_pem else []  # an HTTPS server's test CA (tests/tls.py)
+    publishing.rsconnect("add", "--server", server.url, "--name", "packyard", "--api-key", key, *cacert)
     return publishing
 
 

@@ -30,6 +30,14 @@ DEFAULT_CONFIG = """\
 # session on Packyard's pages and API (docs/SECURITY.md). The same server answers it, told apart by the Host
 # header; point that name at this server, e.g. a subdomain:
 # content_address = "https://content.packages.example.com"
+# Serve HTTPS directly: PEM files of the certificate (its chain after it) and its unencrypted key; the address
+# then defaults to https://<host>:<port>. Relative paths are inside the data directory.
+# tls_certificate = "/etc/packyard/tls/server.pem"
+# tls_key = "/etc/packyard/tls/server.key"
+# The certificate authorities Packyard trusts as a client (its mirror upstream, and the uv that builds content
+# environments from this server's own index), as one PEM file, instead of the system's store: add an internal
+# CA to the public ones, e.g. `cat /etc/ssl/certs/ca-certificates.crt internal-ca.pem > ca-bundle.pem`.
+# ca_bundle = "/etc/packyard/tls/ca-bundle.pem"
 host = "127.0.0.1"
 port = 4242
 access_log = true
@@ -179,8 +187,11 @@ SERVED_ADDRESS_NAME = "served-address"
 
 @dataclass
 class ServerSettings:
-    address: str = ""  # empty: `http://<host>:<port>`, see `address_of`
+    address: str = ""  # empty: `http(s)://<host>:<port>`, see `address_of`
     content_address: str = ""  # empty: content shares `address`'s origin; see `check_content_address`
+    tls_certificate: str = ""  # PEM; with `tls_key`, `packyard run` serves HTTPS (tls.py checks them at start)
+    tls_key: str = ""
+    ca_bundle: str = ""  # PEM: what Packyard trusts as a client; empty: the system's store
     host: str = "127.0.0.1"
     port: int = 4242
     access_log: bool = True
@@ -463,9 +474,12 @@ def load_settings(data_dir: str | Path | None = None, environ: dict[str, str] | 
                 setattr(section, name, _coerce(section_field.name, name, env[env_name], kind))
             elif name in values:
                 setattr(section, name, _coerce(section_field.name, name, values[name], kind))
+    _check_tls_paths(settings, path)
     settings.address_configured = bool(settings.server.address)
     if not settings.address_configured:
-        settings.server.address = address_of(settings.server.host, settings.server.port)
+        settings.server.address = address_of(
+            settings.server.host, settings.server.port, tls=bool(settings.server.tls_certificate)
+        )
     settings.server.content_address = check_content_address(settings.server.content_address, settings.server.address)
     settings.max_file_size  # noqa: B018 - fail at startup, not at the first upload
     settings.bundle_max_size  # noqa: B018
@@ -493,11 +507,29 @@ def load_settings(data_dir: str | Path | None = None, environ: dict[str, str] | 
     return settings
 
 
-def address_of(host: str, port: int) -> str:
+def address_of(host: str, port: int, tls: bool = False) -> str:
     """The address of a server listening on `host`:`port`; one on every interface is reached on loopback."""
     if host in {"", "0.0.0.0", "::"}:
         host = "127.0.0.1"
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    scheme = "https" if tls else "http"
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
+
+
+def _check_tls_paths(settings: Settings, config: Path) -> None:
+    """Both of `tls_certificate` and `tls_key` or neither; relative paths made absolute in the data directory (the
+    files themselves are checked by `packyard run`, tls.py)."""
+    server = settings.server
+    if bool(server.tls_certificate) != bool(server.tls_key):
+        given, missing = ("tls_certificate", "tls_key") if server.tls_certificate else ("tls_key", "tls_certificate")
+        raise ConfigError(
+            f"Config `server.{given}` is set but `server.{missing}` is not: HTTPS needs both the certificate and "
+            f"its key. Set `server.{missing}` in `[server]` of {config} (or PACKYARD_SERVER_{missing.upper()}), "
+            f"or unset `server.{given}` to serve plain HTTP."
+        )
+    for key in ("tls_certificate", "tls_key", "ca_bundle"):
+        value = getattr(server, key)
+        if value and not Path(value).is_absolute():
+            setattr(server, key, str((settings.data_dir / value).resolve()))
 
 
 def origin_of(url: str) -> str:

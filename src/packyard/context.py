@@ -34,6 +34,7 @@ from packyard.repository.index.page_cache import PageCache
 from packyard.repository.mirror.service import Mirror
 from packyard.repository.serving.files import FileIndex
 from packyard.storage import BlobStore, LocalBlobStore, S3BlobStore
+from packyard.tls import client_context
 
 # Changes that alter what an API key may do or who its user is: a role, a lock, a revoked key, a group.
 CALLER_EVENTS = frozenset(
@@ -96,7 +97,13 @@ class AppContext:
             files=FileIndex(db, store),
             auth=Authenticator(db, settings.token_secret(), settings.authentication.api_token_auth),
         )
-        context.mirror = Mirror(settings.mirror, db, store, on_change=lambda: context.sync(render_roots=False))
+        context.mirror = Mirror(
+            settings.mirror,
+            db,
+            store,
+            on_change=lambda: context.sync(render_roots=False),
+            trust=client_context(settings.server.ca_bundle),
+        )
         node = f"{socket.gethostname()}:{os.getpid()}"  # this server process, among the nodes on one database
         context.tasks = Tasks(db, node)
         context.vault = Vault(settings.encryption_key())

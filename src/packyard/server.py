@@ -14,6 +14,7 @@ from uvicorn.supervisors import Multiprocess
 from packyard.app import create_app
 from packyard.config import Settings
 from packyard.http_errors import install_reason_phrases
+from packyard.tls import uvicorn_options
 from packyard.workers import WorkerApp, metrics_folder, preflight
 
 
@@ -79,5 +80,7 @@ def _config(settings: Settings, app: object, **options: object) -> uvicorn.Confi
         http="httptools",
         loop="uvloop",
         ws="wsproto",  # see pyproject.toml: its refusals of websocket handshakes log no false error
+        # HTTPS: every worker loads the certificate itself (uvicorn's Config.load), on the socket the parent bound.
+        **uvicorn_options(settings),
         **options,  # type: ignore[arg-type]
     )

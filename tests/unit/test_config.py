@@ -162,3 +162,19 @@ def test_sqlite_refuses_more_than_one_worker(tmp_path: Path, url: str) -> None:
     with pytest.raises(ConfigError, match=r"need PostgreSQL, .* set `\[database\] url`"):
         check_database(settings)
     check_database(load_settings(tmp_path, {"PACKYARD_SERVER_WORKERS": "1", "PACKYARD_DATABASE_URL": url}))
+
+
+def test_tls_makes_the_address_https_and_paths_absolute(tmp_path: Path) -> None:
+    (tmp_path / "packyard.toml").write_text('[server]\ntls_certificate = "tls/server.pem"\ntls_key = "/etc/k.pem"\n')
+    settings = load_settings(tmp_path, environ={"PACKYARD_SERVER_CA_BUNDLE": "ca.pem"})
+    assert settings.server.address == "https://127.0.0.1:4242"
+    assert settings.server.tls_certificate == str((tmp_path / "tls" / "server.pem").resolve())
+    assert (settings.server.tls_key, settings.server.ca_bundle) == ("/etc/k.pem", str((tmp_path / "ca.pem").resolve()))
+    configured = {"PACKYARD_SERVER_ADDRESS": "https://packages.example.com"}
+    assert load_settings(tmp_path, environ=configured).server.address == "https://packages.example.com"
+
+
+def test_a_certificate_without_its_key_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="`server.tls_key` is not") as error:
+        load_settings(tmp_path, environ={"PACKYARD_SERVER_TLS_CERTIFICATE": "/etc/server.pem"})
+    assert "PACKYARD_SERVER_TLS_KEY" in str(error.value) and str(tmp_path / "packyard.toml") in str(error.value)

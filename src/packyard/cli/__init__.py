@@ -70,6 +70,7 @@ def run(
 ) -> None:
     """Start the server; on first start, create the data directory."""
     from packyard.server import bind, serve
+    from packyard.tls import check_server_tls
     from packyard.workers import check_database
 
     overrides = {}
@@ -82,6 +83,7 @@ def run(
     settings = settings_for(data_dir, create=True, overrides=overrides)
     try:
         check_database(settings)
+        check_server_tls(settings)
     except ConfigError as exc:
         fail(str(exc))
     host, port = settings.server.host, settings.server.port
@@ -106,7 +108,8 @@ def run(
     else:
         served.write_text(settings.server.address + "\n")
     processes = f", {settings.server.workers} workers" if settings.server.workers > 1 else ""
-    out.print(f"Packyard listening on http://{host}:{port} (data: {settings.data_dir}{processes})", soft_wrap=True)
+    scheme = "https" if settings.server.tls_certificate else "http"
+    out.print(f"Packyard listening on {scheme}://{host}:{port} (data: {settings.data_dir}{processes})", soft_wrap=True)
     out.print(f"Package index: {settings.server.address.rstrip('/')}/pypi/latest/simple/", soft_wrap=True)
     serve(settings, sock)
 

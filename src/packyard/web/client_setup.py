@@ -1,5 +1,6 @@
 """What the setup page tells clients: a repository's index URL for `latest` or a date, and the pip, uv,
-requirements.txt, pyproject.toml, environment and `.netrc` text that points each client at it."""
+requirements.txt, pyproject.toml, environment and `.netrc` text that points each client at it; when the server
+serves HTTPS itself, how each client trusts its certificate authority."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from urllib.parse import urlsplit
 
 TOKEN_PLACEHOLDER = "YOUR_TOKEN"
 PACKAGE_PLACEHOLDER = "PACKAGE"
+# Where the snippets say the certificate authority's PEM file is: Packyard cannot know the client's path.
+CA_PLACEHOLDER = "/path/to/ca.pem"
 _UV_INDEX_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -38,7 +41,67 @@ def netrc_machine(address: str) -> str:
     return urlsplit(address).hostname or address
 
 
-def sections(address: str, repo: str, snapshot: str, authenticated: bool, package: str = "") -> list[Section]:
+def cacert_option(tls: bool) -> str:
+    """rsconnect's ` --cacert` for `rsconnect add` when the server serves HTTPS itself (maybe an internal CA)."""
+    return f" --cacert {CA_PLACEHOLDER}" if tls else ""
+
+
+def tls_section(address: str, url: str, pkg: str) -> Section:
+    """How pip, uv, twine, rsconnect and R trust the authority that issued the server's certificate."""
+    ca = CA_PLACEHOLDER
+    return Section(
+        "tls",
+        "HTTPS with an internal certificate authority",
+        f"This server serves HTTPS with its own certificate. If an internal certificate authority issued it, "
+        f"clients must trust that authority, or they fail with errors such as uv's `invalid peer certificate: "
+        f"UnknownIssuer`. Ask your administrator for its certificate (a PEM file; {ca} below).",
+        [
+            Snippet(
+                "setup-tls-system-store",
+                "Terminal: add the authority to the system's store (Debian, Ubuntu)",
+                f"sudo cp {ca} /usr/local/share/ca-certificates/internal-ca.crt\nsudo update-ca-certificates",
+                "uv with UV_NATIVE_TLS and R read this store; pip, twine and rsconnect carry bundles of their own "
+                "and need the settings below.",
+            ),
+            Snippet(
+                "setup-tls-uv",
+                "uv: use the system's store (uv has its own by default)",
+                "export UV_NATIVE_TLS=true\n"
+                f"# or, for one command:\nuv pip install --native-tls --index-url {url} {pkg}",
+                f"Without the system's store, `export SSL_CERT_FILE={ca}` makes uv trust that file instead.",
+            ),
+            Snippet(
+                "setup-tls-pip",
+                "pip.conf",
+                f"[global]\ncert = {ca}\n",
+                f"Or `export PIP_CERT={ca}`, or `pip install --cert {ca} ...` for one command.",
+            ),
+            Snippet(
+                "setup-tls-twine",
+                "Terminal: twine",
+                f"export REQUESTS_CA_BUNDLE={ca}",
+                f"Or `twine upload --cert {ca} ...` for one command.",
+            ),
+            Snippet(
+                "setup-tls-rsconnect",
+                "Terminal: rsconnect",
+                f"rsconnect add --server {address.rstrip('/')} --name packyard --api-key KEY --cacert {ca}",
+                "rsconnect keeps the path with the server's entry and uses it for every deploy.",
+            ),
+            Snippet(
+                "setup-tls-r",
+                "~/.Renviron",
+                f"CURL_CA_BUNDLE={ca}\n",
+                "R's libcurl (`install.packages`, `download.file`) reads it; in a session, "
+                f'`Sys.setenv(CURL_CA_BUNDLE = "{ca}")` before installing.',
+            ),
+        ],
+    )
+
+
+def sections(
+    address: str, repo: str, snapshot: str, authenticated: bool, package: str = "", tls: bool = False
+) -> list[Section]:
     url = index_url(address, repo, snapshot)
     host = netrc_machine(address)
     pkg = package or PACKAGE_PLACEHOLDER
@@ -125,6 +188,8 @@ def sections(address: str, repo: str, snapshot: str, authenticated: bool, packag
             ],
         ),
     ]
+    if tls:
+        result.insert(0, tls_section(address, url, pkg))
     if authenticated:
         result.insert(
             0,

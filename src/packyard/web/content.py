@@ -21,6 +21,7 @@ from packyard.publishing.errors import Forbidden, NotFound, PublishingError, Run
 from packyard.publishing.models import Bundle, Content, PythonEnvironment, User
 from packyard.publishing.runtime import limits
 from packyard.storage import BlobResponse
+from packyard.web import client_setup
 from packyard.web.error_pages import PageRoute
 from packyard.web.errors import PageError
 from packyard.web.render import render
@@ -162,7 +163,10 @@ async def content_list(request: Request, user: User_, q: str = "") -> Response:
     shown = [i for i in items if not needle or needle in f"{i.title} {i.content.name} {i.kind} {i.owner}".lower()]
     shown.sort(key=lambda i: i.content.last_deployed_at or i.content.created_at, reverse=True)
     base = context(request).settings.server.address.rstrip("/")
-    return render(request, "content/list.html", section="content", items=shown, total=len(items), q=q, base=base)
+    cacert = client_setup.cacert_option(bool(context(request).settings.server.tls_certificate))
+    return render(
+        request, "content/list.html", section="content", items=shown, total=len(items), q=q, base=base, cacert=cacert
+    )
 
 
 @router.get("/connect")

@@ -197,7 +197,9 @@ def setup(request: Request, repo: str, date: str | None = None, package: str = "
         more_days=max(0, len(days) - LISTED_DAYS),
         first_day=days[0] if days else None,
         url=client_setup.index_url(address, repo, snapshot),
-        sections=client_setup.sections(address, repo, snapshot, info.authenticated, pkg),
+        sections=client_setup.sections(
+            address, repo, snapshot, info.authenticated, pkg, tls=bool(context(request).settings.server.tls_certificate)
+        ),
         package=pkg,
     )
 

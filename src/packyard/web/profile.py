@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse
 
 from packyard.errors import PackyardError
 from packyard.publishing import users
+from packyard.web import client_setup
 from packyard.web.error_pages import PageRoute
 from packyard.web.errors import PageError
 from packyard.web.render import render
@@ -50,6 +51,7 @@ def _keys(
         name=name,
         groups=user.caller.groups,
         address=context(request).settings.server.address,
+        cacert=client_setup.cacert_option(bool(context(request).settings.server.tls_certificate)),
     )
 
 

@@ -31,3 +31,14 @@ def test_only_authenticated_repositories_get_a_netrc_section_and_https_needs_no_
     private = sections("https://pkgs.example.com", "team", "latest", authenticated=True, package="x")
     assert private[0].id == "netrc"
     assert private[0].snippets[0].text == "machine pkgs.example.com\nlogin __token__\npassword YOUR_TOKEN\n"
+
+
+def test_https_servers_get_the_ca_settings_of_every_client() -> None:
+    assert "tls" not in [s.id for s in sections("https://pkgs.example.com", "pypi", "latest", authenticated=False)]
+    tls = sections("https://pkgs.example.com", "pypi", "latest", authenticated=False, package="x", tls=True)
+    assert tls[0].id == "tls"
+    text = "\n".join(f"{snippet.text}\n{snippet.note}" for snippet in tls[0].snippets)
+    for setting in ("UV_NATIVE_TLS=true", "--native-tls", "cert = /path/to/ca.pem", "PIP_CERT=", "REQUESTS_CA_BUNDLE=",
+                    "--cacert /path/to/ca.pem", "CURL_CA_BUNDLE=/path/to/ca.pem"):  # fmt: skip
+        assert setting in text, setting
+    assert "UnknownIssuer" in tls[0].intro

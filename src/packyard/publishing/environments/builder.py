@@ -305,7 +305,7 @@ class Environments(EnvironmentAdmin):
                     asked = install_hints.who_asked(lines, missing, plan, runtime, wheelhouse, interpreter)
                     # uv found them, only with no wheel for this Python: the hint says to provide one.
                     other_python = set(missing) <= set(install_hints.without_wheels(lines))
-                    hint = (
+                    hint = install_hints.certificate_hint(lines, self.settings) or (
                         await asyncio.to_thread(
                             install_hints.missing_hint,
                             self.settings,
@@ -364,6 +364,13 @@ class Environments(EnvironmentAdmin):
         if netrc and Path(netrc).is_file():
             mounts.append(Mount(Path(netrc)))  # index credentials: see docs/SECURITY.md
         env = uv.build_environ(self.sandbox.environ(None))
+        ca_bundle = self.settings.server.ca_bundle
+        if ca_bundle:
+            # uv trusts its own roots, not the system's: this server's CA bundle (certificates only, read-only),
+            # so that an https index of its own or behind an internal CA is trusted (docs/SECURITY.md).
+            if not ca_bundle.startswith(("/etc/ssl/", "/etc/ca-certificates/", "/usr/")):  # else visible already
+                mounts.append(Mount(Path(ca_bundle)))
+            env["SSL_CERT_FILE"] = ca_bundle
         wrapped = self.sandbox.command(command, mounts=mounts, cwd=str(path), quota=BUILD_QUOTA)
         return await uv.run_streaming(wrapped, log, str(path), env)
 

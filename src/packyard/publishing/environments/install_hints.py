@@ -84,6 +84,17 @@ def missing_packages(lines: list[str]) -> list[str]:
     return found
 
 
+def certificate_hint(lines: list[str], settings: Settings) -> str:
+    """The setting to change when uv refused an index's TLS certificate (`invalid peer certificate: ...`), else ""."""
+    if not any("invalid peer certificate" in line for line in lines):
+        return ""
+    now = f"it trusts `{settings.server.ca_bundle}`" if settings.server.ca_bundle else "it trusts uv's own roots"
+    return (
+        f"hint: uv did not trust the index's TLS certificate ({now}): set `[server] ca_bundle` in packyard.toml to "
+        "a PEM file that holds the certificate authority that issued it, restart the server, and deploy again."
+    )
+
+
 def without_wheels(lines: list[str]) -> list[str]:
     """The names uv found only as wheels for other Pythons or platforms."""
     return list(dict.fromkeys(name for line in lines for name in _names(_NO_WHEEL, line, whole_word=True)))

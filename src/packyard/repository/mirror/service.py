@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Hashable
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ from packyard.repository.mirror.upstream import ACCEPT, UpstreamPage, parse_page
 from packyard.repository.models import CoreMetadata, DistFile, Project
 from packyard.repository.policy.rules import curated_specifier
 from packyard.storage import BlobStore
+from packyard.tls import describe_failure
 
 log = logging.getLogger("packyard.mirror")
 K = TypeVar("K", bound=Hashable)
@@ -103,7 +105,7 @@ class Download:
             await run_in_threadpool(self.store.commit, self.staged)
             self.done = True
         except Exception as exc:  # every failure must reach the waiting clients
-            self.error = str(exc) if isinstance(exc, UpstreamUnavailable) else f"{type(exc).__name__}: {exc}"
+            self.error = str(exc) if isinstance(exc, UpstreamUnavailable) else describe_failure(exc)
             log.warning("Download of %s failed: %s", self.url, self.error)
             self.store.discard(self.staged)
         finally:
@@ -169,8 +171,10 @@ class Mirror:
         db: Database,
         store: BlobStore,
         on_change: Callable[[], None],
+        trust: ssl.SSLContext | None = None,
     ) -> None:
         self.settings = settings
+        self.trust = trust  # the CAs the upstream's certificate must chain to (`[server] ca_bundle`); None: httpx's
         self.db = db
         self.store = store
         self.on_change = on_change
@@ -282,9 +286,7 @@ class Mirror:
         try:
             response = await self.client.get(url, headers=headers)
         except httpx.HTTPError as exc:
-            return self._failed(
-                source, name, url, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, has_files
-            )
+            return self._failed(source, name, url, describe_failure(exc), has_files)
         now = utcnow()
         if response.status_code == 304:
             await run_in_threadpool(self._mark, source.id, name, True, etag, now)
@@ -353,7 +355,10 @@ class Mirror:
         if self._client is None:
             timeout = httpx.Timeout(self.settings.timeout, connect=min(self.settings.timeout, 5))
             self._client = httpx.AsyncClient(
-                timeout=timeout, follow_redirects=True, headers={"user-agent": f"packyard/{__version__}"}
+                verify=self.trust if self.trust is not None else True,
+                timeout=timeout,
+                follow_redirects=True,
+                headers={"user-agent": f"packyard/{__version__}"},
             )
         return self._client
 
@@ -442,7 +447,9 @@ class Mirror:
         try:
             response = await self.client.get(url)
         except httpx.HTTPError as exc:
-            raise UpstreamUnavailable(f"Could not fetch {url} from the upstream: {exc}; try again later.") from exc
+            raise UpstreamUnavailable(
+                f"Could not fetch {url} from the upstream: {describe_failure(exc)}; try again later."
+            ) from exc
         if response.status_code != 200:
             raise UpstreamUnavailable(f"The upstream answered {response.status_code} for {url}; try again later.")
         data = response.content
