@@ -149,7 +149,10 @@ def init(data_dir: DataDir = None) -> None:
 def source_create(
     name: Annotated[str, typer.Option(help="Source name, e.g. `local-python-src`.")],
     type: Annotated[
-        str, typer.Option("--type", help="`local-python` (uploads), `pypi` (a mirror) or `curated-pypi`.")
+        str,
+        typer.Option(
+            "--type", help="`local-python` (uploads), `pypi` (a mirror), `curated-pypi` or `local-r` (R uploads)."
+        ),
     ] = "local-python",
     upstream: Annotated[
         str | None,
@@ -163,7 +166,7 @@ def source_create(
     with local_session(data_dir) as (settings, session):
         create_source(session, name, type, upstream)
     out.print(f"Created source `{name}` ({type}).")
-    if type != "local-python" and not (upstream or settings.mirror.upstream):
+    if type not in ("local-python", "local-r") and not (upstream or settings.mirror.upstream):
         out.print("hint: it has no upstream yet; set `[mirror] upstream` or recreate it with `--upstream`.")
 
 
