@@ -277,3 +277,29 @@ def test_sources_and_repositories_keep_r_and_python_apart(cran: Server, tmp_path
     assert scoped.status_code == 403
     anonymous = httpx.post(f"{cran.url}/upload/r/local-r-src", files={"content": ("x_1.0.tar.gz", b"x")})
     assert anonymous.status_code == 401
+
+
+def test_packyard_add_and_rspm_upload_r_packages(cran: Server, tmp_path: Path) -> None:
+    token = cran.token("--scope", "sources:write", "--sources", "local-r-src")
+    folder = tmp_path / "built"
+    folder.mkdir()
+    first = r_package(folder, "pyard.cli", "1.0")
+    added = cran.cli("add", "--source", "local-r-src", "--path", str(folder), "--address", cran.url, "--token", token)
+    assert added.stdout.strip() == "1 uploaded, 0 skipped, 0 failed", added.stderr
+    # The remote CLI from `/__api__/download`, stdlib only: the same folder is skipped, a new version goes up.
+    rspm = tmp_path / "rspm"
+    rspm.write_bytes(httpx.get(f"{cran.url}/__api__/download", headers={"Authorization": f"Bearer {token}"}).content)
+    r_package(folder, "pyard.cli", "1.1")
+    env = {"PATH": os.environ["PATH"], "PACKAGEMANAGER_ADDRESS": cran.url, "PACKAGEMANAGER_TOKEN": token}
+    out = run(["python3", str(rspm), "add", "--source=local-r-src", f"--path={folder}"], env)
+    assert out.stdout.strip() == "1 uploaded, 1 skipped, 0 failed", out.stderr
+    text = httpx.get(f"{cran.url}/cran/latest/src/contrib/PACKAGES").text
+    assert "Package: pyard.cli\nVersion: 1.1" in text
+    listed = httpx.get(f"{cran.url}/cran/latest/src/contrib/Archive/pyard.cli/{first.name}")
+    assert listed.status_code == 200
+    # A bad package fails before anything is sent, naming what is wrong.
+    bad = _bad(tmp_path, "pyard.cli_2.0.tar.gz", {"pyard.cli/R/x.R": b"x <- 1\n"})
+    refused = cran.cli(
+        "add", "--source", "local-r-src", "--path", str(bad), "--address", cran.url, "--token", token, check=False
+    )
+    assert refused.returncode == 1 and "has no `pyard.cli/DESCRIPTION`" in refused.stderr

@@ -466,11 +466,13 @@ def delete(
 @app.command()
 def add(
     source: Annotated[str, typer.Option(help="Source to upload into, e.g. `local-python-src`.")],
-    path: Annotated[list[Path], typer.Option(help="A wheel, sdist or folder of them; repeatable.")],
+    path: Annotated[
+        list[Path], typer.Option(help="A wheel, sdist, R source package (`name_1.0.tar.gz`) or folder; repeatable.")
+    ],
     address: Annotated[str | None, typer.Option(envvar="PACKYARD_ADDRESS", help="Server address.")] = None,
     token: Annotated[str | None, typer.Option(envvar="PACKYARD_TOKEN", help="API token.")] = None,
 ) -> None:
-    """Upload distributions to a server, skipping files already there."""
+    """Upload distributions or R source packages to a server, skipping files already there."""
     from packyard.cli.add import add_files
 
     add_files(source, path, address, token)
