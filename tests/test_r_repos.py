@@ -303,3 +303,26 @@ def test_packyard_add_and_rspm_upload_r_packages(cran: Server, tmp_path: Path) -
         "add", "--source", "local-r-src", "--path", str(bad), "--address", cran.url, "--token", token, check=False
     )
     assert refused.returncode == 1 and "has no `pyard.cli/DESCRIPTION`" in refused.stderr
+
+
+def test_package_pages_show_description_fields(cran: Server) -> None:
+    listing = httpx.get(f"{cran.url}/repos/cran/")
+    assert listing.status_code == 200
+    assert "pyard.app" in listing.text and "The pyard.app Test Package" in listing.text
+    assert "pyard.app" in httpx.get(f"{cran.url}/repos/cran/", params={"q": "pyard.app"}).text
+    page = httpx.get(f"{cran.url}/repos/cran/packages/pyard.app/")
+    assert page.status_code == 200, page.text
+    for shown in (
+        "A tiny package for Packyard&#39;s tests, written over two lines.",
+        "<dt>Imports</dt><dd>pyard.base</dd>",
+        "<dt>Depends</dt><dd>R (&gt;= 3.5)</dd>",
+        "<dt>License</dt><dd>MIT + file LICENSE</dd>",
+        "<dt>Maintainer</dt><dd>Pat Yard &lt;pat@example.com&gt;</dd>",
+        f"install.packages(&#34;pyard.app&#34;, repos = c(PACKYARD = &#34;{cran.url}/cran/latest&#34;))",
+        "/cran/latest/src/contrib/Archive/pyard.app/pyard.app_0.9.tar.gz",
+    ):
+        assert shown in page.text, shown
+    assert httpx.get(f"{cran.url}/repos/cran/packages/nothere/").status_code == 404
+    setup = httpx.get(f"{cran.url}/repos/cran/setup", params={"package": "pyard.app"})
+    assert "Set up R for cran" in setup.text
+    assert f"options(repos = c(CRAN = &#34;{cran.url}/cran/latest&#34;))" in setup.text

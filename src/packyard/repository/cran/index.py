@@ -45,6 +45,7 @@ class RFile:
     size: int
     yanked: bool
     fields: dict[str, str]
+    uploaded_at: datetime
 
 
 @dataclass
@@ -77,7 +78,9 @@ def contrib(session: Session, repo_id: int, cutoff: datetime | None = None) -> d
     by_name: dict[str, tuple[int, list[RFile]]] = {}
     for row, name, data in session.execute(query):
         fields = description.parse(data, f"{name}/DESCRIPTION")
-        rfile = RFile(name, row.version, row.filename, row.sha256, row.md5, row.size, row.yanked, fields)
+        rfile = RFile(
+            name, row.version, row.filename, row.sha256, row.md5, row.size, row.yanked, fields, row.uploaded_at
+        )
         source_rank = rank[row.source_id]
         held = by_name.get(name)
         if held is None or source_rank < held[0]:
