@@ -326,3 +326,16 @@ def test_package_pages_show_description_fields(cran: Server) -> None:
     setup = httpx.get(f"{cran.url}/repos/cran/setup", params={"package": "pyard.app"})
     assert "Set up R for cran" in setup.text
     assert f"options(repos = c(CRAN = &#34;{cran.url}/cran/latest&#34;))" in setup.text
+
+
+def test_yank_and_delete_take_an_r_version_out_of_packages(cran: Server, tmp_path: Path) -> None:
+    for version in ("1.0", "1.1"):
+        assert upload(cran, r_package(tmp_path, "pyard.yank", version)).status_code == 200
+    base = f"{cran.url}/cran/latest/src/contrib"
+    assert "Package: pyard.yank\nVersion: 1.1" in httpx.get(f"{base}/PACKAGES").text
+    cran.cli("yank", "--source", "local-r-src", "--project", "pyard.yank", "--version", "1.1", "--reason", "broken")
+    text = httpx.get(f"{base}/PACKAGES").text
+    assert "Package: pyard.yank\nVersion: 1.0" in text and "Version: 1.1" not in text
+    assert httpx.get(f"{base}/Archive/pyard.yank/pyard.yank_1.1.tar.gz").status_code == 200
+    cran.cli("delete", "--source", "local-r-src", "--project", "pyard.yank", "--version", "1.0")
+    assert "pyard.yank" not in httpx.get(f"{base}/PACKAGES").text

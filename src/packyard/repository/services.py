@@ -204,7 +204,8 @@ def _release_files(
         .join(Project)
         .where(
             Project.source_id == source.id,
-            Project.name == normalize(project),
+            # R package names are stored as written (case and dots kept), Python names normalized.
+            Project.name.in_({normalize(project), project}),
             DistFile.version == version,
             DistFile.deleted_at.is_(None),
         )
