@@ -124,6 +124,8 @@ def test_packages_index_lists_the_newest_versions(cran: Server) -> None:
     app = records[0]
     assert app["Imports"] == "pyard.base" and app["Depends"] == "R (>= 3.5)"
     assert app["License"] == "MIT + file LICENSE" and app["NeedsCompilation"] == "no" and len(app["MD5sum"]) == 32
+    repos = {r["name"]: r["type"] for r in httpx.get(f"{cran.url}/__api__/repos").json()}
+    assert repos["cran"] == "r" and repos["pypi"] == "python"
     gz = httpx.get(f"{cran.url}/cran/latest/src/contrib/PACKAGES.gz")
     assert gzip.decompress(gz.content).decode() == text
     assert httpx.get(f"{cran.url}/cran/latest/src/contrib/PACKAGES.rds").status_code == 404
