@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from tests.conftest import Server, run
+from tests.dists import make_wheel
 from tests.upstreams import backdate
 
 pytestmark = pytest.mark.skipif(shutil.which("Rscript") is None, reason="needs Rscript (r-base-core; `make test`)")
@@ -275,6 +276,10 @@ def test_sources_and_repositories_keep_r_and_python_apart(cran: Server, tmp_path
     assert mixed.returncode != 0 and "R and Python packages are served by separate repositories" in mixed.stderr
     wrong = upload(cran, r_package(tmp_path, "pyard.py", "1.0"), source="local-python-src")
     assert wrong.status_code == 400 and "not `local-r`" in wrong.text
+    r_token = cran.token("--scope", "sources:write", "--sources", "local-r-src")
+    twine = cran.twine(make_wheel(tmp_path, "pyard-wheel", "1.0"), source="local-r-src", token=r_token, check=False)
+    said = " ".join((twine.stdout + twine.stderr).split())  # twine wraps its lines
+    assert twine.returncode != 0 and "source for R packages; upload Python distributions to a" in said
     scoped = upload(cran, r_package(tmp_path, "pyard.scope", "1.0"), source="local-r-src", token=cran.upload_token)
     assert scoped.status_code == 403
     anonymous = httpx.post(f"{cran.url}/upload/r/local-r-src", files={"content": ("x_1.0.tar.gz", b"x")})
