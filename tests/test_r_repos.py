@@ -342,7 +342,7 @@ def test_yank_and_delete_take_an_r_version_out_of_packages(cran: Server, tmp_pat
     assert "Package: pyard.yank\nVersion: 1.1" in httpx.get(f"{base}/PACKAGES").text
     cran.cli("yank", "--source", "local-r-src", "--project", "pyard.yank", "--version", "1.1", "--reason", "broken")
     text = httpx.get(f"{base}/PACKAGES").text
-    assert "Package: pyard.yank\nVersion: 1.0" in text and "Version: 1.1" not in text
+    assert "Package: pyard.yank\nVersion: 1.0" in text and "Package: pyard.yank\nVersion: 1.1" not in text
     assert httpx.get(f"{base}/Archive/pyard.yank/pyard.yank_1.1.tar.gz").status_code == 200
     cran.cli("delete", "--source", "local-r-src", "--project", "pyard.yank", "--version", "1.0")
     assert "pyard.yank" not in httpx.get(f"{base}/PACKAGES").text
