@@ -51,6 +51,7 @@ test: $(STAMP)
 	$(BWRAP)
 	@command -v gpg >/dev/null || (apt-get update -qq && apt-get install -y -qq gnupg)  # signing tests
 	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium)  # page tests (tests/browser.py)
+	@command -v Rscript >/dev/null || (apt-get update -qq && apt-get install -y -qq --no-install-recommends r-base-core)  # R repositories (tests/test_r_repos.py)
 	@command -v haproxy >/dev/null || (apt-get update -qq && apt-get install -y -qq haproxy)  # tests/balancer.py
 	@command -v npm >/dev/null || (apt-get update -qq && apt-get install -y -qq nodejs npm)  # the test IdP (tests/idp.py)
 	@test tests/idp/node_modules/.package-lock.json -nt tests/idp/package-lock.json || \

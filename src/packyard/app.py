@@ -31,6 +31,7 @@ from packyard.publishing.environments.admin import check_host
 from packyard.publishing.proxy.access import content_resolver, site_resolver
 from packyard.publishing.proxy.http import ContentProxy
 from packyard.publishing.proxy.origins import Origins
+from packyard.repository.cran.routes import router as cran_router
 from packyard.repository.serving.hot_path import HotPathApp
 from packyard.repository.serving.routes import router as repository_router
 from packyard.repository.upload.endpoint import UploadEndpoint, upload_source
@@ -81,6 +82,7 @@ def create_app(settings: Settings) -> ASGIApp:
     )
     api.state.packyard = context
     api.include_router(repository_router)
+    api.include_router(cran_router)  # `/{repo}/{snapshot}/src/contrib/...`: R's CRAN-like layout
     api.include_router(sso_router)  # /__api__/token and the device flow: OAuth's JSON
     api.include_router(connect_router)  # ConnectRoute: Connect's JSON errors
     api.include_router(sharing_router)

@@ -152,7 +152,10 @@ def init(data_dir: DataDir = None) -> None:
 def source_create(
     name: Annotated[str, typer.Option(help="Source name, e.g. `local-python-src`.")],
     type: Annotated[
-        str, typer.Option("--type", help="`local-python` (uploads), `pypi` (a mirror) or `curated-pypi`.")
+        str,
+        typer.Option(
+            "--type", help="`local-python` (uploads), `pypi` (a mirror), `curated-pypi` or `local-r` (R uploads)."
+        ),
     ] = "local-python",
     upstream: Annotated[
         str | None,
@@ -166,7 +169,7 @@ def source_create(
     with local_session(data_dir) as (settings, session):
         create_source(session, name, type, upstream)
     out.print(f"Created source `{name}` ({type}).")
-    if type != "local-python" and not (upstream or settings.mirror.upstream):
+    if type not in ("local-python", "local-r") and not (upstream or settings.mirror.upstream):
         out.print("hint: it has no upstream yet; set `[mirror] upstream` or recreate it with `--upstream`.")
 
 
@@ -466,11 +469,13 @@ def delete(
 @app.command()
 def add(
     source: Annotated[str, typer.Option(help="Source to upload into, e.g. `local-python-src`.")],
-    path: Annotated[list[Path], typer.Option(help="A wheel, sdist or folder of them; repeatable.")],
+    path: Annotated[
+        list[Path], typer.Option(help="A wheel, sdist, R source package (`name_1.0.tar.gz`) or folder; repeatable.")
+    ],
     address: Annotated[str | None, typer.Option(envvar="PACKYARD_ADDRESS", help="Server address.")] = None,
     token: Annotated[str | None, typer.Option(envvar="PACKYARD_TOKEN", help="API token.")] = None,
 ) -> None:
-    """Upload distributions to a server, skipping files already there."""
+    """Upload distributions or R source packages to a server, skipping files already there."""
     from packyard.cli.add import add_files
 
     add_files(source, path, address, token)

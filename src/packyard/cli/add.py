@@ -1,4 +1,5 @@
-"""`packyard add`: upload wheels and sdists to a server with a progress bar, skipping what is there."""
+"""`packyard add`: upload wheels, sdists and R source packages to a server with a progress bar, skipping what is
+there."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, Trans
 
 from packyard.cli.output import err, fail, out
 from packyard.errors import PackyardError
+from packyard.repository.cran.archive import inspect_r_package
+from packyard.repository.cran.description import FILENAME as R_FILENAME
 from packyard.repository.upload.archive import inspect_sdist, inspect_wheel
 
 DIST_SUFFIXES = (".whl", ".tar.gz")
@@ -25,11 +28,17 @@ def collect(paths: list[Path]) -> list[Path]:
         if path.is_dir():
             found = sorted(p for p in path.iterdir() if p.name.endswith(DIST_SUFFIXES))
             if not found:
-                fail(f"No wheels or sdists in `{path}`.", hint="Build them first with `uv build`.")
+                fail(
+                    f"No wheels, sdists or R source packages in `{path}`.",
+                    hint="Build them first with `uv build` or `R CMD build`.",
+                )
             files.extend(found)
         elif path.is_file():
             if not path.name.endswith(DIST_SUFFIXES):
-                fail(f"`{path}` is not a wheel or sdist.", hint="Pass `.whl` or `.tar.gz` files, or a folder.")
+                fail(
+                    f"`{path}` is not a wheel, sdist or R source package.",
+                    hint="Pass `.whl` or `.tar.gz` files, or a folder.",
+                )
             files.append(path)
         else:
             fail(f"`{path}` does not exist.")
@@ -42,6 +51,22 @@ def _sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def is_r_package(path: Path) -> bool:
+    """`name_version.tar.gz` is an R source package (`R CMD build` names them so); sdists are `name-version`."""
+    return R_FILENAME.fullmatch(path.name) is not None
+
+
+def r_form_fields(path: Path) -> dict[str, str]:
+    """An R package's upload form is its file alone; checked here first so a bad one fails before the upload."""
+    try:
+        with path.open("rb") as file:
+            inspect_r_package(file, path.name)
+    except PackyardError as exc:
+        fail(f"Cannot read `{path}`", cause=exc)
+        raise
+    return {"sha256_digest": _sha256(path)}
 
 
 def form_fields(path: Path) -> dict[str, str]:
@@ -107,7 +132,9 @@ def add_files(source: str, paths: list[Path], address: str | None, token: str | 
         ) as progress,
     ):
         for path in files:
-            fields = form_fields(path)
+            r_package = is_r_package(path)
+            fields = r_form_fields(path) if r_package else form_fields(path)
+            upload_url = f"{base}/upload/r/{source}" if r_package else f"{base}/upload/pypi/{source}"
             try:
                 check = client.get(f"{base}/__api__/sources/{source}/files/{path.name}")
                 if check.status_code == 200 and check.json().get("sha256") == fields["sha256_digest"]:
@@ -129,7 +156,7 @@ def add_files(source: str, paths: list[Path], address: str | None, token: str | 
                             signature.read_bytes(),
                             "application/pgp-signature",
                         )
-                    response = client.post(f"{base}/upload/pypi/{source}", data=fields, files=multipart)
+                    response = client.post(upload_url, data={} if r_package else fields, files=multipart)
                 progress.remove_task(task)
             except httpx.HTTPError as exc:
                 fail(

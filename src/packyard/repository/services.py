@@ -15,7 +15,9 @@ from packyard.repository.index import indexer
 from packyard.repository.models import DistFile, Project, Repository, Source, Subscription
 from packyard.repository.names import check_entity_name, normalize
 
-SOURCE_TYPES = ("local-python", "pypi", "curated-pypi")
+SOURCE_TYPES = ("local-python", "pypi", "curated-pypi", "local-r")
+LOCAL_TYPES = ("local-python", "local-r")  # sources that take uploads
+R_TYPES = ("local-r",)  # served as CRAN-like repositories (repository/cran/), never beside Python sources
 DEFAULT_SOURCE = "local-python-src"
 DEFAULT_REPOSITORY = "pypi"
 DEFAULT_MIRROR = "pypi"  # the source; PPM's built-in PyPI source has this name too
@@ -57,7 +59,7 @@ class SourceSummary:
 
     @property
     def mirrors(self) -> bool:
-        return self.type != "local-python"
+        return self.type not in LOCAL_TYPES
 
 
 def list_sources(session: Session) -> list[SourceSummary]:
@@ -82,7 +84,7 @@ def create_source(session: Session, name: str, type: str = "local-python", upstr
     if type not in SOURCE_TYPES:
         raise RepositoryError(f"Source type `{type}` is not supported; use one of: {', '.join(SOURCE_TYPES)}.")
     if upstream is not None:
-        if type == "local-python":
+        if type in LOCAL_TYPES:
             raise RepositoryError("Only `pypi` and `curated-pypi` sources have an upstream; drop `--upstream`.")
         if not upstream.startswith(("http://", "https://")):
             raise RepositoryError(
@@ -151,6 +153,14 @@ def subscribe(session: Session, repo_name: str, source_name: str, priority: int 
     source = get_source(session, source_name)
     if any(s.source_id == source.id for s in repo.subscriptions):
         raise Conflict(f"Repository `{repo_name}` already serves source `{source_name}`.")
+    other = next((s.source for s in repo.subscriptions if (s.source.type in R_TYPES) != (source.type in R_TYPES)), None)
+    if other is not None:
+        # One URL layout per repository: R reads `src/contrib/`, Python installers read `simple/`.
+        raise RepositoryError(
+            f"Repository `{repo_name}` serves `{other.type}` source `{other.name}`, and `{source_name}` is a "
+            f"`{source.type}` source; R and Python packages are served by separate repositories: create another "
+            f"with `packyard repo create --name <name>` and subscribe it to `{source_name}`."
+        )
     if priority is None:
         priority = max((s.priority for s in repo.subscriptions), default=0) + 1
     sub = Subscription(repository_id=repo.id, source_id=source.id, priority=priority, source=source)
@@ -194,7 +204,8 @@ def _release_files(
         .join(Project)
         .where(
             Project.source_id == source.id,
-            Project.name == normalize(project),
+            # R package names are stored as written (case and dots kept), Python names normalized.
+            Project.name.in_({normalize(project), project}),
             DistFile.version == version,
             DistFile.deleted_at.is_(None),
         )

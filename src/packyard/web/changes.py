@@ -22,7 +22,12 @@ from packyard.publishing.deploy import changes as content_changes
 from packyard.publishing.models import Content
 from packyard.repository.models import BlockRule, CuratedEntry, Repository, Source
 
-_SOURCE_TYPES = {"local-python": "uploads", "pypi": "a mirror", "curated-pypi": "a curated mirror"}
+_SOURCE_TYPES = {
+    "local-python": "uploads",
+    "pypi": "a mirror",
+    "curated-pypi": "a curated mirror",
+    "local-r": "R uploads",
+}
 _ACCESS_WORDS = {"acl": "specific users", "logged_in": "every signed-in user", "all": "anyone, without signing in"}
 _ROLE_WORDS = {"viewer": "viewer", "owner": "collaborator"}
 

@@ -215,3 +215,70 @@ def sections(
             ),
         )
     return result
+
+
+def r_repo_url(address: str, repo: str, snapshot: str) -> str:
+    """`{address}/{repo}/{latest|YYYY-MM-DD}`: R adds `/src/contrib/` itself."""
+    return f"{address.rstrip('/')}/{repo}/{snapshot}"
+
+
+def r_sections(
+    address: str, repo: str, snapshot: str, authenticated: bool, package: str = "", tls: bool = False
+) -> list[Section]:
+    """R's `options(repos = ...)`, `.Rprofile`, for an authenticated repository the seed's netrc and `.curlrc`, and
+    with HTTPS R's CA setting."""
+    url = r_repo_url(address, repo, snapshot)
+    host = netrc_machine(address)
+    pkg = package or PACKAGE_PLACEHOLDER
+    name = repo.upper().replace("-", "_").replace(".", "_")
+    method = 'options(download.file.method = "curl")\n' if authenticated else ""
+    repos = f'options(repos = c({name} = "{url}"))\n'
+    result = [
+        Section(
+            "r",
+            "R",
+            "Point `install.packages` at the repository for one session, or for every session in `.Rprofile`.",
+            [
+                Snippet("setup-r-install", "R console", f'{method}{repos}install.packages("{pkg}")'),
+                Snippet(
+                    "setup-r-profile",
+                    "~/.Rprofile",
+                    method + repos,
+                    "In ~/.Rprofile for you, or R_HOME/etc/Rprofile.site for everyone on the machine. Add CRAN beside "
+                    'it (`c(..., CRAN = "https://cloud.r-project.org")`) when packages depend on CRAN packages.',
+                ),
+            ],
+        )
+    ]
+    if authenticated:
+        result.insert(
+            0,
+            Section(
+                "r-netrc",
+                "netrc and .curlrc",
+                "This repository needs a token to read. R downloads with the `curl` command "
+                '(`options(download.file.method = "curl")`, below), which reads ~/.curlrc; that names the netrc file '
+                f"holding the token. Replace {TOKEN_PLACEHOLDER} with a token that grants `repos:read` on `{repo}` "
+                f"(an administrator creates one with `packyard token create --description 'read {repo}' --scope "
+                f"repos:read --repos {repo}`). The machine is the host alone, without scheme, port or path.",
+                [
+                    Snippet(
+                        "setup-r-netrc",
+                        "/etc/netrc",
+                        f"machine {host}\nlogin __token__\npassword {TOKEN_PLACEHOLDER}\n",
+                    ),
+                    Snippet(
+                        "setup-r-curlrc",
+                        "~/.curlrc",
+                        "--netrc-file /etc/netrc\n",
+                        "In the home folder of the user R runs as (for Posit Connect, its RunAs user). The token is "
+                        "stored in plain text: keep /etc/netrc readable by that user alone.",
+                    ),
+                ],
+            ),
+        )
+    if tls:  # of the HTTPS settings, R's alone (libcurl and the curl command both read CURL_CA_BUNDLE)
+        https = tls_section(address, url, pkg)
+        r_only = [snippet for snippet in https.snippets if snippet.id == "setup-tls-r"]
+        result.insert(0, Section(https.id, https.title, https.intro, r_only))
+    return result

@@ -12,6 +12,9 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from packyard.repository.browse import catalog, descriptions
+from packyard.repository.cran import browse as cran_browse
+from packyard.repository.cran import description
+from packyard.repository.cran.index import RPackageEntry
 from packyard.repository.errors import UpstreamUnavailable, VersionNotFound
 from packyard.repository.index import snapshots
 from packyard.repository.index.page_cache import RepoInfo
@@ -67,7 +70,10 @@ def _listing(request: Request, info: RepoInfo) -> list[catalog.ProjectEntry]:
     if cached is not None and cached[0] == serial:
         return cached[1]
     with c.db.session() as session:
-        entries = catalog.project_entries(session, c.store, info.id, _summaries)
+        if cran_browse.is_r_repository(info):
+            entries = cran_browse.project_entries(session, info.id)
+        else:
+            entries = catalog.project_entries(session, c.store, info.id, _summaries)
     with _listings_lock:
         _listings[key] = (serial, entries)
     return entries
@@ -125,6 +131,8 @@ def projects(request: Request, repo: str, q: str = "", page: str | None = None) 
 @router.get("/repos/{repo}/packages/{name}/")
 async def project(request: Request, repo: str, name: str, version: str | None = None) -> Response:
     info = repository(request, repo)
+    if cran_browse.is_r_repository(info):
+        return await r_package(request, info, name)
     if not is_valid_project_name(name):
         raise PageError(
             f"`{name[:100]}` is not a project name (letters, digits, `.`, `_` and `-`); search for the project at "
@@ -176,6 +184,36 @@ async def project(request: Request, repo: str, name: str, version: str | None = 
     )
 
 
+async def r_package(request: Request, info: RepoInfo, name: str) -> Response:
+    """An R package's page: its DESCRIPTION fields, the install line, and its versions (older ones under Archive/)."""
+    c = context(request)
+
+    def load() -> RPackageEntry | None:
+        with c.db.session() as session:
+            return cran_browse.package(session, info.id, name)
+
+    entry = await run_in_threadpool(load) if is_valid_project_name(name) else None
+    if entry is None:
+        raise PageError(
+            f"Package `{name[:100]}` is not in repository `{info.name}`; search for it at /repos/{info.name}/.", 404
+        )
+    url = client_setup.r_repo_url(c.settings.server.address, info.name, "latest")
+    shown = entry.current or entry.archived[-1]
+    return render(
+        request,
+        "packages/r_package.html",
+        section="packages",
+        repo=info,
+        p=entry,
+        shown=shown,
+        title=description.one_line(shown.fields.get("Title", "")),
+        text=description.one_line(shown.fields.get("Description", "")),
+        fields=[(k, description.one_line(shown.fields[k])) for k in cran_browse.SHOWN_FIELDS if shown.fields.get(k)],
+        install=f'install.packages("{entry.name}", repos = c(PACKYARD = "{url}"))',
+        base=f"/{info.name}/latest/src/contrib",
+    )
+
+
 @router.get("/repos/{repo}/setup")
 def setup(request: Request, repo: str, date: str | None = None, package: str = "") -> Response:
     info = repository(request, repo)
@@ -184,7 +222,9 @@ def setup(request: Request, repo: str, date: str | None = None, package: str = "
     with context(request).db.session() as session:
         days = snapshots.transaction_dates(session, info.id)
     address = context(request).settings.server.address
-    pkg = normalize(package) if is_valid_project_name(package) and len(package) <= 200 else ""
+    r = cran_browse.is_r_repository(info)
+    valid = is_valid_project_name(package) and len(package) <= 200
+    pkg = (package if r else normalize(package)) if valid else ""
     return render(
         request,
         "packages/setup.html",
@@ -196,11 +236,12 @@ def setup(request: Request, repo: str, date: str | None = None, package: str = "
         days=list(reversed(days))[:LISTED_DAYS],
         more_days=max(0, len(days) - LISTED_DAYS),
         first_day=days[0] if days else None,
-        url=client_setup.index_url(address, repo, snapshot),
-        sections=client_setup.sections(
+        url=(client_setup.r_repo_url if r else client_setup.index_url)(address, repo, snapshot),
+        sections=(client_setup.r_sections if r else client_setup.sections)(
             address, repo, snapshot, info.authenticated, pkg, tls=bool(context(request).settings.server.tls_certificate)
         ),
         package=pkg,
+        r=r,
     )
 
 

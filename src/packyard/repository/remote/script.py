@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""`rspm`, the remote CLI: upload wheels and sdists to a Packyard server as `packyard add` does, from any machine
-with Python 3.9 or newer and nothing else installed.
+"""`rspm`, the remote CLI: upload wheels, sdists and R source packages to a Packyard server as `packyard add` does,
+from any machine with Python 3.9 or newer and nothing else installed.
 
     curl -fLOJH "Authorization: Bearer $PACKYARD_TOKEN" "$PACKYARD_ADDRESS/__api__/download"
     chmod +x rspm
@@ -10,7 +10,8 @@ The server serves this file at `/__api__/download` with its own version stamped 
 runs where Packyard is not installed, so it imports the standard library only and keeps Python 3.9's syntax
 (ruff checks it as py39: `per-file-target-version` in pyproject.toml). For each file it asks
 `/__api__/sources/<source>/files/<name>` whether the same bytes are stored (then it skips the file), and otherwise
-posts the legacy upload form to `/upload/pypi/<source>` as twine does, with the archive's own metadata.
+posts the legacy upload form to `/upload/pypi/<source>` as twine does, with the archive's own metadata; an R
+source package (`name_version.tar.gz`, as `R CMD build` names it) goes alone to `/upload/r/<source>`, which checks it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import email.parser
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 import tarfile
@@ -35,6 +37,8 @@ from typing import BinaryIO, NoReturn
 
 VERSION = "unstamped"  # `/__api__/download` writes the server's version here
 DIST_SUFFIXES = (".whl", ".tar.gz")
+# `R CMD build`'s names (`<package>_<version>.tar.gz`); an sdist is `<name>-<version>.tar.gz`.
+R_PACKAGE = re.compile(r"[A-Za-z][A-Za-z0-9.]*[A-Za-z0-9]_[0-9]+(?:[.-][0-9]+)+\.tar\.gz")
 TIMEOUT = 120  # seconds per socket operation: a large file's answer comes after the server has stored it
 ADDRESS_VARIABLES = ("PACKYARD_ADDRESS", "PACKAGEMANAGER_ADDRESS")
 TOKEN_VARIABLES = ("PACKYARD_TOKEN", "PACKAGEMANAGER_TOKEN")
@@ -301,7 +305,8 @@ def add(source: str, paths: list[str], address: str | None, token: str | None) -
     failures: list[str] = []
     for path in files:
         digest = sha256(path)
-        fields = form_fields(path, digest)
+        r_package = R_PACKAGE.fullmatch(path.name) is not None
+        fields = {} if r_package else form_fields(path, digest)
         try:
             status, text, location = server.send(
                 "GET", f"/__api__/sources/{quoted_source}/files/{urllib.parse.quote(path.name)}"
@@ -326,7 +331,8 @@ def add(source: str, paths: list[str], address: str | None, token: str | None) -
         progress = ProgressBar(path.name, sum(p.stat().st_size for _, p, _ in attached))
         body = MultipartBody(fields, attached, progress)
         try:
-            status, text, location = server.send("POST", f"/upload/pypi/{quoted_source}", body)
+            kind = "r" if r_package else "pypi"
+            status, text, location = server.send("POST", f"/upload/{kind}/{quoted_source}", body)
         except OSError as exc:
             progress.clear()
             unreachable(server, exc)

@@ -256,5 +256,13 @@ async def status(request: Request) -> Response:
 async def list_repos(request: Request) -> Response:
     repos = sorted(ctx(request).pages.repos.values(), key=lambda r: r.name)
     return JSONResponse(
-        [{"id": r.id, "name": r.name, "type": "python", "authenticated": r.authenticated} for r in repos]
+        [
+            {
+                "id": r.id,
+                "name": r.name,
+                "type": "r" if any(s.type in services.R_TYPES for s in r.sources) else "python",
+                "authenticated": r.authenticated,
+            }
+            for r in repos
+        ]
     )

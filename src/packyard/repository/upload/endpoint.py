@@ -1,4 +1,4 @@
-"""`POST /upload/pypi/{source}` as raw ASGI, in front of FastAPI.
+"""`POST /upload/pypi/{source}` (and `/upload/r/{source}` for R source packages) as raw ASGI, in front of FastAPI.
 
 twine uploads one file per request and waits for each answer, so what the server spends around the upload
 itself (routing, middleware, dependency resolution, a second thread hop) is paid on every file. This
@@ -19,23 +19,29 @@ from packyard.context import AppContext
 from packyard.errors import PackyardError
 from packyard.http_errors import send_error
 from packyard.repository import services
+from packyard.repository.cran.service import accept_r_upload
 from packyard.repository.errors import ClientDisconnected
 from packyard.repository.mirror.shadowing import shadow_warning
 from packyard.repository.upload.multipart import FORM_OVERHEAD, file_too_large, read_upload
 from packyard.repository.upload.service import UploadResult, accept_upload
 
 PREFIX = "/upload/pypi/"
+R_PREFIX = "/upload/r/"  # a multipart form whose `content` is `<package>_<version>.tar.gz` (repository/cran/)
 _TEXT = (b"content-type", b"text/plain; charset=utf-8")
 
 
 def upload_source(scope: Scope) -> str | None:
-    """The source named by `POST /upload/pypi/{source}[/]`, or None for any other request."""
+    """The source named by `POST /upload/pypi/{source}[/]` or `/upload/r/{source}[/]`, or None for any other
+    request."""
     if scope["method"] != "POST":
         return None
     path: str = scope["path"]
-    if not path.startswith(PREFIX):
+    if path.startswith(PREFIX):
+        source = path[len(PREFIX) :].removesuffix("/")
+    elif path.startswith(R_PREFIX):
+        source = path[len(R_PREFIX) :].removesuffix("/")
+    else:
         return None
-    source = path[len(PREFIX) :].removesuffix("/")
     return source if source and "/" not in source else None
 
 
@@ -79,8 +85,10 @@ class UploadEndpoint:
             raise file_too_large(limit)  # before a byte of the body is read
         parts = await read_upload(content_type or "", _body(receive), c.store, limit)
 
+        accept = accept_r_upload if scope["path"].startswith(R_PREFIX) else accept_upload
+
         def store() -> UploadResult:
-            result = accept_upload(c.db, c.store, source, parts, grant.description)
+            result = accept(c.db, c.store, source, parts, grant.description)
             c.upload_arrived()
             # This process serves the new file at once; roots follow in the background. When the upload's event
             # is the next in the change log, the page cache applies it without reading the log back.

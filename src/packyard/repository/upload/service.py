@@ -27,7 +27,7 @@ from packyard.repository.upload.multipart import UploadParts, discard
 from packyard.storage import BlobStore, StagedBlob
 
 _FILES = table_of(DistFile)
-_SOURCE_ID = select(table_of(Source).c.id).where(table_of(Source).c.name == bindparam("name"))
+_SOURCE_ROW = select(table_of(Source).c.id, table_of(Source).c.type).where(table_of(Source).c.name == bindparam("name"))
 _EXISTING = select(_FILES.c.filename, _FILES.c.sha256).where(
     _FILES.c.source_id == bindparam("source_id"), _FILES.c.filename == bindparam("filename")
 )
@@ -168,7 +168,16 @@ def _store(
 ) -> UploadResult:
     sha256 = digests.sha256
     with db.session() as session:
-        source_id = session.scalar(_SOURCE_ID, {"name": source_name}) or get_source(session, source_name).id
+        row = session.execute(_SOURCE_ROW, {"name": source_name}).first()
+        if row is None:
+            get_source(session, source_name)  # NotFound, naming the sources there are
+        assert row is not None
+        source_id = row.id
+        if row.type == "local-r":
+            raise UploadRejected(
+                f"Source `{source_name}` is a `local-r` source for R packages; upload Python distributions to a "
+                f"`local-python` source, or R packages to `/upload/r/{source_name}`."
+            )
         existing = _existing(session, source_id, c.filename)
         if existing is not None:
             return _duplicate(existing, sha256)

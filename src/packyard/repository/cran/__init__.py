@@ -1,0 +1,1 @@
+"""CRAN-like R repositories: local-r sources, R source package uploads, `src/contrib/` serving."""
