@@ -7,7 +7,7 @@ from __future__ import annotations
 import gzip
 import io
 import os
-import shutil
+import ssl
 import tarfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,9 +17,8 @@ import pytest
 
 from tests.conftest import Server, run
 from tests.dists import make_wheel
+from tests.tls import TestCA
 from tests.upstreams import backdate
-
-pytestmark = pytest.mark.skipif(shutil.which("Rscript") is None, reason="needs Rscript (r-base-core; `make test`)")
 
 TODAY = datetime.now(UTC).date()
 PAST = TODAY - timedelta(days=5)
@@ -72,19 +71,20 @@ def upload(server: Server, path: Path, source: str = "local-r-src", token: str |
             auth=("__token__", token),
             files={"content": (path.name, f, "application/octet-stream")},
             timeout=30,
+            verify=ssl.create_default_context(cafile=server.ca_pem) if server.ca_pem else True,
         )
 
 
-def rscript(code: str, home: Path, check: bool = True) -> str:
+def rscript(code: str, home: Path, check: bool = True, env: dict[str, str] | None = None) -> str:
     """Run R with a library and HOME of its own (HOME holds the `.curlrc` when a test writes one)."""
     lib = home / "lib"
     lib.mkdir(exist_ok=True)
-    env = {"PATH": os.environ["PATH"], "HOME": str(home), "R_LIBS_USER": str(lib), "LANG": "C.UTF-8"}
-    result = run(["Rscript", "--vanilla", "-e", code], env, check=check)
+    base = {"PATH": os.environ["PATH"], "HOME": str(home), "R_LIBS_USER": str(lib), "LANG": "C.UTF-8"}
+    result = run(["Rscript", "--vanilla", "-e", code], {**base, **(env or {})}, check=check)
     return result.stdout + result.stderr
 
 
-def install(repo_url: str, home: Path, package: str = "pyard.app") -> str:
+def install(repo_url: str, home: Path, package: str = "pyard.app", env: dict[str, str] | None = None) -> str:
     """`install.packages` as a user's `.Rprofile` would set it up, then load the package and call it."""
     function = f"{package.replace('.', '_')}_version"
     lib = home / "lib"
@@ -94,7 +94,7 @@ def install(repo_url: str, home: Path, package: str = "pyard.app") -> str:
         f'library("{package}", lib.loc = "{lib}"); cat("VERSION", {function}(), "\\n"); '
         f'cat("BASE", as.character(packageVersion("pyard.base", lib.loc = "{lib}")), "\\n")'
     )
-    return rscript(code, home)
+    return rscript(code, home, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -346,3 +346,26 @@ def test_yank_and_delete_take_an_r_version_out_of_packages(cran: Server, tmp_pat
     assert httpx.get(f"{base}/Archive/pyard.yank/pyard.yank_1.1.tar.gz").status_code == 200
     cran.cli("delete", "--source", "local-r-src", "--project", "pyard.yank", "--version", "1.0")
     assert "pyard.yank" not in httpx.get(f"{base}/PACKAGES").text
+
+
+def test_install_packages_over_https_trusts_the_ca_given_to_curl(
+    https_server: Server, test_ca: TestCA, tmp_path: Path
+) -> None:
+    """R against an HTTPS Packyard whose certificate an internal CA signed: refused until `CURL_CA_BUNDLE` names
+    the CA, as the setup page says."""
+    https_server.cli("source", "create", "--name", "local-r-src", "--type", "local-r")
+    https_server.cli("repo", "create", "--name", "cran")
+    https_server.cli("repo", "subscribe", "--repo", "cran", "--source", "local-r-src")
+    https_server.wait_synced()
+    for path in (
+        r_package(tmp_path, "pyard.base", "1.0-2"),
+        r_package(tmp_path, "pyard.app", "1.0", imports="pyard.base"),
+    ):
+        assert upload(https_server, path).status_code == 200
+    repo = f"{https_server.url}/cran/latest"
+    assert repo.startswith("https://")
+    (tmp_path / "untrusting").mkdir()
+    refused = rscript(f'available.packages(repos = c(P = "{repo}"))', tmp_path / "untrusting", check=False)
+    assert "pyard.app" not in refused and ("certificate" in refused.lower() or "unable to access" in refused)
+    out = install(repo, tmp_path, env={"CURL_CA_BUNDLE": str(test_ca.pem)})
+    assert "VERSION 1.0" in out and "BASE 1.0.2" in out
