@@ -6,10 +6,9 @@ import tarfile
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from packyard.bounded_tar import BoundedTarFile
-from packyard.errors import HeaderTooLarge
 from packyard.repository.cran import description
 from packyard.repository.errors import UploadRejected
+from packyard.repository.upload.archive import tar_members
 
 MAX_DESCRIPTION_SIZE = 1024 * 1024
 _REBUILD = "build it with `R CMD build <folder>`"
@@ -42,20 +41,7 @@ def _unsafe(member: tarfile.TarInfo) -> bool:
 def inspect_r_package(file: BinaryIO, filename: str) -> RPackage:
     """Name and version from the filename and from `<name>/DESCRIPTION`, which must agree."""
     name, version = check_filename(filename)
-    try:
-        file.seek(0)
-        archive = BoundedTarFile.open(fileobj=file, mode="r:gz")
-    except HeaderTooLarge as exc:
-        raise UploadRejected(f"{filename!r} has {exc}; {_REBUILD}.") from exc
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        raise UploadRejected(f"{filename!r} is not a valid gzip-compressed tar archive; {_REBUILD}.") from exc
-    with archive:
-        try:
-            members = archive.getmembers()
-        except HeaderTooLarge as exc:
-            raise UploadRejected(f"{filename!r} has {exc}; {_REBUILD}.") from exc
-        except (tarfile.TarError, OSError, EOFError) as exc:
-            raise UploadRejected(f"{filename!r} is a corrupt tar archive ({exc}); {_REBUILD}.") from exc
+    with tar_members(file, filename, _REBUILD) as (archive, members):
         for member in members:
             # R's untar would follow links and write devices; a package has neither, so refuse them outright.
             if _unsafe(member):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import tarfile
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -102,21 +104,29 @@ def inspect_wheel(file: BinaryIO, filename: str) -> DistMetadata:
     return _parse_metadata(raw, filename, metadata_name)
 
 
-def inspect_sdist(file: BinaryIO, filename: str) -> DistMetadata:
+@contextmanager
+def tar_members(file: BinaryIO, filename: str, rebuild: str) -> Iterator[tuple[tarfile.TarFile, list[tarfile.TarInfo]]]:
+    """An uploaded gzip-compressed tar and its members (headers bounded); each way it can be unreadable is an
+    `UploadRejected` ending with how to `rebuild` it."""
     try:
         file.seek(0)
         archive = BoundedTarFile.open(fileobj=file, mode="r:gz")
     except HeaderTooLarge as exc:
-        raise UploadRejected(f"{filename!r} has {exc}; {_REBUILD_SDIST}.") from exc
+        raise UploadRejected(f"{filename!r} has {exc}; {rebuild}.") from exc
     except (tarfile.TarError, OSError, EOFError) as exc:
-        raise UploadRejected(f"{filename!r} is not a valid gzip-compressed tar archive; {_REBUILD_SDIST}.") from exc
+        raise UploadRejected(f"{filename!r} is not a valid gzip-compressed tar archive; {rebuild}.") from exc
     with archive:
         try:
             members = archive.getmembers()
         except HeaderTooLarge as exc:
-            raise UploadRejected(f"{filename!r} has {exc}; {_REBUILD_SDIST}.") from exc
+            raise UploadRejected(f"{filename!r} has {exc}; {rebuild}.") from exc
         except (tarfile.TarError, OSError, EOFError) as exc:
-            raise UploadRejected(f"{filename!r} is a corrupt tar archive ({exc}).") from exc
+            raise UploadRejected(f"{filename!r} is a corrupt tar archive ({exc}); {rebuild}.") from exc
+        yield archive, members
+
+
+def inspect_sdist(file: BinaryIO, filename: str) -> DistMetadata:
+    with tar_members(file, filename, _REBUILD_SDIST) as (archive, members):
         pkg_info = next(
             (m for m in members if m.name.count("/") == 1 and m.name.endswith("/PKG-INFO") and m.isfile()), None
         )
