@@ -209,7 +209,11 @@ def test_a_static_site_redeployed_on_one_node_switches_on_the_other(
         page = manifest("static", None, metadata={"appmode": "static", "primary_html": "index.html"})
         return tarball({"manifest.json": page, "index.html": f"<p>{text}</p>".encode()})
 
-    deployed(a, guid, site("first"))
+    first = deployed(a, guid, site("first"))
+    # A caller who may not see it makes node b neither query nor extract: the access check comes first.
+    for path in (f"/content/{guid}/", f"/content/{guid}/_bundle{first}/", f"/content/{guid}/_bundle999/"):
+        assert httpx.get(b.server.url + path, timeout=30).status_code == 401
+    assert not (b.server.data_dir / "apps" / guid).exists()
     assert "first" in b.get(f"/content/{guid}/").text
     deployed(a, guid, site("second"))
     until(lambda: "second" in b.get(f"/content/{guid}/").text, "node b serving the second site")

@@ -11,7 +11,7 @@ import contextlib
 import logging
 import shutil
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -227,9 +227,12 @@ class Deployer:
         if mark:  # not when following another node's activation, which it recorded
             await asyncio.to_thread(self._mark_active, site.guid, site.bundle_id)
 
-    async def site(self, content: Content, bundle_id: int | None) -> Site | None:
+    async def site(
+        self, content: Content, bundle_id: int | None, admit: Callable[[], Awaitable[None]] | None = None
+    ) -> Site | None:
         """The files a content (or, with `bundle_id`, its active bundle or current draft) serves; None when it runs
-        a process instead, or when nothing serves that bundle (`running` says why)."""
+        a process instead, or when nothing serves that bundle (`running` says why). `admit` (the caller's access
+        check) runs before anything slower than a lookup: a query, an extraction, a build."""
         site = self.sites.find(content.guid, bundle_id)
         if site is not None:
             return site
@@ -239,6 +242,8 @@ class Deployer:
             and bundle_id in (None, content.bundle_id)
         ):
             return None  # an app's request, the hot path: a process serves it, no query
+        if admit is not None:
+            await admit()
         # Nothing served here yet: decide on the row as it is now. The proxy's copy may be seconds old, and another
         # node may have activated a bundle or deployed a draft since; a superseded or deleted bundle's files may
         # still be on disk, but are not served.

@@ -181,8 +181,15 @@ def site_resolver(
 
     async def resolve_site(scope: Scope, guid: str, bundle_id: int | None) -> Site | None:
         content = await access.row(guid)
-        site = await context.deployer.site(content, bundle_id)
-        if site is not None:
+        checked = False
+
+        async def admit() -> None:  # before any query or build: a caller who may not see it costs neither
+            nonlocal checked
+            await access.check(scope, content)
+            checked = True
+
+        site = await context.deployer.site(content, bundle_id, admit)
+        if site is not None and not checked:
             await access.check(scope, content)
         return site
 
